@@ -1,0 +1,5 @@
+import sys
+
+from keras_dlpa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,39 @@
+"""The `keras-dlpa` console script.
+
+Each module in this package that defines `register(subparsers)` contributes
+one subcommand; `register` adds its parser and sets `func=callable(args)`.
+Modules import heavy dependencies inside their command functions so that
+`keras-dlpa --help` stays fast.
+"""
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-dlpa",
+        description="Hyperspherical classification with dynamic "
+        "label-to-prototype assignment (DL2PA).",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
