@@ -93,7 +93,9 @@ def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for r in rows:
         print(
-            "  ".join(fmt(r.get(c, "")).ljust(w) for c, w in zip(columns, widths))
+            "  ".join(
+                fmt(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)
+            )
         )
 
 
