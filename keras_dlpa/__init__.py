@@ -1,0 +1,34 @@
+"""keras-dlpa: hyperspherical classification with dynamic label-to-prototype
+assignment (DL2PA, Saadabadi et al., CVPR 2024) for Keras 3.
+
+The core (prototypes, `PrototypeLayer`, `IPMLoss`, class statistics,
+`ReassignCallback`, matching) is backend-agnostic (TensorFlow and JAX).
+TensorFlow-only parts live in their own subpackages: `keras_dlpa.data`
+(tf.data pipelines), `keras_dlpa.distribute` and `keras_dlpa.export`.
+"""
+
+from keras_dlpa.class_statistics import merge_statistics
+from keras_dlpa.ipm_loss import IPMLoss
+from keras_dlpa.ipm_loss import ipm_loss
+from keras_dlpa.matching import solve_assignment
+from keras_dlpa.prototype_layer import PrototypeLayer
+from keras_dlpa.prototypes import estimate_prototypes
+from keras_dlpa.prototypes import prototype_quality
+from keras_dlpa.prototypes import simplex_etf
+from keras_dlpa.reassign_callback import ReassignCallback
+from keras_dlpa.reassign_callback import find_prototype_layer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IPMLoss",
+    "PrototypeLayer",
+    "ReassignCallback",
+    "estimate_prototypes",
+    "find_prototype_layer",
+    "ipm_loss",
+    "merge_statistics",
+    "prototype_quality",
+    "simplex_etf",
+    "solve_assignment",
+]

@@ -1,0 +1,199 @@
+"""Input-to-prototype mapping loss (paper Eq. 6)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_dlpa.api_export import register
+from keras_dlpa.prototype_layer import pop_pending_features
+
+
+def _raise_if_out_of_range(low, high, num_classes):
+    low, high = int(np.asarray(low)), int(np.asarray(high))
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            f"Labels must be integers in [0, {num_classes}) for a model with "
+            f"{num_classes} classes. Received labels with min={low}, "
+            f"max={high}. Check the dataset's labels and the prototypes' "
+            "num_classes."
+        )
+
+
+def check_label_range(labels, num_classes: int):
+    """Raises a clear error if integer `labels` leave `[0, num_classes)`.
+
+    Works eagerly, inside `tf.function` (as an assertion op) and inside
+    `jax.jit` (as a host callback). Returns `labels` (with a control
+    dependency on the check under TensorFlow graphs).
+    """
+    low, high = ops.min(labels), ops.max(labels)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            _raise_if_out_of_range(low, high, num_classes)
+            return labels
+        message = (
+            f"Labels must be integers in [0, {num_classes}) for a model with "
+            f"{num_classes} classes"
+        )
+        checks = [
+            tf.debugging.assert_greater_equal(low, 0, message=message),
+            tf.debugging.assert_less(high, num_classes, message=message),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(labels)
+    if backend == "jax":
+        import jax
+
+        jax.debug.callback(_raise_if_out_of_range, low, high, num_classes)
+        return labels
+    _raise_if_out_of_range(
+        ops.convert_to_numpy(low), ops.convert_to_numpy(high), num_classes
+    )
+    return labels
+
+
+def label_weights(y_true, num_classes: int, validate: bool = True):
+    """Turns sparse or dense labels into `(B, c)` float32 class weights.
+
+    Sparse labels have shape `(B,)` or `(B, 1)`; dense labels (one-hot, or
+    soft targets such as mixup) have shape `(B, c)`.
+    """
+    y_true = ops.convert_to_tensor(y_true)
+    if len(y_true.shape) == 2 and y_true.shape[-1] == num_classes:
+        return ops.cast(y_true, "float32")
+    if len(y_true.shape) == 2 and y_true.shape[-1] == 1:
+        y_true = ops.squeeze(y_true, axis=-1)
+    if len(y_true.shape) != 1:
+        raise ValueError(
+            "Labels must be sparse integers of shape (B,) or (B, 1), or "
+            f"dense weights of shape (B, {num_classes}). Received: "
+            f"shape={tuple(y_true.shape)}"
+        )
+    labels = ops.cast(y_true, "int32")
+    if validate:
+        labels = check_label_range(labels, num_classes)
+    return ops.one_hot(labels, num_classes, dtype="float32")
+
+
+def batch_class_scale(weights):
+    """Per-batch class scale `s_c^2 = gamma / n_c` (Yang et al., 2022).
+
+    `n_c` is the (soft) count of class `c` in the batch and `gamma = B /
+    (number of classes present)`. Classes absent from the batch get 0.
+
+    Args:
+        weights: `(B, c)` class weights.
+
+    Returns:
+        `(c,)` float32 squared scales.
+    """
+    weights = ops.cast(weights, "float32")
+    counts = ops.sum(weights, axis=0)
+    present = ops.cast(counts > 0, "float32")
+    batch_size = ops.cast(ops.shape(weights)[0], "float32")
+    gamma = batch_size / ops.maximum(ops.sum(present), 1.0)
+    return present * gamma / ops.maximum(counts, keras.backend.epsilon())
+
+
+def ipm_loss(y_true, y_pred, class_scale: bool = False, validate=True):
+    """Per-sample IPM loss `sum_j y_j * 1/2 (s_j - 1)^2` (paper Eq. 6).
+
+    Args:
+        y_true: sparse labels `(B,)`/`(B, 1)` or dense weights `(B, c)`.
+        y_pred: cosine logits in label order `(B, c)` (a `PrototypeLayer`
+            output), so `s_j = cos(z, w_A(j))`.
+        class_scale: multiply each class term by `gamma / n_c` from the
+            batch (the long-tailed variant of the reference code).
+        validate: check that sparse labels lie in `[0, c)`.
+
+    Returns:
+        `(B,)` float32 losses.
+    """
+    y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+    weights = label_weights(y_true, y_pred.shape[-1], validate=validate)
+    if class_scale:
+        weights = weights * batch_class_scale(weights)[None, :]
+    return ops.sum(weights * 0.5 * ops.square(y_pred - 1.0), axis=-1)
+
+
+@register
+class IPMLoss(keras.losses.Loss):
+    """Input-to-prototype mapping loss of DL2PA (paper Eq. 6).
+
+    `1/2 (cos(z, w_A(y)) - 1)^2`, computed from the label-ordered cosine
+    logits of a `PrototypeLayer`. Sparse integer labels and dense or soft
+    labels (one-hot, mixup targets: `sum_j y_j 1/2 (s_j - 1)^2`) are both
+    accepted. Sparse labels outside `[0, c)` raise an error instead of
+    producing a silent wrong gather.
+
+    In the train step this loss also hands the batch's normalised features
+    and label weights to the `PrototypeLayer` that produced `y_pred`, which
+    accumulates the class statistics `ReassignCallback` needs. The
+    statistics live in the layer's variables, not in the loss.
+
+    Args:
+        class_scale: if `True`, weight each sample by `s_c^2 = gamma / n_c`
+            with `n_c` its class count in the batch and `gamma = B /
+            #classes in the batch` (the dot-regression loss of Yang et al.
+            2022 that the reference code uses for long-tailed data).
+            Defaults to `False` (plain Eq. 6).
+        validate_labels: check the range of sparse labels in every step.
+        reduction: Keras reduction; default mean over the batch.
+        name: loss name.
+
+    Example:
+
+    ```python
+    loss = keras_dlpa.IPMLoss()
+    loss(np.array([0, 1]), np.array([[1.0, 0.0], [0.5, 0.5]]))  # 0.0625
+    ```
+
+    Reference:
+        Saadabadi et al., CVPR 2024, Eq. 6-7; Yang et al., "Inducing Neural
+        Collapse in Imbalanced Learning", NeurIPS 2022 (class scale).
+    """
+
+    def __init__(
+        self,
+        class_scale: bool = False,
+        validate_labels: bool = True,
+        reduction="sum_over_batch_size",
+        name="ipm_loss",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.class_scale = bool(class_scale)
+        self.validate_labels = bool(validate_labels)
+
+    def call(self, y_true, y_pred):
+        pending = pop_pending_features()
+        if pending is not None:
+            layer, features = pending
+            if layer.num_classes != y_pred.shape[-1]:
+                raise ValueError(
+                    f"IPMLoss received logits for {y_pred.shape[-1]} classes "
+                    f"but the PrototypeLayer has {layer.num_classes}."
+                )
+            weights = label_weights(
+                y_true, layer.num_classes, validate=self.validate_labels
+            )
+            layer.accumulate_statistics(weights, features)
+            return ipm_loss(weights, y_pred, self.class_scale)
+        return ipm_loss(
+            y_true, y_pred, self.class_scale, validate=self.validate_labels
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "class_scale": self.class_scale,
+                "validate_labels": self.validate_labels,
+            }
+        )
+        return config

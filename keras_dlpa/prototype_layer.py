@@ -1,0 +1,263 @@
+"""`PrototypeLayer`: fixed hyperspherical prototypes, dynamic assignment."""
+
+from __future__ import annotations
+
+import threading
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_dlpa.api_export import register
+
+# Features of the most recent training-mode call, per thread, waiting for the
+# loss of the same train step to turn them into class statistics. Replicas of
+# `tf.distribute.MirroredStrategy` trace in their own threads, hence the
+# thread-local storage.
+_PENDING = threading.local()
+
+
+def pop_pending_features():
+    """Returns and clears `(layer, features)` from the last training call.
+
+    `features` are the L2-normalised inputs, shape `(B, d)`, of the most recent
+    `PrototypeLayer` call with `training=True` in this thread, or `None`.
+    `IPMLoss` calls this inside the train step to update class statistics.
+    """
+    pending = getattr(_PENDING, "value", None)
+    _PENDING.value = None
+    return pending
+
+
+def _as_prototypes(prototypes) -> np.ndarray:
+    array = np.asarray(prototypes, dtype="float64")
+    if array.ndim != 2:
+        raise ValueError(
+            "Argument `prototypes` must be a 2-D array of shape "
+            f"(num_classes, dim). Received: shape={array.shape}"
+        )
+    num_classes, dim = array.shape
+    if num_classes < 2 or dim < 1:
+        raise ValueError(
+            "Argument `prototypes` needs at least 2 rows (classes) and 1 "
+            f"column (dim). Received: shape={array.shape}"
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError("Argument `prototypes` contains NaN or inf values.")
+    norms = np.linalg.norm(array, axis=1)
+    if np.any(norms == 0):
+        raise ValueError(
+            "Argument `prototypes` has all-zero rows at indices "
+            f"{np.flatnonzero(norms == 0).tolist()}; every prototype must "
+            "be a non-zero vector."
+        )
+    return (array / norms[:, None]).astype("float32")
+
+
+def validate_assignment(assignment, num_classes: int) -> np.ndarray:
+    """Checks that `assignment` is a permutation of `range(num_classes)`.
+
+    Returns it as an int32 numpy array of shape `(num_classes,)`.
+    """
+    array = np.asarray(assignment)
+    if (
+        array.shape != (num_classes,)
+        or not np.issubdtype(array.dtype, np.integer)
+        or not np.array_equal(np.sort(array), np.arange(num_classes))
+    ):
+        raise ValueError(
+            "An assignment must be an integer permutation of "
+            f"range({num_classes}) (label j -> prototype index). Received: "
+            f"shape={array.shape}, dtype={array.dtype}"
+        )
+    return array.astype("int32")
+
+
+def _initial_assignment(initial_assignment, num_classes: int, seed):
+    if isinstance(initial_assignment, str):
+        if initial_assignment == "identity":
+            return np.arange(num_classes, dtype="int32")
+        if initial_assignment == "random":
+            rng = np.random.default_rng(seed)
+            return rng.permutation(num_classes).astype("int32")
+        raise ValueError(
+            "Argument `initial_assignment` must be 'identity', 'random' or a "
+            f"permutation array. Received: {initial_assignment!r}"
+        )
+    return validate_assignment(initial_assignment, num_classes)
+
+
+@register
+class PrototypeLayer(keras.layers.Layer):
+    """Cosine classifier against fixed prototypes with a dynamic assignment.
+
+    Holds `c` fixed unit prototypes `W` (shape `(c, d)`, rows are prototypes;
+    the paper's `W` is its transpose) and the label-to-prototype assignment
+    `A` (label `j` uses prototype `A[j]`), both non-trainable. The layer
+    L2-normalises its input `z` and returns cosine logits **in label order**,
+    `logits[:, j] = cos(z, W[A[j]])`, so `argmax` is the predicted label and
+    Keras' accuracy metrics work unchanged.
+
+    It also carries the state that `ReassignCallback` needs, as non-trainable
+    variables (saved with the model, so interrupted training resumes
+    exactly): the class representatives `Q` (`representatives`, `(c, d)`),
+    the total weight each class has been observed with (`observed`, `(c,)`),
+    and the sums of normalised features and label weights gathered since the
+    last reassignment (`feature_sums`, `(c, d)`; `feature_counts`, `(c,)`).
+    The interval sums are sync-on-read SUM variables, exact under
+    `tf.distribute` strategies. Memory is O(c * d); the matching adds a
+    transient O(c^2) cost matrix. `IPMLoss` fills the interval sums in the
+    train step (see `keras_dlpa.IPMLoss`).
+
+    Args:
+        prototypes: array-like `(c, d)` of prototypes; rows are L2-normalised.
+            Use `keras_dlpa.estimate_prototypes` to make them.
+        initial_assignment: `"identity"` (default), `"random"` (a permutation
+            drawn with `seed`), or an integer permutation of `range(c)`.
+        seed: seed for `initial_assignment="random"`.
+        track_statistics: when `True` (default), training-mode calls hand
+            their normalised features to the loss for class statistics.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: features `z` of shape `(B, d)`.
+        training: Python bool; statistics are gathered only when `True`.
+
+    Input shape: `(B, d)`. Output shape: `(B, c)` cosine logits in label order.
+
+    Example:
+
+    ```python
+    prototypes = keras_dlpa.estimate_prototypes(num_classes=10, dim=4)
+    model = keras.Sequential([
+        keras.Input((32,)),
+        keras.layers.Dense(4),
+        keras_dlpa.PrototypeLayer(prototypes),
+    ])
+    model.compile("sgd", loss=keras_dlpa.IPMLoss(), metrics=["accuracy"])
+    ```
+
+    Reference:
+        Saadabadi et al., "Hyperspherical Classification with Dynamic
+        Label-to-Prototype Assignment", CVPR 2024 (Eq. 1, 6, 9).
+    """
+
+    def __init__(
+        self,
+        prototypes,
+        initial_assignment="identity",
+        seed: int | None = 0,
+        track_statistics: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self._prototypes_value = _as_prototypes(prototypes)
+        self.num_classes, self.dim = self._prototypes_value.shape
+        self._assignment_value = _initial_assignment(
+            initial_assignment, self.num_classes, seed
+        )
+        self.initial_assignment = (
+            initial_assignment
+            if isinstance(initial_assignment, str)
+            else self._assignment_value.tolist()
+        )
+        self.seed = seed
+        self.track_statistics = bool(track_statistics)
+
+    def build(self, input_shape):
+        feature_dim = input_shape[-1]
+        if feature_dim != self.dim:
+            raise ValueError(
+                f"PrototypeLayer '{self.name}' holds prototypes of dimension "
+                f"d={self.dim} ({self.num_classes} classes), but its input "
+                f"has feature size {feature_dim} (input shape "
+                f"{tuple(input_shape)}). Project the features to {self.dim} "
+                "dimensions, e.g. with keras.layers.Dense("
+                f"{self.dim}), or estimate prototypes with "
+                f"dim={feature_dim}."
+            )
+        c, d = self.num_classes, self.dim
+        self.prototypes = self.add_weight(
+            shape=(c, d),
+            initializer=keras.initializers.Constant(self._prototypes_value),
+            trainable=False,
+            name="prototypes",
+        )
+        self.assignment = self.add_weight(
+            shape=(c,),
+            initializer=keras.initializers.Constant(self._assignment_value),
+            dtype="int32",
+            trainable=False,
+            name="assignment",
+        )
+        self.representatives = self.add_weight(
+            shape=(c, d),
+            initializer="zeros",
+            trainable=False,
+            name="representatives",
+        )
+        self.observed = self.add_weight(
+            shape=(c,), initializer="zeros", trainable=False, name="observed"
+        )
+        # Sync-on-read SUM: each replica adds its own samples; reading in a
+        # cross-replica context (callbacks) returns the exact total.
+        self.feature_sums = keras.Variable(
+            np.zeros((c, d), "float32"),
+            trainable=False,
+            aggregation="sum",
+            synchronization="on_read",
+            name="feature_sums",
+        )
+        self.feature_counts = keras.Variable(
+            np.zeros((c,), "float32"),
+            trainable=False,
+            aggregation="sum",
+            synchronization="on_read",
+            name="feature_counts",
+        )
+
+    def call(self, inputs, training=None):
+        features = ops.normalize(inputs, axis=-1)
+        if training and self.track_statistics:
+            _PENDING.value = (self, features)
+        else:
+            _PENDING.value = None
+        prototypes = ops.cast(self.prototypes, features.dtype)
+        label_prototypes = ops.take(prototypes, self.assignment, axis=0)
+        return ops.matmul(features, ops.transpose(label_prototypes))
+
+    def accumulate_statistics(self, label_weights, features):
+        """Adds a batch to the interval sums.
+
+        Args:
+            label_weights: `(B, c)` float class weights per sample (one-hot,
+                or soft labels such as mixup targets).
+            features: `(B, d)` L2-normalised features.
+        """
+        label_weights = ops.stop_gradient(ops.cast(label_weights, "float32"))
+        features = ops.stop_gradient(ops.cast(features, "float32"))
+        self.feature_sums.assign_add(
+            ops.matmul(ops.transpose(label_weights), features)
+        )
+        self.feature_counts.assign_add(ops.sum(label_weights, axis=0))
+
+    def set_assignment(self, assignment) -> None:
+        """Sets the assignment to a validated permutation of `range(c)`."""
+        self.assignment.assign(
+            validate_assignment(assignment, self.num_classes)
+        )
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.num_classes)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "prototypes": self._prototypes_value.tolist(),
+                "initial_assignment": self.initial_assignment,
+                "seed": self.seed,
+                "track_statistics": self.track_statistics,
+            }
+        )
+        return config

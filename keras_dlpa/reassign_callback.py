@@ -1,0 +1,247 @@
+"""`ReassignCallback`: re-solves the label-to-prototype assignment (Eq. 9)."""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_dlpa.class_statistics import merge_statistics
+from keras_dlpa.class_statistics import normalize_rows
+from keras_dlpa.ipm_loss import IPMLoss
+from keras_dlpa.matching import solve_assignment
+from keras_dlpa.prototype_layer import PrototypeLayer
+
+
+def find_prototype_layer(model) -> PrototypeLayer:
+    """Returns the one `PrototypeLayer` in `model`, searching nested models."""
+    found = []
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, PrototypeLayer):
+            found.append(layer)
+        stack.extend(getattr(layer, "layers", []) or [])
+    unique = list({id(layer): layer for layer in found}.values())
+    if len(unique) != 1:
+        raise ValueError(
+            f"Expected exactly one keras_dlpa.PrototypeLayer in model "
+            f"'{model.name}', found {len(unique)}. End the model with "
+            "keras_dlpa.PrototypeLayer(prototypes), or pass the layer as "
+            "ReassignCallback(layer=...)."
+        )
+    return unique[0]
+
+
+def _losses(loss):
+    if isinstance(loss, dict):
+        return list(loss.values())
+    if isinstance(loss, (list, tuple)):
+        return list(loss)
+    return [loss]
+
+
+def assignment_cost(
+    representatives: np.ndarray, prototypes: np.ndarray, assignment
+) -> float:
+    """Matching cost `-sum_j q_j . w_A(j)` for row-normalised `Q` (Eq. 9)."""
+    q = normalize_rows(representatives)
+    w = np.asarray(prototypes, dtype="float64")[np.asarray(assignment)]
+    return float(-np.sum(q * w))
+
+
+class ReassignCallback(keras.callbacks.Callback):
+    """Re-solves the label-to-prototype assignment during `fit`.
+
+    At each update point the callback folds the features gathered since the
+    last update into the class representatives `Q` (momentum average, see
+    `merge_statistics`), then solves paper Eq. 9,
+    `A* = argmin_A sum_j -q_j . w_A(j)` with `q_j` L2-normalised, as a linear
+    assignment (`scipy.optimize.linear_sum_assignment`, or a sparse solver
+    for very large `c`), and writes `A*` into the `PrototypeLayer`. Ties
+    keep the current assignment, so results are deterministic.
+
+    Updates happen at the end of every epoch (the paper's `tau' = 1`), or
+    `updates_per_epoch` times per epoch at evenly spaced batches. Two keys
+    are added to the epoch `logs` (and so to `History`, `CSVLogger`, ...):
+    `assignment_changed`, the fraction of classes whose prototype changed
+    during the epoch, and `assignment_cost`, the matching cost divided by
+    `c` (the negative mean cosine between class representatives and their
+    prototypes).
+
+    All state lives in the model's variables, so checkpoints restore it.
+    Place this callback **before** `ModelCheckpoint`/`BackupAndRestore` in
+    the callback list so that saved epochs include the new assignment.
+
+    The model must contain one `PrototypeLayer` and be compiled with
+    `IPMLoss` (which gathers the statistics); otherwise training stops when
+    it begins with a message that says what to add.
+
+    Args:
+        layer: the `PrototypeLayer` to update; found in the model if `None`.
+        updates_per_epoch: reassignments per epoch (`tau'`); default 1.
+        momentum: per-sample momentum `alpha` of the class representatives.
+        warmup_epochs: epochs (counted from 0) during which statistics are
+            gathered but the assignment is kept.
+        freeze_after: epoch index from which the assignment is frozen;
+            `None` never freezes.
+        method: matching solver, `"auto"`, `"dense"` or `"sparse"` (see
+            `keras_dlpa.solve_assignment`).
+        verbose: 0 silent, 1 one line per epoch.
+
+    Example:
+
+    ```python
+    model.fit(train_ds, epochs=200, callbacks=[keras_dlpa.ReassignCallback()])
+    ```
+    """
+
+    def __init__(
+        self,
+        layer: PrototypeLayer | None = None,
+        updates_per_epoch: int = 1,
+        momentum: float = 0.9,
+        warmup_epochs: int = 0,
+        freeze_after: int | None = None,
+        method: str = "auto",
+        verbose: int = 0,
+    ):
+        super().__init__()
+        if int(updates_per_epoch) != updates_per_epoch or updates_per_epoch < 1:
+            raise ValueError(
+                "Argument `updates_per_epoch` must be a positive integer. "
+                f"Received: {updates_per_epoch}"
+            )
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(
+                f"Argument `momentum` must be in [0, 1]. Received: {momentum}"
+            )
+        if warmup_epochs < 0:
+            raise ValueError(
+                "Argument `warmup_epochs` must be >= 0. Received: "
+                f"{warmup_epochs}"
+            )
+        if freeze_after is not None and freeze_after < 0:
+            raise ValueError(
+                "Argument `freeze_after` must be None or >= 0. Received: "
+                f"{freeze_after}"
+            )
+        if method not in ("auto", "dense", "sparse"):
+            raise ValueError(
+                "Argument `method` must be 'auto', 'dense' or 'sparse'. "
+                f"Received: {method!r}"
+            )
+        self.layer = layer
+        self.updates_per_epoch = int(updates_per_epoch)
+        self.momentum = float(momentum)
+        self.warmup_epochs = int(warmup_epochs)
+        self.freeze_after = freeze_after
+        self.method = method
+        self.verbose = int(verbose)
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self._layer = self.layer or find_prototype_layer(model)
+        if not any(isinstance(loss, IPMLoss) for loss in _losses(model.loss)):
+            raise ValueError(
+                "ReassignCallback needs class statistics, which "
+                "keras_dlpa.IPMLoss gathers in the train step. Compile the "
+                "model with loss=keras_dlpa.IPMLoss(). Received: "
+                f"loss={model.loss!r}"
+            )
+        if not self._layer.track_statistics:
+            raise ValueError(
+                f"PrototypeLayer '{self._layer.name}' was created with "
+                "track_statistics=False; ReassignCallback needs "
+                "track_statistics=True."
+            )
+        steps = self.params.get("steps") if self.params else None
+        if self.updates_per_epoch > 1 and not steps:
+            raise ValueError(
+                f"updates_per_epoch={self.updates_per_epoch} needs the number "
+                "of steps per epoch: pass steps_per_epoch to fit() or use a "
+                "dataset of known cardinality."
+            )
+        self._steps = steps
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_start = self._current_assignment()
+        self._points = []
+        if self.updates_per_epoch > 1:
+            k = self.updates_per_epoch
+            points = {
+                int(round((i + 1) * self._steps / k)) - 1 for i in range(k - 1)
+            }
+            self._points = sorted(p for p in points if 0 <= p < self._steps - 1)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._points and batch >= self._points[0]:
+            while self._points and batch >= self._points[0]:
+                self._points.pop(0)
+            self.update(self._epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        cost = self.update(epoch)
+        changed = float(
+            np.mean(self._current_assignment() != self._epoch_start)
+        )
+        if logs is not None:
+            logs["assignment_changed"] = changed
+            logs["assignment_cost"] = cost
+        if self.verbose:
+            sys.stdout.write(
+                f"Epoch {epoch + 1}: assignment changed for "
+                f"{changed:.1%} of classes, cost {cost:.4f}\n"
+            )
+
+    def _current_assignment(self) -> np.ndarray:
+        return ops.convert_to_numpy(self._layer.assignment).astype("int64")
+
+    def update(self, epoch: int) -> float:
+        """Folds the gathered statistics into `Q` and re-solves Eq. 9.
+
+        Returns the matching cost per class after the update.
+        """
+        _ = self.model  # On JAX, syncs the in-flight training state first.
+        layer = self._layer
+        counts = ops.convert_to_numpy(layer.feature_counts)
+        if not np.any(counts > 0):
+            raise RuntimeError(
+                "ReassignCallback found no class statistics from the last "
+                "interval. The train step must call keras_dlpa.IPMLoss on "
+                f"the output of PrototypeLayer '{layer.name}' (compile with "
+                "loss=keras_dlpa.IPMLoss() and do not override train_step "
+                "without calling the loss)."
+            )
+        representatives, observed = merge_statistics(
+            ops.convert_to_numpy(layer.representatives),
+            ops.convert_to_numpy(layer.observed),
+            ops.convert_to_numpy(layer.feature_sums),
+            counts,
+            self.momentum,
+        )
+        layer.representatives.assign(representatives)
+        layer.observed.assign(observed)
+        layer.feature_sums.assign(np.zeros(layer.feature_sums.shape, "float32"))
+        layer.feature_counts.assign(np.zeros(counts.shape, "float32"))
+
+        prototypes = ops.convert_to_numpy(layer.prototypes)
+        current = self._current_assignment()
+        active = epoch >= self.warmup_epochs and (
+            self.freeze_after is None or epoch < self.freeze_after
+        )
+        if active:
+            current, _ = solve_assignment(
+                normalize_rows(representatives),
+                prototypes,
+                current=current,
+                method=self.method,
+            )
+            layer.set_assignment(current)
+        num_classes = layer.num_classes
+        return assignment_cost(representatives, prototypes, current) / (
+            num_classes
+        )

@@ -1,0 +1,44 @@
+"""Shared test helpers."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(REPO_ROOT, "..", "shared", "data")
+
+
+def unit_rows(num_rows: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Random unit vectors `(num_rows, dim)` float32."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(num_rows, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("float32")
+
+
+def gradient(fn, x):
+    """d sum(fn(x)) / dx with the active Keras backend, as numpy."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.reduce_sum(fn(x))
+        return tape.gradient(y, x).numpy()
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        return np.asarray(jax.grad(lambda v: jnp.sum(fn(v)))(jnp.asarray(x)))
+    pytest.skip(f"no gradient helper for backend {backend}")
+
+
+@pytest.fixture(autouse=True)
+def _clear_keras_session():
+    yield
+    keras.backend.clear_session()

@@ -1,0 +1,39 @@
+"""Runs the backend-agnostic core tests (`-m core`) on the JAX backend.
+
+The main suite runs on the TensorFlow backend; Keras fixes its backend at
+import, so the JAX run needs its own interpreter.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+
+
+@pytest.mark.large
+def test_core_suite_passes_on_jax():
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "core",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    summary = result.stdout.strip().splitlines()[-1:] or ["<no output>"]
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert " passed" in summary[0], summary

@@ -1,0 +1,143 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+from conftest import unit_rows
+from keras import ops
+
+import keras_dlpa
+
+pytestmark = pytest.mark.core
+
+
+def _cosines(z, w, assignment):
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    return z @ w[assignment].T
+
+
+def test_logits_are_cosines_in_label_order():
+    w = unit_rows(7, 4, seed=1)
+    perm = np.array([3, 0, 6, 1, 5, 2, 4])
+    layer = keras_dlpa.PrototypeLayer(w, initial_assignment=perm)
+    z = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    out = ops.convert_to_numpy(layer(z))
+    np.testing.assert_allclose(out, _cosines(z, w, perm), atol=1e-6)
+    assert out.shape == (5, 7)
+
+
+def test_prototypes_are_normalised_and_fixed():
+    w = 3.0 * unit_rows(5, 3)
+    layer = keras_dlpa.PrototypeLayer(w)
+    layer.build((None, 3))
+    stored = ops.convert_to_numpy(layer.prototypes)
+    np.testing.assert_allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-6)
+    assert layer.trainable_weights == []
+
+
+def test_dimension_mismatch_names_both_numbers():
+    layer = keras_dlpa.PrototypeLayer(unit_rows(10, 4))
+    with pytest.raises(ValueError, match=r"d=4.*feature size 6"):
+        layer(np.zeros((2, 6), "float32"))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((5,)), "2-D array"),
+        (np.zeros((1, 3)), "at least 2 rows"),
+        (np.array([[1.0, 0.0], [0.0, 0.0]]), "all-zero rows"),
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN"),
+    ],
+)
+def test_bad_prototypes(bad, message):
+    with pytest.raises(ValueError, match=message):
+        keras_dlpa.PrototypeLayer(bad)
+
+
+def test_initial_assignment_options():
+    w = unit_rows(6, 3)
+    a = keras_dlpa.PrototypeLayer(w, initial_assignment="random", seed=3)
+    b = keras_dlpa.PrototypeLayer(w, initial_assignment="random", seed=3)
+    a.build((None, 3))
+    b.build((None, 3))
+    pa = ops.convert_to_numpy(a.assignment)
+    np.testing.assert_array_equal(pa, ops.convert_to_numpy(b.assignment))
+    assert sorted(pa.tolist()) == list(range(6))
+    with pytest.raises(ValueError, match="permutation"):
+        keras_dlpa.PrototypeLayer(w, initial_assignment=[0, 0, 1, 2, 3, 4])
+    with pytest.raises(ValueError, match="'identity', 'random'"):
+        keras_dlpa.PrototypeLayer(w, initial_assignment="sorted")
+
+
+def test_set_assignment_validates():
+    layer = keras_dlpa.PrototypeLayer(unit_rows(4, 2))
+    layer.build((None, 2))
+    layer.set_assignment([1, 0, 3, 2])
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(layer.assignment), [1, 0, 3, 2]
+    )
+    with pytest.raises(ValueError, match="permutation of range\\(4\\)"):
+        layer.set_assignment([1, 0, 3])
+
+
+def test_no_statistics_outside_training():
+    layer = keras_dlpa.PrototypeLayer(unit_rows(4, 2))
+    layer(np.ones((3, 2), "float32"), training=True)
+    from keras_dlpa.prototype_layer import pop_pending_features
+
+    pending = pop_pending_features()
+    assert pending is not None and pending[0] is layer
+    layer(np.ones((3, 2), "float32"), training=False)
+    assert pop_pending_features() is None
+
+
+def test_config_round_trip():
+    w = unit_rows(5, 3)
+    layer = keras_dlpa.PrototypeLayer(
+        w, initial_assignment="random", seed=7, name="protos"
+    )
+    clone = keras_dlpa.PrototypeLayer.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    z = np.random.default_rng(1).normal(size=(4, 3)).astype("float32")
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(clone(z)), ops.convert_to_numpy(layer(z)), atol=0
+    )
+
+
+def test_keras_round_trip_restores_prototypes_assignment_statistics(tmp_path):
+    w = unit_rows(6, 3, seed=2)
+    model = keras.Sequential(
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(3),
+            keras_dlpa.PrototypeLayer(w, name="protos"),
+        ]
+    )
+    layer = model.get_layer("protos")
+    perm = np.array([5, 3, 1, 0, 2, 4])
+    layer.set_assignment(perm)
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(6, 3)).astype("float32")
+    layer.representatives.assign(q)
+    layer.feature_sums.assign(q * 2)
+    layer.feature_counts.assign(np.arange(6, dtype="float32"))
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    restored = loaded.get_layer("protos")
+    for name in (
+        "prototypes",
+        "assignment",
+        "representatives",
+        "feature_sums",
+        "feature_counts",
+    ):
+        np.testing.assert_array_equal(
+            ops.convert_to_numpy(getattr(restored, name)),
+            ops.convert_to_numpy(getattr(layer, name)),
+        )
+    x = rng.normal(size=(4, 5)).astype("float32")
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+    )

@@ -1,0 +1,222 @@
+import keras
+import numpy as np
+import pytest
+from conftest import unit_rows
+from keras import ops
+
+import keras_dlpa
+
+pytestmark = pytest.mark.core
+
+
+def _model(prototypes, in_dim, lr=0.0, name="protos", **layer_kwargs):
+    d = prototypes.shape[1]
+    model = keras.Sequential(
+        [
+            keras.Input((in_dim,)),
+            keras.layers.Dense(
+                d, use_bias=False, kernel_initializer="identity", name="proj"
+            ),
+            keras_dlpa.PrototypeLayer(prototypes, name=name, **layer_kwargs),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=lr),
+        loss=keras_dlpa.IPMLoss(),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _planted(num_classes, dim, n_per_class, noise, seed):
+    rng = np.random.default_rng(seed)
+    prototypes = unit_rows(num_classes, dim, seed=seed)
+    perm = rng.permutation(num_classes)
+    y = np.repeat(np.arange(num_classes), n_per_class)
+    x = prototypes[perm[y]] + noise * rng.normal(size=(len(y), dim))
+    return prototypes, perm, x.astype("float32"), y
+
+
+def test_statistics_are_exact_class_means():
+    rng = np.random.default_rng(0)
+    w = unit_rows(5, 3)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    y = rng.integers(0, 5, size=40)
+    model = _model(w, 3)
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=1,
+        verbose=0,
+        callbacks=[keras_dlpa.ReassignCallback(momentum=0.0)],
+    )
+    layer = model.get_layer("protos")
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    expected = np.stack([z[y == j].mean(axis=0) for j in range(5)])
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer.representatives), expected, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer.observed), np.bincount(y, minlength=5)
+    )
+    # The interval sums were consumed by the update.
+    assert not np.any(ops.convert_to_numpy(layer.feature_counts))
+
+
+def test_soft_labels_weight_their_classes():
+    rng = np.random.default_rng(1)
+    w = unit_rows(4, 3)
+    x = rng.normal(size=(16, 3)).astype("float32")
+    y = rng.dirichlet(np.ones(4), size=16).astype("float32")
+    model = _model(w, 3)
+    model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[keras_dlpa.ReassignCallback(momentum=0.0)],
+    )
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    expected = (y.T @ z) / y.sum(axis=0)[:, None]
+    layer = model.get_layer("protos")
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer.representatives), expected, atol=1e-5
+    )
+
+
+def test_planted_permutation_is_recovered():
+    prototypes, perm, x, y = _planted(12, 4, 10, noise=0.1, seed=3)
+    model = _model(prototypes, 4)
+    history = model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=1,
+        verbose=0,
+        callbacks=[keras_dlpa.ReassignCallback()],
+    )
+    layer = model.get_layer("protos")
+    np.testing.assert_array_equal(ops.convert_to_numpy(layer.assignment), perm)
+    assert history.history["assignment_changed"][0] == pytest.approx(
+        np.mean(perm != np.arange(12))
+    )
+    assert history.history["assignment_cost"][0] < -0.9
+    logits = model.predict(x, verbose=0)
+    assert np.mean(logits.argmax(axis=1) == y) == 1.0
+
+
+def test_updates_per_epoch_and_warmup_and_freeze():
+    class Counting(keras_dlpa.ReassignCallback):
+        calls = []
+
+        def update(self, epoch):
+            Counting.calls.append(epoch)
+            return super().update(epoch)
+
+    prototypes, perm, x, y = _planted(6, 3, 8, noise=0.05, seed=4)
+    model = _model(prototypes, 3)
+    callback = Counting(updates_per_epoch=3, warmup_epochs=1)
+    history = model.fit(
+        x, y, batch_size=8, epochs=2, verbose=0, callbacks=[callback]
+    )
+    assert Counting.calls == [0, 0, 0, 1, 1, 1]
+    changed = history.history["assignment_changed"]
+    assert changed[0] == 0.0 and changed[1] > 0.0
+    assignment = ops.convert_to_numpy(model.get_layer("protos").assignment)
+    np.testing.assert_array_equal(assignment, perm)
+
+    frozen = _model(prototypes, 3, name="frozen")
+    frozen.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=1,
+        verbose=0,
+        callbacks=[keras_dlpa.ReassignCallback(freeze_after=0)],
+    )
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(frozen.get_layer("frozen").assignment),
+        np.arange(6),
+    )
+
+
+def test_missing_prototype_layer_stops_training():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+    model.compile("sgd", loss=keras_dlpa.IPMLoss())
+    with pytest.raises(ValueError, match="PrototypeLayer"):
+        model.fit(
+            np.ones((4, 3)),
+            np.zeros(4),
+            epochs=1,
+            verbose=0,
+            callbacks=[keras_dlpa.ReassignCallback()],
+        )
+
+
+def test_wrong_loss_stops_training():
+    model = _model(unit_rows(4, 3), 3)
+    model.compile("sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"loss=keras_dlpa.IPMLoss\(\)"):
+        model.fit(
+            np.ones((4, 3)),
+            np.zeros(4),
+            epochs=1,
+            verbose=0,
+            callbacks=[keras_dlpa.ReassignCallback()],
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"updates_per_epoch": 0}, "updates_per_epoch"),
+        ({"momentum": -0.1}, "momentum"),
+        ({"warmup_epochs": -1}, "warmup_epochs"),
+        ({"method": "greedy"}, "method"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        keras_dlpa.ReassignCallback(**kwargs)
+
+
+def test_dynamic_assignment_beats_frozen_assignment():
+    # d = 3 < c - 1 = 15: classes form clusters laid out on the sphere in a
+    # permuted order; a linear backbone cannot undo the permutation, so only
+    # a model that re-assigns labels to prototypes fits the data.
+    c, d = 16, 3
+    prototypes = keras_dlpa.estimate_prototypes(c, d, seed=0)
+    rng = np.random.default_rng(0)
+    layout = rng.permutation(c)
+    mixing = rng.normal(size=(d, 8))
+    y = np.repeat(np.arange(c), 30)
+    means = prototypes[layout[y]] + 0.05 * rng.normal(size=(len(y), d))
+    x = (means @ mixing).astype("float32")
+    results = {}
+    for name, callbacks in (
+        ("dynamic", [keras_dlpa.ReassignCallback()]),
+        ("static", []),
+    ):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((8,)),
+                keras.layers.Dense(d),
+                keras_dlpa.PrototypeLayer(prototypes),
+            ]
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.05),
+            loss=keras_dlpa.IPMLoss(),
+            metrics=["accuracy"],
+        )
+        model.fit(
+            x, y, batch_size=32, epochs=15, verbose=0, callbacks=callbacks
+        )
+        results[name] = model.evaluate(x, y, verbose=0, return_dict=True)[
+            "accuracy"
+        ]
+    assert results["dynamic"] >= 0.9, results
+    assert results["dynamic"] - results["static"] >= 0.2, results
