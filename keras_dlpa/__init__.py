@@ -8,12 +8,19 @@ TensorFlow-only parts live in their own subpackages: `keras_dlpa.data`
 """
 
 from keras_dlpa.class_statistics import merge_statistics
+from keras_dlpa.evaluation import EvaluationCallback
+from keras_dlpa.evaluation import classification_metrics
+from keras_dlpa.evaluation import format_metrics_table
+from keras_dlpa.evaluation import shot_groups
 from keras_dlpa.ipm_loss import IPMLoss
 from keras_dlpa.ipm_loss import ipm_loss
 from keras_dlpa.matching import solve_assignment
 from keras_dlpa.prototype_layer import PrototypeLayer
+from keras_dlpa.prototypes import cached_prototypes
 from keras_dlpa.prototypes import estimate_prototypes
+from keras_dlpa.prototypes import load_prototypes
 from keras_dlpa.prototypes import prototype_quality
+from keras_dlpa.prototypes import save_prototypes
 from keras_dlpa.prototypes import simplex_etf
 from keras_dlpa.reassign_callback import ReassignCallback
 from keras_dlpa.reassign_callback import find_prototype_layer
@@ -21,14 +28,21 @@ from keras_dlpa.reassign_callback import find_prototype_layer
 __version__ = "0.1.0"
 
 __all__ = [
+    "EvaluationCallback",
     "IPMLoss",
     "PrototypeLayer",
     "ReassignCallback",
+    "cached_prototypes",
+    "classification_metrics",
     "estimate_prototypes",
     "find_prototype_layer",
+    "format_metrics_table",
     "ipm_loss",
+    "load_prototypes",
     "merge_statistics",
     "prototype_quality",
+    "save_prototypes",
+    "shot_groups",
     "simplex_etf",
     "solve_assignment",
 ]

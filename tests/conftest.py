@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Small matrices: multithreaded BLAS is slower and less reproducible.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -1,0 +1,409 @@
+"""Honest classification metrics: top-k, per-class and many/medium/few-shot.
+
+Backend-agnostic (numpy and `keras`). Shot groups are defined by each class's
+real training count (many `> 100`, medium `20..100`, few `< 20`), not by index
+ranges of the label space.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import keras
+import numpy as np
+
+GROUPS = ("many", "medium", "few")
+LOG_KEYS = ("top1", "top5", "many", "medium", "few", "balanced")
+_CHUNK = 4096
+
+
+def shot_groups(
+    train_counts, many_threshold: int = 100, few_threshold: int = 20
+) -> np.ndarray:
+    """Assigns every class to the "many", "medium" or "few"-shot group.
+
+    A class is "many" when its training count is `> many_threshold`, "few"
+    when it is `< few_threshold` and "medium" otherwise (so `20..100`
+    inclusive with the defaults).
+
+    Args:
+        train_counts: `(c,)` number of training examples of each class.
+        many_threshold: counts strictly above this are "many"-shot.
+        few_threshold: counts strictly below this are "few"-shot.
+
+    Returns:
+        `(c,)` array of strings, one of `"many"`, `"medium"`, `"few"`.
+    """
+    counts = _check_counts(train_counts, "train_counts")
+    if few_threshold > many_threshold + 1:
+        raise ValueError(
+            "Expected `few_threshold <= many_threshold + 1`. Received: "
+            f"few_threshold={few_threshold}, many_threshold={many_threshold}"
+        )
+    groups = np.full(counts.shape, "medium", dtype="<U6")
+    groups[counts > many_threshold] = "many"
+    groups[counts < few_threshold] = "few"
+    return groups
+
+
+def classification_metrics(
+    labels, logits, train_counts=None, top_k: int = 5
+) -> dict:
+    """Top-1/top-k, per-class, balanced and many/medium/few-shot accuracy.
+
+    Predictions rank classes by logit; ties are broken towards the lower
+    class index (as `argmax` does), so top-1 equals `argmax(logits) ==
+    label` and no tie is counted as correct for several classes. A NaN logit
+    of the true class counts as a miss; other NaN logits are ignored.
+
+    Per-class accuracy is the top-1 accuracy over the examples of each
+    class; classes with no example in `labels` get `None` and are left out
+    of every mean. "balanced" is the mean per-class accuracy, and "many",
+    "medium", "few" the mean per-class accuracy over the classes of each
+    shot group (see `shot_groups`); a group with no evaluated class, or all
+    groups when `train_counts` is `None`, gives `None`.
+
+    Args:
+        labels: `(N,)` or `(N, 1)` integer labels in `[0, c)`, or `(N, c)`
+            one-hot labels (reduced with `argmax`).
+        logits: `(N, c)` scores (logits, cosines or probabilities).
+        train_counts: optional `(c,)` training count of each class.
+        top_k: `k` of the top-k accuracy, capped at `c`; reported as "top5".
+
+    Returns:
+        A dict with "top1", "top5", "balanced", "many", "medium", "few"
+        (floats in `[0, 1]` or `None`), "per_class_accuracy" (list of `c`
+        floats or `None`) and "num_examples".
+    """
+    logits = np.asarray(logits)
+    if logits.ndim != 2 or logits.shape[1] < 1:
+        raise ValueError(
+            "Expected `logits` of shape (num_examples, num_classes). "
+            f"Received shape: {logits.shape}"
+        )
+    if not np.issubdtype(logits.dtype, np.number):
+        raise ValueError(
+            f"Expected numeric `logits`. Received dtype: {logits.dtype}"
+        )
+    num_examples, num_classes = logits.shape
+    if num_examples == 0:
+        raise ValueError("Received empty `logits` (0 examples).")
+    labels = _sparse_labels(labels, num_examples, num_classes)
+    if int(top_k) != top_k or top_k < 1:
+        raise ValueError(
+            f"Argument `top_k` must be a positive integer. Received: {top_k}"
+        )
+    k = min(int(top_k), num_classes)
+    groups = None
+    if train_counts is not None:
+        counts = _check_counts(train_counts, "train_counts")
+        if counts.shape[0] != num_classes:
+            raise ValueError(
+                f"Expected `train_counts` of length {num_classes} (the "
+                f"number of classes in `logits`). Received length "
+                f"{counts.shape[0]}."
+            )
+        groups = shot_groups(counts)
+
+    rank = _true_class_rank(labels, logits)
+    top1 = rank == 0
+    topk = rank < k
+    seen = np.bincount(labels, minlength=num_classes)
+    hits = np.bincount(
+        labels, weights=top1.astype("float64"), minlength=num_classes
+    )
+    present = seen > 0
+    per_class = np.where(present, hits / np.maximum(seen, 1), np.nan)
+
+    def mean_of(mask):
+        mask = mask & present
+        return float(np.mean(per_class[mask])) if mask.any() else None
+
+    result = {
+        "top1": float(np.mean(top1)),
+        "top5": float(np.mean(topk)),
+        "balanced": mean_of(np.ones(num_classes, bool)),
+    }
+    for name in GROUPS:
+        result[name] = None if groups is None else mean_of(groups == name)
+    result["per_class_accuracy"] = [
+        float(a) if p else None for a, p in zip(per_class, present)
+    ]
+    result["num_examples"] = int(num_examples)
+    return result
+
+
+def _true_class_rank(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Position of the true class when classes are sorted by (-logit, index).
+
+    Computed in row chunks to bound memory; `(N,)` int64.
+    """
+    num_examples, num_classes = logits.shape
+    index = np.arange(num_classes)
+    rank = np.empty(num_examples, dtype="int64")
+    for start in range(0, num_examples, _CHUNK):
+        stop = min(start + _CHUNK, num_examples)
+        block = logits[start:stop]
+        y = labels[start:stop]
+        true = block[np.arange(stop - start), y][:, None]
+        before = (block > true) | ((block == true) & (index < y[:, None]))
+        r = np.sum(before, axis=1)
+        rank[start:stop] = np.where(np.isnan(true[:, 0]), num_classes, r)
+    return rank
+
+
+def _sparse_labels(labels, num_examples: int, num_classes: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if (
+        labels.ndim == 2
+        and labels.shape[1] == num_classes
+        and num_classes > 1
+        and labels.shape[0] == num_examples
+    ):
+        labels = np.argmax(labels, axis=1)
+    elif labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or labels.shape[0] != num_examples:
+        raise ValueError(
+            f"Expected `labels` of shape ({num_examples},), "
+            f"({num_examples}, 1) or one-hot ({num_examples}, {num_classes}) "
+            f"to match `logits`. Received shape: {labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.number):
+        raise ValueError(
+            f"Expected integer `labels`. Received dtype: {labels.dtype}"
+        )
+    if np.issubdtype(labels.dtype, np.floating):
+        if not np.all(np.isfinite(labels)) or np.any(
+            labels != np.round(labels)
+        ):
+            raise ValueError(
+                "Expected integer-valued `labels`. Received non-integer "
+                f"values, e.g. {labels[labels != np.round(labels)][:3]}"
+            )
+    labels = labels.astype("int64")
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        raise ValueError(
+            f"Expected `labels` in [0, {num_classes}) (the number of "
+            f"classes in `logits`). Received out-of-range values: "
+            f"{np.unique(labels[bad])[:10].tolist()}"
+        )
+    return labels
+
+
+def _check_counts(train_counts, name: str) -> np.ndarray:
+    counts = np.asarray(train_counts)
+    if counts.ndim != 1 or counts.shape[0] == 0:
+        raise ValueError(
+            f"Expected `{name}` as a non-empty 1-D sequence of per-class "
+            f"counts. Received shape: {counts.shape}"
+        )
+    if not np.issubdtype(counts.dtype, np.number) or np.any(
+        counts != np.round(counts)
+    ):
+        raise ValueError(
+            f"Expected integer `{name}`. Received: {counts[:10].tolist()}"
+        )
+    if np.any(counts < 0):
+        raise ValueError(
+            f"Expected non-negative `{name}`. Received: {counts[:10].tolist()}"
+        )
+    return counts.astype("int64")
+
+
+class EvaluationCallback(keras.callbacks.Callback):
+    """Adds top-1/top-5 and many/medium/few-shot accuracy to the epoch logs.
+
+    At the end of every `every`-th epoch (and always the last epoch) the
+    callback predicts on the given data, computes
+    `classification_metrics` and writes `{prefix}top1`, `{prefix}top5`,
+    `{prefix}balanced`, `{prefix}many`, `{prefix}medium` and `{prefix}few`
+    into `logs`, so `History`, `CSVLogger`, `ModelCheckpoint(monitor=...)`
+    and `EarlyStopping` see them. Place it **before** checkpoint and logging
+    callbacks in the callback list.
+
+    Key policy (keeps every `History` list one entry per epoch): a shot
+    group that is empty by `train_counts` (or all groups when
+    `train_counts` is `None`) is never written. Every other key is written
+    at every epoch; its value is NaN on epochs that are skipped by `every`
+    and when the group has no class in the evaluation data.
+
+    The full metrics dict of the last evaluation (with per-class accuracy)
+    is kept in `self.last_metrics` (and its epoch in `self.last_epoch`).
+
+    Args:
+        x: inputs as an array (or a structure `model.predict` accepts) with
+            labels `y`; or, with `y=None`, an iterable (e.g. a
+            `tf.data.Dataset`) of `(x, y)` or `(x, y, sample_weight)`
+            batches, iterated once per evaluation.
+        y: `(N,)` integer labels (or one-hot) when `x` is an array.
+        train_counts: optional `(c,)` training count of each class, for the
+            shot groups.
+        prefix: prefix of the log keys; default `"val_"`.
+        batch_size: prediction batch size for array inputs.
+        every: evaluate every `every` epochs; default 1.
+
+    Example:
+
+    ```python
+    callback = keras_dlpa.EvaluationCallback(x_val, y_val, train_counts)
+    model.fit(x, y, epochs=10, callbacks=[callback])
+    print(callback.last_metrics["few"])
+    ```
+    """
+
+    def __init__(
+        self,
+        x,
+        y=None,
+        train_counts=None,
+        prefix: str = "val_",
+        batch_size: int = 256,
+        every: int = 1,
+    ):
+        super().__init__()
+        if int(every) != every or every < 1:
+            raise ValueError(
+                f"Argument `every` must be a positive integer. Received: "
+                f"{every}"
+            )
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(
+                "Argument `batch_size` must be a positive integer. Received: "
+                f"{batch_size}"
+            )
+        if y is None and not isinstance(x, Iterable):
+            raise ValueError(
+                "With `y=None`, `x` must be an iterable of (x, y) batches "
+                f"(e.g. a tf.data.Dataset). Received: {type(x).__name__}"
+            )
+        if isinstance(x, np.ndarray) and y is None:
+            raise ValueError(
+                "Received a numpy array `x` without labels: pass `y`."
+            )
+        self.x = x
+        self.y = None if y is None else np.asarray(y)
+        self.train_counts = (
+            None
+            if train_counts is None
+            else _check_counts(train_counts, "train_counts")
+        )
+        self.prefix = str(prefix)
+        self.batch_size = int(batch_size)
+        self.every = int(every)
+        self.last_metrics = None
+        self.last_epoch = None
+        keys = ["top1", "top5", "balanced"]
+        if self.train_counts is not None:
+            present = set(shot_groups(self.train_counts).tolist())
+            keys += [g for g in GROUPS if g in present]
+        self.log_keys = tuple(keys)
+
+    def on_epoch_end(self, epoch, logs=None):
+        epochs = (self.params or {}).get("epochs")
+        due = (epoch + 1) % self.every == 0 or (
+            epochs is not None and epoch + 1 >= epochs
+        )
+        values = dict.fromkeys(self.log_keys, math.nan)
+        if due:
+            metrics = self.evaluate()
+            self.last_metrics = metrics
+            self.last_epoch = int(epoch)
+            for key in self.log_keys:
+                value = metrics[key]
+                values[key] = math.nan if value is None else value
+        if logs is not None:
+            for key, value in values.items():
+                logs[self.prefix + key] = value
+
+    def evaluate(self) -> dict:
+        """Predicts on the data and returns `classification_metrics`."""
+        labels, logits = self.predict()
+        return classification_metrics(labels, logits, self.train_counts)
+
+    def predict(self) -> tuple[np.ndarray, np.ndarray]:
+        """Returns `(labels, logits)` of the model on the data, as numpy."""
+        if self.y is not None:
+            logits = self.model.predict(
+                self.x, batch_size=self.batch_size, verbose=0
+            )
+            return self.y, _as_logits(logits)
+        all_labels, all_logits = [], []
+        for batch in self.x:
+            if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+                raise ValueError(
+                    "EvaluationCallback expects batches `(x, y)` or "
+                    "`(x, y, sample_weight)` from the iterable `x`. Received "
+                    f"a batch of type {type(batch).__name__}."
+                )
+            outputs = self.model.predict_on_batch(_backend_inputs(batch[0]))
+            all_logits.append(_as_logits(outputs))
+            all_labels.append(keras.ops.convert_to_numpy(batch[1]))
+        if not all_logits:
+            raise ValueError("The evaluation data `x` yielded no batches.")
+        return np.concatenate(all_labels), np.concatenate(all_logits)
+
+
+def _backend_inputs(x):
+    """Batches from tf.data feed the TF backend as is, others as numpy."""
+    if keras.backend.backend() == "tensorflow":
+        return x
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, x)
+
+
+def _as_logits(outputs) -> np.ndarray:
+    if isinstance(outputs, dict) or isinstance(outputs, (list, tuple)):
+        raise ValueError(
+            "EvaluationCallback needs a model with one `(batch, classes)` "
+            f"output. Received outputs of type {type(outputs).__name__}."
+        )
+    return np.asarray(keras.ops.convert_to_numpy(outputs))
+
+
+def format_metrics_table(evaluation: dict) -> str:
+    """Plain-text table of an `evaluation.json` dict, in percent.
+
+    Rows "last", "best", "test-last", "test-best" (those present); columns
+    epoch, top1, top5, many, medium, few. Missing values print as "-".
+    """
+    if not isinstance(evaluation, dict):
+        raise ValueError(
+            "Expected `evaluation` as a dict (the content of "
+            f"evaluation.json). Received: {type(evaluation).__name__}"
+        )
+    rows = []
+    test = evaluation.get("test") or {}
+    for name, entry, fallback in (
+        ("last", evaluation.get("last"), None),
+        ("best", evaluation.get("best"), None),
+        ("test-last", test.get("last"), evaluation.get("last")),
+        ("test-best", test.get("best"), evaluation.get("best")),
+    ):
+        if not isinstance(entry, dict):
+            continue
+        epoch = entry.get("epoch")
+        if epoch is None and isinstance(fallback, dict):
+            epoch = fallback.get("epoch")
+        cells = [name, "-" if epoch is None else str(epoch)]
+        for key in ("top1", "top5", "many", "medium", "few"):
+            cells.append(_percent(entry.get(key)))
+        rows.append(cells)
+    header = ["", "epoch", "top1", "top5", "many", "medium", "few"]
+    if not rows:
+        return "(no evaluation results)"
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(7)]
+    lines = []
+    for cells in [header] + rows:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
+        lines.append("  ".join([first] + rest))
+    return "\n".join(lines)
+
+
+def _percent(value) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    return "-" if math.isnan(value) else f"{100.0 * value:.2f}"

@@ -1,0 +1,230 @@
+"""Tests for keras_dlpa.prototypes (numpy only: backend independent)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_dlpa import prototypes as P
+from keras_dlpa.cli import main
+
+pytestmark = pytest.mark.core
+
+
+def naive_quality(w):
+    w = np.asarray(w, dtype=np.float64)
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    c = len(w)
+    cos = [w[i] @ w[j] for i in range(c) for j in range(c) if i != j]
+    return min(cos), max(cos), float(np.mean(cos))
+
+
+def naive_loss(raw, index, t, pairs):
+    u = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    if pairs == "subset":
+        vals = [
+            np.exp(-t * np.sum((u[i] - u[j]) ** 2))
+            for a, i in enumerate(index)
+            for j in index[a + 1 :]
+        ]
+        return np.log(np.mean(vals))
+    vals = [
+        np.exp(-t * np.sum((u[i] - u[j]) ** 2))
+        for i in index
+        for j in range(len(u))
+    ]
+    return np.log(np.sum(vals) / (len(index) * len(u)))
+
+
+@pytest.mark.parametrize("pairs", ["subset", "all"])
+@pytest.mark.parametrize("t", [2.0, 7.0])
+def test_gradient_matches_finite_differences(pairs, t):
+    rng = np.random.default_rng(1)
+    raw = rng.uniform(-1, 1, size=(9, 4)) * rng.uniform(0.5, 2, (9, 1))
+    index = np.array([7, 0, 3, 5])
+    loss, grad = P.uniformity_loss(raw, index, temperature=t, pairs=pairs)
+    np.testing.assert_allclose(
+        loss, naive_loss(raw, index, t, pairs), rtol=1e-12
+    )
+    eps = 1e-6
+    numeric = np.zeros_like(raw)
+    for k in np.ndindex(raw.shape):
+        hi, lo = raw.copy(), raw.copy()
+        hi[k] += eps
+        lo[k] -= eps
+        numeric[k] = (
+            naive_loss(hi, index, t, pairs) - naive_loss(lo, index, t, pairs)
+        ) / (2 * eps)
+    np.testing.assert_allclose(grad, numeric, atol=1e-8, rtol=1e-6)
+    if pairs == "subset":
+        outside = np.setdiff1d(np.arange(9), index)
+        assert np.all(grad[outside] == 0)
+
+
+def test_full_batch_loss_is_scaled_all_pairs_loss():
+    rng = np.random.default_rng(2)
+    raw = rng.normal(size=(11, 3))
+    loss, grad = P._full_loss_and_grad(raw, 2.0, block_size=4)
+    ref, ref_grad = P.uniformity_loss(raw, None, temperature=2.0)
+    np.testing.assert_allclose(loss * 4.0, ref, rtol=1e-12)
+    np.testing.assert_allclose(grad * 4.0, ref_grad, atol=1e-12)
+    # t = 500: every exp underflows without the log-sum-exp shift.
+    loss, grad = P._full_loss_and_grad(raw, 500.0, block_size=4)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    u = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    # As t grows the scaled loss tends to (max cosine - 1).
+    _, hi, _ = naive_quality(u)
+    np.testing.assert_allclose(loss, hi - 1, atol=0.01)
+
+
+def test_deterministic_and_seeded():
+    kwargs = dict(method="uniformity", steps=30, refine_iterations=10)
+    a = P.estimate_prototypes(30, 6, seed=3, **kwargs)
+    b = P.estimate_prototypes(30, 6, seed=3, **kwargs)
+    c = P.estimate_prototypes(30, 6, seed=4, **kwargs)
+    assert a.dtype == np.float32 and a.shape == (30, 6)
+    assert a.tobytes() == b.tobytes()
+    assert not np.array_equal(a, c)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-6)
+
+
+@pytest.mark.parametrize("c,d", [(2, 1), (5, 4), (10, 9), (10, 16), (7, 40)])
+def test_simplex_etf_is_exact(c, d):
+    w = P.simplex_etf(c, d, seed=1)
+    assert w.shape == (c, d) and w.dtype == np.float32
+    w64 = w.astype(np.float64)
+    cos = w64 @ w64.T
+    expected = np.full((c, c), -1.0 / (c - 1))
+    np.fill_diagonal(expected, 1.0)
+    np.testing.assert_allclose(cos, expected, atol=1e-6)
+    auto = P.estimate_prototypes(c, d, seed=1)
+    np.testing.assert_array_equal(auto, w)
+
+
+def test_etf_rejects_small_dim():
+    with pytest.raises(ValueError, match="num_classes=10 and dim=8"):
+        P.simplex_etf(10, 8)
+    with pytest.raises(ValueError, match="num_classes=10 and dim=8"):
+        P.estimate_prototypes(10, 8, method="etf")
+
+
+@pytest.mark.parametrize(
+    "c,d,bar",
+    [(100, 50, 0.02), (100, 84, 0.019), (100, 10, 0.457)],
+)
+def test_quality_beats_reference_prototypes(c, d, bar):
+    w = P.estimate_prototypes(c, d, seed=0)
+    lo, hi, mean = naive_quality(w)
+    assert hi <= bar
+    if (c, d) == (100, 50):  # paper Table 7: max 0.01, min -1.0
+        assert lo <= -0.99
+
+
+def test_prototype_quality_matches_naive():
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(13, 4))
+    q = P.prototype_quality(w, block_size=5)
+    lo, hi, mean = naive_quality(w)
+    np.testing.assert_allclose([q["min"], q["max"], q["mean"]], [lo, hi, mean])
+
+
+def test_save_load_round_trip(tmp_path):
+    w = P.simplex_etf(4, 3)
+    path = P.save_prototypes(tmp_path / "p.npz", w, method="etf", seed=0)
+    loaded, meta = P.load_prototypes(path)
+    np.testing.assert_array_equal(loaded, w)
+    assert meta["num_classes"] == 4 and meta["dim"] == 3
+    assert meta["method"] == "etf" and meta["seed"] == 0
+    assert "library_version" in meta
+    np.testing.assert_allclose(meta["quality"]["max"], -1 / 3, atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]  # no tmp left
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        P.load_prototypes(tmp_path / "missing.npz")
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip file at all")
+    with pytest.raises(ValueError, match="not a readable prototype file"):
+        P.load_prototypes(garbage)
+    good = P.save_prototypes(tmp_path / "good.npz", P.simplex_etf(5, 4))
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable prototype file"):
+        P.load_prototypes(truncated)
+    bad_shape = tmp_path / "bad_shape.npz"
+    meta = {"format": P._FORMAT, "num_classes": 5, "dim": 3}
+    np.savez(
+        bad_shape,
+        prototypes=np.zeros((5, 4), np.float32),
+        metadata=np.array(json.dumps(meta)),
+    )
+    with pytest.raises(ValueError, match=r"shape \(5, 4\)"):
+        P.load_prototypes(bad_shape)
+
+
+def test_cache_hit_returns_identical_array(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path))
+    settings = dict(steps=20, refine_iterations=5)
+    first = P.cached_prototypes(20, 5, seed=1, **settings)
+    path = P.cache_path(20, 5, seed=1, **settings)
+    assert path.parent == tmp_path and path.is_file()
+    stamp = os.stat(path).st_mtime_ns
+    second = P.cached_prototypes(20, 5, seed=1, **settings)
+    assert second.tobytes() == first.tobytes()
+    assert os.stat(path).st_mtime_ns == stamp  # read, not rewritten
+    _, meta = P.load_prototypes(path)
+    assert meta["key"]["steps"] == 20 and meta["method"] == "uniformity"
+    # A setting that changes the result is a different entry.
+    assert P.cache_path(20, 5, seed=1, steps=21) != path
+    assert P.cache_path(20, 5, seed=2, **settings) != path
+    # A corrupt entry is recomputed and replaced.
+    path.write_bytes(b"junk")
+    third = P.cached_prototypes(20, 5, seed=1, **settings)
+    assert third.tobytes() == first.tobytes()
+    assert P.load_prototypes(path)[1]["key"] == meta["key"]
+    with pytest.raises(ValueError, match="Unknown prototype settings"):
+        P.cached_prototypes(20, 5, stepz=3)
+
+
+def test_cli_writes_file_and_prints_quality(tmp_path, capsys):
+    out = tmp_path / "w.npz"
+    args = ["prototypes", "-c", "12", "-d", "4", "-o", str(out)]
+    assert main(args + ["--steps", "20", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    w, meta = P.load_prototypes(out)
+    q = P.prototype_quality(w)
+    assert f"max {q['max']:.4f}" in printed and "s\n" in printed
+    assert meta["method"] == "uniformity" and meta["steps"] == 20
+    assert (
+        main(
+            ["prototypes", "-c", "12", "-d", "4", "-o", str(out)]
+            + ["--method", "etf"]
+        )
+        == 2
+    )
+    assert "dim >= 11" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(num_classes=1, dim=3), "`num_classes` must be an integer >= 2"),
+        (dict(num_classes=10.0, dim=3), "`num_classes`.*float"),
+        (dict(num_classes=10, dim=0), "`dim` must be an integer >= 1"),
+        (dict(num_classes=10, dim=True), "`dim`.*bool"),
+        (dict(num_classes=10, dim=3, temperature=0), "`temperature`.*0"),
+        (dict(num_classes=10, dim=3, learning_rate=-1), "`learning_rate`"),
+        (dict(num_classes=10, dim=3, subset_size=1), "`subset_size`"),
+        (dict(num_classes=10, dim=3, steps=-1), "`steps`"),
+        (dict(num_classes=10, dim=3, seed=-1), "`seed`"),
+        (dict(num_classes=10, dim=3, method="x"), "`method`.*'x'"),
+        (dict(num_classes=10, dim=3, pairs="x"), "`pairs`"),
+        (dict(num_classes=10, dim=3, refine_temperatures=[2, 0]), "refine"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        P.estimate_prototypes(**kwargs)
