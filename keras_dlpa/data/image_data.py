@@ -1,0 +1,153 @@
+"""The in-memory image container every data source returns."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ImageData:
+    """An in-memory labelled image set: uint8 images, int64 labels, names.
+
+    Every source in `keras_dlpa.data` returns this container, so splitting,
+    long-tailed subsampling and the `tf.data` pipelines work on plain numpy
+    arrays. The constructor validates shapes, dtypes and the label range.
+
+    Args:
+        images: uint8 array of shape `(N, H, W, 3)`, raw 0-255 pixels.
+        labels: int64 array of shape `(N,)` with values in
+            `[0, len(class_names))`.
+        class_names: one name per class, in label order.
+
+    Example:
+
+    >>> data = ImageData(
+    ...     np.zeros((4, 8, 8, 3), "uint8"), np.array([0, 1, 1, 0]), ["a", "b"]
+    ... )
+    >>> data.num_classes, data.class_counts().tolist()
+    (2, [2, 2])
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+
+    def __post_init__(self):
+        images = np.asarray(self.images)
+        if images.dtype != np.uint8:
+            raise ValueError(
+                f"`images` must have dtype uint8 (raw 0-255 pixels). Received "
+                f"dtype {images.dtype}. Convert with `.astype('uint8')` after "
+                "clipping to [0, 255]."
+            )
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(
+                "`images` must have shape (N, H, W, 3). Received shape "
+                f"{images.shape}."
+            )
+        labels = np.asarray(self.labels)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                "`labels` must be a 1-D integer array of shape (N,). Received "
+                f"shape {labels.shape} and dtype {labels.dtype}."
+            )
+        if labels.shape[0] != images.shape[0]:
+            raise ValueError(
+                "`images` and `labels` must have the same length. Received "
+                f"{images.shape[0]} images and {labels.shape[0]} labels."
+            )
+        class_names = [str(name) for name in self.class_names]
+        if not class_names:
+            raise ValueError("`class_names` must not be empty.")
+        check_labels(labels, len(class_names))
+        object.__setattr__(self, "images", images)
+        object.__setattr__(self, "labels", labels.astype(np.int64, copy=False))
+        object.__setattr__(self, "class_names", class_names)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, `len(class_names)`."""
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """`(H, W, 3)` of every image."""
+        return tuple(self.images.shape[1:])
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def class_counts(self) -> np.ndarray:
+        """Number of images per class, int64 array of shape `(num_classes,)`."""
+        return np.bincount(self.labels, minlength=self.num_classes)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageData:
+        """Returns the images and labels at `indices` (same class names)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return ImageData(
+            self.images[indices], self.labels[indices], self.class_names
+        )
+
+
+def check_labels(labels: np.ndarray, num_classes: int) -> None:
+    """Raises `ValueError` unless every label is in `[0, num_classes)`."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            f"Labels must be in [0, {num_classes}) for {num_classes} classes. "
+            f"Received labels in [{low}, {high}]. Check `num_classes` or "
+            "`class_names`, or remap the labels."
+        )
+
+
+def from_arrays(
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+) -> ImageData:
+    """Wraps in-memory numpy arrays as an `ImageData` after validating them.
+
+    Args:
+        images: uint8 array `(N, H, W, 3)`. Grayscale `(N, H, W)` or
+            `(N, H, W, 1)` is repeated to 3 channels.
+        labels: integer array `(N,)` (or `(N, 1)`, flattened).
+        class_names: names in label order. Defaults to `"0"`, `"1"`, ...
+        num_classes: number of classes when `class_names` is not given.
+            Defaults to `max(labels) + 1`.
+
+    Returns:
+        An `ImageData`.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if class_names is None:
+        if num_classes is None:
+            if labels.size == 0:
+                raise ValueError(
+                    "Pass `class_names` or `num_classes` for an empty set."
+                )
+            num_classes = int(np.max(labels)) + 1
+        if num_classes < 1:
+            raise ValueError(
+                f"`num_classes` must be >= 1. Received: {num_classes}."
+            )
+        class_names = [str(i) for i in range(num_classes)]
+    elif num_classes is not None and num_classes != len(class_names):
+        raise ValueError(
+            f"`num_classes` ({num_classes}) does not match the "
+            f"{len(class_names)} entries of `class_names`."
+        )
+    return ImageData(images, labels, list(class_names))

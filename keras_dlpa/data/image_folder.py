@@ -1,0 +1,344 @@
+"""Image-folder source: `root/<class>/*.{jpg,jpeg,png}` or a tarball of it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+from pathlib import PurePosixPath
+
+import numpy as np
+import tensorflow as tf
+
+from keras_dlpa.data.image_data import ImageData
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+_EXPECTED = "`root/<class_name>/*.jpg|jpeg|png`"
+
+
+def default_cache_dir() -> Path:
+    """`$KERAS_DLPA_CACHE_DIR`, else `~/.cache/keras_dlpa`."""
+    env = os.environ.get("KERAS_DLPA_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path.home() / ".cache" / "keras_dlpa"
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _hidden(parts) -> bool:
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _find_root(path: Path) -> Path:
+    """Descends single top-level directories (e.g. `train/`) to the root.
+
+    A directory whose only entry is a directory that itself holds
+    directories is a wrapper; a single class folder holding images is not.
+    """
+    while True:
+        entries = [e for e in path.iterdir() if not _hidden([e.name])]
+        if len(entries) != 1 or not entries[0].is_dir():
+            return path
+        inner = entries[0]
+        if not any(e.is_dir() for e in inner.iterdir()):
+            return path
+        path = inner
+
+
+def _read_folder(path: Path) -> dict[str, list[tuple[str, bytes]]]:
+    root = _find_root(path)
+    class_dirs = [
+        e for e in root.iterdir() if e.is_dir() and not _hidden([e.name])
+    ]
+    classes = {}
+    for class_dir in class_dirs:
+        classes[class_dir.name] = [
+            (str(f), f.read_bytes())
+            for f in class_dir.iterdir()
+            if f.is_file() and not _hidden([f.name]) and _is_image(f.name)
+        ]
+    return classes
+
+
+def _octal(field: bytes) -> int:
+    field = field.rstrip(b"\0 ").lstrip(b" ")
+    return int(field, 8) if field else 0
+
+
+def _iter_ustar(data: bytes):
+    """Yields `(name, is_dir, payload)` from an uncompressed tar in memory.
+
+    A minimal ustar/GNU/pax reader, ~50x faster than `tarfile` for 50,000
+    tiny members. Raises `ValueError` on anything it does not understand
+    (the caller then falls back to `tarfile`).
+    """
+    view = memoryview(data)
+    offset, long_name = 0, None
+    while offset + 512 <= len(data):
+        header = data[offset : offset + 512]
+        if header == b"\0" * 512:
+            return
+        size = _octal(header[124:136])
+        kind = header[156:157]
+        body = view[offset + 512 : offset + 512 + size]
+        offset += 512 + (size + 511) // 512 * 512
+        if kind == b"L":
+            long_name = bytes(body).rstrip(b"\0").decode("utf-8")
+            continue
+        if kind == b"x":
+            for record in bytes(body).decode("utf-8").split("\n"):
+                key, _, value = record.partition(" ")[2].partition("=")
+                if key == "path":
+                    long_name = value
+            continue
+        if kind == b"g":
+            continue
+        name = long_name
+        long_name = None
+        if name is None:
+            name = header[0:100].split(b"\0", 1)[0].decode("utf-8")
+            if header[257:262] == b"ustar":
+                prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8")
+                name = f"{prefix}/{name}" if prefix else name
+        if kind in (b"0", b"\0", b"7"):
+            yield name, False, body
+        elif kind == b"5":
+            yield name, True, body
+        elif kind not in (b"1", b"2", b"3", b"4", b"6"):
+            raise ValueError(f"unsupported tar member type {kind!r}")
+    if offset < len(data) and data[offset:].strip(b"\0"):
+        raise ValueError("truncated tar data")
+
+
+def _iter_tarfile(path: Path):
+    with tarfile.open(path, "r:*") as tar:
+        for member in tar:
+            if member.isdir():
+                yield member.name, True, b""
+            elif member.isfile():
+                yield member.name, False, tar.extractfile(member).read()
+
+
+def _iter_archive(path: Path):
+    try:
+        data = gzip.decompress(path.read_bytes())
+        return list(_iter_ustar(data))
+    except (ValueError, UnicodeDecodeError, OSError, EOFError) as error:
+        logger.info("Fast tar reader failed (%s); using tarfile.", error)
+        return list(_iter_tarfile(path))
+
+
+def _read_archive(path: Path) -> dict[str, list[tuple[str, bytes]]]:
+    """Reads image members of a `.tar.gz` in memory (no extraction).
+
+    Members are `[<top>/]<class>/<file>`; one optional top-level directory
+    is allowed, which is the layout of `cifar10-jpeg-train.tar.gz`
+    (`train/<class>/NNNN.jpg`).
+    """
+    images: dict[tuple[str, ...], list[tuple[str, bytes]]] = {}
+    dirs = set()
+    for name, is_dir, payload in _iter_archive(path):
+        parts = PurePosixPath(name).parts
+        if parts[:1] == (".",):
+            parts = parts[1:]
+        if not parts or _hidden(parts):
+            continue
+        if is_dir:
+            dirs.add(parts)
+        elif _is_image(parts[-1]):
+            images.setdefault(parts[:-1], []).append((name, bytes(payload)))
+            dirs.update(parts[:i] for i in range(1, len(parts)))
+    if not images:
+        raise ValueError(
+            f"Archive {path} contains no images; expected {_EXPECTED} inside."
+        )
+    roots = {class_dir[:-1] for class_dir in images}
+    if len(roots) != 1 or any(len(d) == 0 for d in images):
+        raise ValueError(
+            f"Archive {path} must hold images as {_EXPECTED} under one root "
+            "(optionally inside a single top-level directory). Found image "
+            f"directories: {sorted('/'.join(d) for d in images)[:5]}."
+        )
+    (root,) = roots
+    classes = {d[-1]: files for d, files in images.items()}
+    for d in dirs:
+        if len(d) == len(root) + 1 and d[:-1] == root:
+            classes.setdefault(d[-1], [])
+    return classes
+
+
+def _decode_jpeg(blob):
+    return tf.io.decode_jpeg(blob, channels=3, dct_method="INTEGER_ACCURATE")
+
+
+def _decode_png(blob):
+    return tf.io.decode_png(blob, channels=3)
+
+
+def _decode_blobs(names: list[str], blobs: list[bytes]) -> np.ndarray:
+    """Decodes JPEG/PNG bytes in parallel with `tf.data`; checks sizes.
+
+    JPEGs use `dct_method="INTEGER_ACCURATE"`, which matches PIL exactly.
+    """
+    is_png = np.array([n.lower().endswith(".png") for n in names])
+    decode_first = _decode_png if is_png[0] else _decode_jpeg
+    first = decode_first(tf.constant(blobs[0])).numpy()
+    height, width = first.shape[:2]
+    images = np.empty((len(blobs), height, width, 3), np.uint8)
+    for decode, group in ((_decode_jpeg, ~is_png), (_decode_png, is_png)):
+        indices = np.flatnonzero(group)
+        if indices.size == 0:
+            continue
+
+        def decode_checked(blob, decode=decode):
+            image = decode(blob)
+            same = tf.reduce_all(tf.shape(image)[:2] == [height, width])
+            return tf.image.resize_with_crop_or_pad(image, height, width), same
+
+        dataset = (
+            tf.data.Dataset.from_tensor_slices([blobs[i] for i in indices])
+            .map(decode_checked, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(2048)
+        )
+        start = 0
+        for batch, same in dataset.as_numpy_iterator():
+            if not same.all():
+                i = int(indices[start + int(np.argmin(same))])
+                shape = tuple(decode(tf.constant(blobs[i])).shape)
+                raise ValueError(
+                    "All images must have the same size. "
+                    f"{names[i]} has shape {shape} but {names[0]} has "
+                    f"{first.shape}. Resize the images first."
+                )
+            images[indices[start : start + len(batch)]] = batch
+            start += len(batch)
+    return images
+
+
+def _to_image_data(classes, where) -> ImageData:
+    if not classes:
+        raise ValueError(
+            f"Image folder {where} has no class sub-directories. Expected "
+            f"{_EXPECTED}."
+        )
+    class_names = sorted(classes)
+    names, blobs, labels = [], [], []
+    for label, class_name in enumerate(class_names):
+        files = sorted(classes[class_name])
+        if not files:
+            raise ValueError(
+                f"Class folder {class_name!r} in {where} contains no images "
+                f"with extension {', '.join(IMAGE_EXTENSIONS)}. Remove it or "
+                "add images."
+            )
+        names.extend(f for f, _ in files)
+        blobs.extend(b for _, b in files)
+        labels.extend([label] * len(files))
+    images = _decode_blobs(names, blobs)
+    return ImageData(images, np.asarray(labels, np.int64), class_names)
+
+
+def _cache_path(archive: Path, cache_dir) -> Path:
+    stat = archive.stat()
+    stem = archive.name
+    for suffix in _ARCHIVE_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    cache_dir = Path(cache_dir or default_cache_dir() / "image_folder")
+    return cache_dir / f"{stem}-{stat.st_size}-{stat.st_mtime_ns}.npz"
+
+
+def _load_cached(path: Path) -> ImageData:
+    with np.load(path, allow_pickle=False) as cached:
+        return ImageData(
+            cached["images"],
+            cached["labels"],
+            json.loads(str(cached["class_names"])),
+        )
+
+
+def _save_cached(path: Path, data: ImageData) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                images=data.images,
+                labels=data.labels,
+                class_names=np.array(json.dumps(data.class_names)),
+            )
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; it is a cache.
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_image_folder(
+    path: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+) -> ImageData:
+    """Loads `root/<class>/*.{jpg,jpeg,png}` into memory.
+
+    Classes are the sub-directories of the root in sorted order (label k
+    is the k-th name); files are read in sorted order. A single top-level
+    wrapper directory (e.g. `train/`) is descended into. `path` may also be
+    a `.tar.gz`/`.tgz` archive of such a tree: its members are decoded
+    straight from the tar stream (no 50,000-file extraction) and the
+    decoded arrays are cached once as
+    `cache_dir/<archive stem>-<size>-<mtime_ns>.npz` (written to a
+    temporary file and renamed atomically), so later loads take about a
+    second. Decoding uses parallel `tf.io` ops; JPEGs are decoded with the
+    accurate integer IDCT (bit-identical to PIL). Grayscale and RGBA images
+    become RGB; all images must have the same size.
+
+    Args:
+        path: image folder or archive.
+        cache_dir: directory of the decoded-archive cache. Defaults to
+            `$KERAS_DLPA_CACHE_DIR/image_folder`, else
+            `~/.cache/keras_dlpa/image_folder`.
+        use_cache: read and write the cache for archives.
+
+    Returns:
+        An `ImageData` with uint8 images `(N, H, W, 3)`.
+
+    Example:
+
+    >>> data = load_image_folder("../shared/data/cifar10-jpeg-train.tar.gz")
+    ... # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"Image folder or archive not found: {path} (absolute: "
+            f"{path.absolute()}). Pass a directory {_EXPECTED} or a "
+            ".tar.gz/.tgz archive of one."
+        )
+    if path.is_dir():
+        return _to_image_data(_read_folder(path), path)
+    if not path.name.lower().endswith(_ARCHIVE_SUFFIXES):
+        raise ValueError(
+            "`path` must be a directory or a .tar.gz/.tgz archive. "
+            f"Received: {path}."
+        )
+    cache = _cache_path(path, cache_dir) if use_cache else None
+    if cache is not None and cache.is_file():
+        logger.info("Loading decoded images from %s", cache)
+        return _load_cached(cache)
+    data = _to_image_data(_read_archive(path), path)
+    if cache is not None:
+        _save_cached(cache, data)
+        logger.info("Cached decoded images at %s", cache)
+    return data

@@ -1,0 +1,102 @@
+"""TensorFlow Datasets source for image-classification sets."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from keras_dlpa.data.image_data import ImageData
+
+TESTED_TFDS_DATASETS = ("cifar10", "cifar100", "svhn_cropped", "stl10")
+
+_INSTALL_HINT = (
+    "Loading TensorFlow Datasets needs the `datasets` extra: "
+    'pip install "keras-dlpa[datasets]"'
+)
+
+
+def _import_tfds():
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise ImportError(_INSTALL_HINT) from error
+    return tfds
+
+
+def load_tfds(
+    name: str,
+    split: str = "train",
+    data_dir: str | os.PathLike | None = None,
+    manual_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> ImageData:
+    """Loads a TFDS image-classification split fully into memory.
+
+    Tested with `cifar10`, `cifar100`, `svhn_cropped` and `stl10`
+    (`TESTED_TFDS_DATASETS`); any builder with an `image` feature of
+    shape `(H, W, 3)` and a `label` class feature works. Class names come
+    from the builder's `label` feature, in label order. The `unlabelled`
+    split of `stl10` has label -1 and is rejected.
+
+    Offline use: put the original archive (e.g. `cifar-100-binary.tar.gz`
+    or `cifar-10-binary.tar.gz`) into `manual_dir`; the builder prepares
+    from it instead of downloading. Once prepared in `data_dir`, pass
+    `download=False` to read it without any network access.
+
+    Args:
+        name: TFDS dataset name, e.g. `"cifar100"`.
+        split: TFDS split, e.g. `"train"`, `"test"` or `"train[:90%]"`.
+        data_dir: where TFDS stores prepared data (TFDS default if None).
+        manual_dir: directory with manually downloaded archives.
+        download: download and prepare if needed. If False, the dataset
+            must already be prepared in `data_dir`.
+
+    Returns:
+        An `ImageData` with uint8 images `(N, H, W, 3)`.
+    """
+    tfds = _import_tfds()
+    data_dir = None if data_dir is None else os.fspath(data_dir)
+    builder = tfds.builder(name, data_dir=data_dir)
+    features = builder.info.features
+    if "image" not in features or "label" not in features:
+        raise ValueError(
+            f"TFDS dataset {name!r} must have `image` and `label` features; "
+            f"it has {sorted(features.keys())}."
+        )
+    image_shape = tuple(features["image"].shape)
+    if len(image_shape) != 3 or image_shape[-1] != 3:
+        raise ValueError(
+            f"TFDS dataset {name!r} has image shape {image_shape}; expected "
+            "RGB images (H, W, 3)."
+        )
+    if download:
+        config = tfds.download.DownloadConfig(
+            manual_dir=None if manual_dir is None else os.fspath(manual_dir)
+        )
+        builder.download_and_prepare(download_config=config)
+    # Read after preparation: CIFAR builders fill the names from the archive.
+    class_names = list(builder.info.features["label"].names)
+    # Batches rather than `batch_size=-1`, which needs the split size in the
+    # metadata (unknown for mocked data) and one huge tensor.
+    try:
+        dataset = builder.as_dataset(
+            split=split, as_supervised=True, batch_size=4096
+        )
+    except AssertionError as error:  # TFDS signals "not prepared" this way.
+        raise FileNotFoundError(
+            f"TFDS dataset {name!r} is not prepared in data_dir={data_dir!r}."
+            " Pass `download=True` (with `manual_dir` holding the original "
+            "archive when offline), or the `data_dir` where it was prepared."
+        ) from error
+    images, labels = [], []
+    for batch_images, batch_labels in tfds.as_numpy(dataset):
+        images.append(batch_images)
+        labels.append(batch_labels)
+    if not images:
+        raise ValueError(f"TFDS split {split!r} of {name!r} is empty.")
+    return ImageData(
+        np.concatenate(images).astype(np.uint8, copy=False),
+        np.concatenate(labels).astype(np.int64, copy=False),
+        class_names,
+    )
