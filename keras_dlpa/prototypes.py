@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_dlpa.cache import cache_root
+
 logger = logging.getLogger(__name__)
 
 METHODS = ("auto", "uniformity", "etf")
@@ -570,11 +572,8 @@ def load_prototypes(path) -> tuple[np.ndarray, dict]:
 
 
 def default_cache_dir() -> Path:
-    """`$KERAS_DLPA_CACHE`, else `~/.cache/keras_dlpa/prototypes`."""
-    env = os.environ.get("KERAS_DLPA_CACHE")
-    if env:
-        return Path(env)
-    return Path.home() / ".cache" / "keras_dlpa" / "prototypes"
+    """`cache_root() / "prototypes"` (`$KERAS_DLPA_CACHE` or `~/.cache`)."""
+    return cache_root() / "prototypes"
 
 
 def cached_prototypes(

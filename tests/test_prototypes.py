@@ -170,7 +170,7 @@ def test_cache_hit_returns_identical_array(tmp_path, monkeypatch):
     settings = dict(steps=20, refine_iterations=5)
     first = P.cached_prototypes(20, 5, seed=1, **settings)
     path = P.cache_path(20, 5, seed=1, **settings)
-    assert path.parent == tmp_path and path.is_file()
+    assert path.parent == tmp_path / "prototypes" and path.is_file()
     stamp = os.stat(path).st_mtime_ns
     second = P.cached_prototypes(20, 5, seed=1, **settings)
     assert second.tobytes() == first.tobytes()

@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 import numpy as np
 import tensorflow as tf
 
+from keras_dlpa.cache import cache_root
 from keras_dlpa.data.image_data import ImageData
 
 logger = logging.getLogger(__name__)
@@ -21,14 +22,6 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 _EXPECTED = "`root/<class_name>/*.jpg|jpeg|png`"
-
-
-def default_cache_dir() -> Path:
-    """`$KERAS_DLPA_CACHE_DIR`, else `~/.cache/keras_dlpa`."""
-    env = os.environ.get("KERAS_DLPA_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path.home() / ".cache" / "keras_dlpa"
 
 
 def _is_image(name: str) -> bool:
@@ -254,7 +247,7 @@ def _cache_path(archive: Path, cache_dir) -> Path:
     for suffix in _ARCHIVE_SUFFIXES:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
-    cache_dir = Path(cache_dir or default_cache_dir() / "image_folder")
+    cache_dir = Path(cache_dir or cache_root() / "image_folder")
     return cache_dir / f"{stem}-{stat.st_size}-{stat.st_mtime_ns}.npz"
 
 
@@ -307,7 +300,7 @@ def load_image_folder(
     Args:
         path: image folder or archive.
         cache_dir: directory of the decoded-archive cache. Defaults to
-            `$KERAS_DLPA_CACHE_DIR/image_folder`, else
+            `$KERAS_DLPA_CACHE/image_folder`, else
             `~/.cache/keras_dlpa/image_folder`.
         use_cache: read and write the cache for archives.
 
