@@ -1,0 +1,360 @@
+"""Distributed DL2PA: exact statistics and one assignment across replicas.
+
+The strategies need their own interpreters (logical devices and collective
+ops are fixed at TF start-up; the JAX run needs another backend), so the
+worker scripts in `tests/distribute_workers/` run as subprocesses, all
+started at once by one module fixture, and write `.npz` results that the
+tests compare against numpy and against each other.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+
+from keras_dlpa import distribute
+
+WORKERS = os.path.join(REPO_ROOT, "tests", "distribute_workers")
+TIMEOUT_S = 420
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _start(script, out, *args, **env):
+    return subprocess.Popen(
+        [sys.executable, os.path.join(WORKERS, script), str(out), *args],
+        cwd=REPO_ROOT,
+        env=_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Starts every worker at once; returns {name: npz or error text}."""
+    tmp = tmp_path_factory.mktemp("distribute")
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    jobs = {
+        "mirrored2": _start(
+            "mirrored.py",
+            tmp / "m2.npz",
+            "--devices",
+            "2",
+            "--backup-dir",
+            str(tmp / "backup"),
+        ),
+        "single": _start("mirrored.py", tmp / "m1.npz", "--devices", "1"),
+    }
+    for index in range(2):
+        config = {
+            "cluster": cluster,
+            "task": {"type": "worker", "index": index},
+        }
+        jobs[f"worker{index}"] = _start(
+            "multiworker.py",
+            tmp / f"w{index}.npz",
+            TF_CONFIG=json.dumps(config),
+        )
+    jobs["jax"] = _start(
+        "jax_data_parallel.py",
+        tmp / "j2.npz",
+        KERAS_BACKEND="jax",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    )
+    files = {
+        "mirrored2": "m2.npz",
+        "single": "m1.npz",
+        "worker0": "w0.npz",
+        "worker1": "w1.npz",
+        "jax": "j2.npz",
+    }
+    deadline = time.monotonic() + TIMEOUT_S
+    results = {}
+    try:
+        for name, proc in jobs.items():
+            try:
+                output, _ = proc.communicate(
+                    timeout=max(deadline - time.monotonic(), 1)
+                )
+            except subprocess.TimeoutExpired:
+                results[name] = f"timed out after {TIMEOUT_S} s"
+                continue
+            path = tmp / files[name]
+            if proc.returncode == 0 and path.exists():
+                results[name] = dict(np.load(path))
+            else:
+                results[name] = f"exit {proc.returncode}:\n{output[-4000:]}"
+    finally:
+        for proc in jobs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return results
+
+
+def _get(runs, name):
+    result = runs[name]
+    if isinstance(result, str):
+        pytest.fail(f"worker '{name}' failed: {result}")
+    return result
+
+
+def _class_means(x, y, num_classes):
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return np.stack([z[y == j].mean(axis=0) for j in range(num_classes)])
+
+
+def test_statistics_exact_under_mirrored_strategy(runs):
+    run = _get(runs, "mirrored2")
+    assert str(run["strategy"]) == "MirroredStrategy"
+    assert int(run["replicas"]) == 2
+    x, y = run["stats_x"], run["stats_y"]
+    num_classes = run["stats_representatives"].shape[0]
+    np.testing.assert_allclose(
+        run["stats_representatives"],
+        _class_means(x, y, num_classes),
+        atol=1e-6,
+    )
+    bincount = np.bincount(y, minlength=num_classes)
+    np.testing.assert_array_equal(run["stats_observed"], bincount)
+    # Each replica saw half of every global batch; summed, they are exact.
+    local = run["stats_local_counts_before"]
+    assert local.shape == (2, num_classes)
+    np.testing.assert_array_equal(local.sum(axis=1), [len(y) // 2] * 2)
+    np.testing.assert_array_equal(local.sum(axis=0), bincount)
+    # The update zeroed the interval sums on every replica.
+    assert not np.any(run["stats_local_counts_after"])
+    # Frozen features around planted prototypes: the matching finds them.
+    np.testing.assert_array_equal(run["stats_assignment"], run["stats_perm"])
+
+
+def test_two_replicas_match_one_device(runs):
+    one, two = _get(runs, "single"), _get(runs, "mirrored2")
+    assert int(one["replicas"]) == 1
+    # 3 epochs x 2 updates; the assignment changes along the way.
+    assert one["train_assignments"].shape == (6, 6)
+    assert len({tuple(a) for a in one["train_assignments"]}) > 2
+    np.testing.assert_array_equal(
+        two["train_assignments"], one["train_assignments"]
+    )
+    np.testing.assert_allclose(
+        two["train_representatives"], one["train_representatives"], atol=1e-5
+    )
+    np.testing.assert_array_equal(two["train_observed"], one["train_observed"])
+    np.testing.assert_allclose(
+        two["train_weights"], one["train_weights"], atol=1e-5
+    )
+    np.testing.assert_allclose(two["train_loss"], one["train_loss"], rtol=1e-4)
+
+
+def test_assignment_identical_on_every_replica(runs):
+    run = _get(runs, "mirrored2")
+    local = run["train_local_assignment"]
+    assert local.shape == (2, 6)
+    np.testing.assert_array_equal(local[0], local[1])
+    np.testing.assert_array_equal(local[0], run["train_assignments"][-1])
+    reps = run["train_local_representatives"]
+    np.testing.assert_array_equal(reps[0], reps[1])
+    kernels = run["train_local_kernel"]
+    np.testing.assert_array_equal(kernels[0], kernels[1])
+
+
+def test_backup_and_restore_resumes_exactly(runs):
+    # Killed after epoch 1 of 3 and resumed from BackupAndRestore (placed
+    # after ReassignCallback): the same run as without the interruption.
+    run = _get(runs, "mirrored2")
+    np.testing.assert_array_equal(
+        run["resumed_assignments"], run["train_assignments"][-2:]
+    )
+    np.testing.assert_allclose(
+        run["resumed_weights"], run["train_weights"], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        run["resumed_representatives"],
+        run["train_representatives"],
+        atol=1e-6,
+    )
+
+
+def test_multiworker_from_tf_config(runs):
+    w0, w1 = _get(runs, "worker0"), _get(runs, "worker1")
+    assert int(w0["replicas"]) == 2
+    for key in ("weights", "assignment", "assignments", "representatives"):
+        np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+    # DATA sharding keeps the global batches of a single-process run.
+    one = _get(runs, "single")
+    np.testing.assert_array_equal(w0["assignments"], one["train_assignments"])
+    np.testing.assert_allclose(w0["weights"], one["train_weights"], atol=1e-5)
+    np.testing.assert_allclose(w0["loss"], one["train_loss"], rtol=1e-4)
+
+
+def test_jax_data_parallel(runs):
+    pytest.importorskip("jax")
+    run = _get(runs, "jax")
+    assert int(run["devices"]) == 2
+    assert int(run["variable_devices"]) == 2
+    x, y = run["stats_x"], run["stats_y"]
+    num_classes = run["stats_representatives"].shape[0]
+    np.testing.assert_allclose(
+        run["stats_representatives"],
+        _class_means(x, y, num_classes),
+        atol=1e-6,
+    )
+    np.testing.assert_array_equal(
+        run["stats_observed"], np.bincount(y, minlength=num_classes)
+    )
+    assert not np.any(run["stats_counts_after"])
+    np.testing.assert_array_equal(run["stats_assignment"], run["stats_perm"])
+    np.testing.assert_array_equal(
+        run["train_assignments"][-1], run["train_perm"]
+    )
+
+
+def test_batch_size_not_divisible_by_replicas(runs):
+    error = str(_get(runs, "mirrored2")["odd_batch_error"])
+    assert "17" in error and "2 replicas" in error
+    assert int(_get(runs, "mirrored2")["per_replica"]) == 8
+    with pytest.raises(ValueError, match="10 is not divisible by the 4"):
+        distribute.per_replica_batch_size(10, 4)
+    assert distribute.per_replica_batch_size(12, 4) == 3
+    with pytest.raises(ValueError, match="global_batch_size"):
+        distribute.per_replica_batch_size(0, 1)
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"task": {"type": "worker", "index": 0}}', "missing the 'cluster'"),
+        ('{"cluster": {"worker": ["a:1"]}}', "missing the 'task'"),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", '
+            '"index": 1}}',
+            "index 1 is out of range",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", '
+            '"index": 0}}',
+            "'chief' is not a job",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": '
+            '{"type": "worker", "index": 0}}',
+            "ParameterServerStrategy",
+        ),
+        (
+            '{"cluster": {"worker": ["a"]}, "task": {"type": "worker", '
+            '"index": 0}}',
+            "'host:port'",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": '
+            '"worker", "index": 0}}',
+            "appears twice",
+        ),
+        (
+            '{"cluster": {"worker": []}, "task": {"type": "worker", '
+            '"index": 0}}',
+            "non-empty list",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", '
+            '"index": "0"}}',
+            "must be an integer",
+        ),
+    ],
+)
+def test_malformed_tf_config(monkeypatch, config, match):
+    with pytest.raises(ValueError, match=match):
+        distribute.validate_tf_config(config)
+    # `resolve_strategy` validates before creating the strategy.
+    monkeypatch.setenv("TF_CONFIG", config)
+    with pytest.raises(ValueError, match=match):
+        distribute.resolve_strategy("multiworker")
+
+
+def test_missing_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG environment variable"):
+        distribute.resolve_strategy("multiworker")
+
+
+def test_multiworker_after_tf_started(monkeypatch):
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0  # TensorFlow has started in this process.
+    (port,) = _free_ports(1)
+    config = {
+        "cluster": {"worker": [f"127.0.0.1:{port}"]},
+        "task": {"type": "worker", "index": 0},
+    }
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    with pytest.raises(RuntimeError, match="before any other TensorFlow op"):
+        distribute.resolve_strategy("multiworker")
+
+
+def test_valid_tf_config_is_returned():
+    config = {
+        "cluster": {"chief": ["h0:2222"], "worker": ["h1:2222", "h2:2222"]},
+        "task": {"type": "worker", "index": 1},
+    }
+    assert distribute.validate_tf_config(json.dumps(config)) == config
+
+
+def test_unknown_strategy_name():
+    with pytest.raises(ValueError, match="Unknown distribution strategy"):
+        distribute.resolve_strategy("horovod")
+    with pytest.raises(ValueError, match="only used with strategy 'mirrored'"):
+        distribute.resolve_strategy("default", devices=["/cpu:0"])
+
+
+def test_default_and_auto_strategies_without_gpus():
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("auto picks MirroredStrategy when GPUs are visible")
+    for name in ("default", "auto", "AUTO"):
+        strategy = distribute.resolve_strategy(name)
+        assert strategy is tf.distribute.get_strategy()
+        assert strategy.num_replicas_in_sync == 1
+
+
+def test_scale_learning_rate():
+    assert distribute.scale_learning_rate(0.1, 512) == pytest.approx(0.4)
+    assert distribute.scale_learning_rate(
+        0.1, 512, rule="sqrt"
+    ) == pytest.approx(0.2)
+    assert distribute.scale_learning_rate(0.1, 512, rule="none") == 0.1
+    assert distribute.scale_learning_rate(
+        0.2, 64, base_batch_size=256
+    ) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="`rule`"):
+        distribute.scale_learning_rate(0.1, 512, rule="cubic")
+    with pytest.raises(ValueError, match="`base_lr`"):
+        distribute.scale_learning_rate(-1.0, 512)
