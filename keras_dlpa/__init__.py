@@ -7,6 +7,7 @@ TensorFlow-only parts live in their own subpackages: `keras_dlpa.data`
 (tf.data pipelines), `keras_dlpa.distribute` and `keras_dlpa.export`.
 """
 
+from keras_dlpa import models
 from keras_dlpa.class_statistics import merge_statistics
 from keras_dlpa.evaluation import EvaluationCallback
 from keras_dlpa.evaluation import classification_metrics
@@ -40,6 +41,7 @@ __all__ = [
     "ipm_loss",
     "load_prototypes",
     "merge_statistics",
+    "models",
     "prototype_quality",
     "save_prototypes",
     "shot_groups",

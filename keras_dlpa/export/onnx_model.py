@@ -1,0 +1,65 @@
+"""ONNX export (tf2onnx) with model metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+DEFAULT_OPSET = 17
+
+
+def _require_onnx():
+    try:
+        import onnx
+        import tf2onnx  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "ONNX export needs tf2onnx and onnx: pip install 'keras-dlpa[onnx]'"
+        ) from error
+    return onnx
+
+
+def export_onnx(
+    serving_model, path, metadata=None, opset: int = DEFAULT_OPSET
+) -> Path:
+    """Writes `serving_model` as an ONNX model (tf2onnx).
+
+    The ONNX graph has one float32 input `"images"` `(B, H, W, C)` (dynamic
+    batch; uint8 pixels are fed as their float32 values) and the outputs of
+    `build_serving_model` by name. `metadata` (`{str: str}`) goes into the
+    model's `metadata_props`.
+
+    Args:
+        serving_model: the model from `build_serving_model`.
+        path: output `.onnx` file.
+        metadata: optional `{str: str}`.
+        opset: ONNX opset (default 17).
+
+    Returns:
+        The written path.
+    """
+    onnx = _require_onnx()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = tuple(serving_model.inputs[0].shape[1:])
+    spec = tf.TensorSpec((None, *shape), tf.float32, name="images")
+    serving_model.export(
+        str(path),
+        format="onnx",
+        input_signature=[spec],
+        opset_version=opset,
+        verbose=False,
+    )
+    proto = onnx.load(str(path))
+    if metadata:
+        onnx.helper.set_model_props(
+            proto, {str(k): str(v) for k, v in metadata.items()}
+        )
+    proto.producer_name = "keras_dlpa.export"
+    proto.doc_string = (
+        "DL2PA classifier: images -> cosine logits against label-ordered "
+        "prototypes (assignment baked in)."
+    )
+    onnx.save(proto, str(path))
+    return path

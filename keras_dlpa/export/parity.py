@@ -1,0 +1,168 @@
+"""Parity check: Keras vs SavedModel vs ONNX Runtime on one batch."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+class ParityError(RuntimeError):
+    """An exported model disagrees with the Keras model beyond tolerance."""
+
+
+def random_images(shape, batch_size: int = 8, seed: int = 0) -> np.ndarray:
+    """Seeded random 0-255 integer-valued images `(B, H, W, C)` float32."""
+    if any(d is None for d in shape):
+        raise ValueError(
+            f"The model input {tuple(shape)} has an unknown height/width; "
+            "pass parity images of the size to check."
+        )
+    rng = np.random.default_rng(seed)
+    size = (batch_size, *shape)
+    return rng.integers(0, 256, size=size).astype("float32")
+
+
+def check_images(images, shape) -> np.ndarray:
+    """Validates parity images against the model input `(H, W, C)`."""
+    images = np.asarray(images)
+    expected = (None, *shape)
+    if images.ndim != 4 or any(
+        e is not None and e != r for e, r in zip(expected[1:], images.shape[1:])
+    ):
+        raise ValueError(
+            f"Parity images must have shape {expected} (B, H, W, C) to match "
+            f"the model input. Received: shape={images.shape}"
+        )
+    return images.astype("float32")
+
+
+def _compare(name, got, ref_logits, tolerance, top_k):
+    ref_labels = np.argmax(ref_logits, axis=1)
+    logits = np.asarray(got["logits"], "float32")
+    if logits.shape != ref_logits.shape:
+        return {
+            "passed": False,
+            "error": f"logits shape {logits.shape} != {ref_logits.shape}",
+        }
+    labels = np.asarray(got["label"]).reshape(-1).astype("int64")
+    rows = np.arange(len(labels))
+    # A label differing from argmax only counts when the two reference
+    # cosines are further apart than the tolerance (not a numerical tie).
+    gap = ref_logits[rows, ref_labels] - ref_logits[rows, labels]
+    mismatches = int(np.sum((labels != ref_labels) & (gap > tolerance)))
+    diff = float(np.max(np.abs(logits - ref_logits)))
+    score_diff = float(
+        np.max(np.abs(np.asarray(got["score"]) - ref_logits.max(axis=1)))
+    )
+    result = {
+        "max_abs_logit_diff": diff,
+        "max_abs_score_diff": score_diff,
+        "label_mismatches": mismatches,
+        "labels_identical": bool(np.array_equal(labels, ref_labels)),
+    }
+    if top_k:
+        ref_top = -np.sort(-ref_logits, axis=1)[:, :top_k]
+        top_diff = float(
+            np.max(np.abs(np.asarray(got["top_k_scores"]) - ref_top))
+        )
+        result["max_abs_top_k_score_diff"] = top_diff
+        score_diff = max(score_diff, top_diff)
+    result["passed"] = bool(
+        mismatches == 0 and diff <= tolerance and score_diff <= tolerance
+    )
+    return result
+
+
+def _run_saved_model(path, images):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    out = {}
+    fn = loaded.signatures["serving_default"]
+    out["savedmodel"] = fn(images=tf.constant(images))
+    in_byte_range = np.all((images >= 0) & (images <= 255))
+    if in_byte_range and np.array_equal(images, np.round(images)):
+        fn = loaded.signatures["serving_uint8"]
+        out["savedmodel_uint8"] = fn(images=tf.constant(images.astype("uint8")))
+    return {k: {n: t.numpy() for n, t in v.items()} for k, v in out.items()}
+
+
+def _run_onnx(path, images):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"]
+    )
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, {"images": images})
+    return dict(zip(names, values))
+
+
+def check_parity(
+    model,
+    images,
+    saved_model_path=None,
+    onnx_path=None,
+    serving_model=None,
+    tolerance: float = 1e-5,
+    top_k: int | None = None,
+    raise_on_failure: bool = True,
+) -> dict:
+    """Compares exported models with the Keras model on one batch.
+
+    The reference is `model(images)` (the trained Keras model with its
+    `PrototypeLayer`). Each export must give the same top-1 labels (a
+    different label is tolerated only where the two reference cosines tie
+    within `tolerance`) and cosines (logits, scores, top-k scores) within
+    `tolerance` (absolute).
+
+    Args:
+        model: the trained Keras classifier.
+        images: `(B, H, W, C)` raw images.
+        saved_model_path: SavedModel directory to check (both signatures;
+            `serving_uint8` when the images are integers in 0-255).
+        onnx_path: `.onnx` file to check with onnxruntime.
+        serving_model: the Keras serving model to check.
+        tolerance: max absolute cosine difference (default 1e-5).
+        top_k: the exported `k`, if any.
+        raise_on_failure: raise `ParityError` when a check fails.
+
+    Returns:
+        `{"tolerance", "batch_size", "passed", "backends": {name: result}}`;
+        each result has `max_abs_logit_diff`, `label_mismatches`, `passed`.
+    """
+    if not tolerance > 0:
+        raise ValueError(
+            f"Argument `tolerance` must be > 0. Received: {tolerance!r}"
+        )
+    images = np.asarray(images, "float32")
+    ref_logits = np.asarray(
+        keras.ops.convert_to_numpy(model(images, training=False)), "float32"
+    )
+    outputs = {}
+    if serving_model is not None:
+        got = serving_model(images, training=False)
+        outputs["keras_serving"] = {
+            k: keras.ops.convert_to_numpy(v) for k, v in got.items()
+        }
+    if saved_model_path is not None:
+        outputs.update(_run_saved_model(saved_model_path, images))
+    if onnx_path is not None:
+        outputs["onnx"] = _run_onnx(onnx_path, images)
+    backends = {
+        name: _compare(name, got, ref_logits, tolerance, top_k)
+        for name, got in outputs.items()
+    }
+    report = {
+        "tolerance": float(tolerance),
+        "batch_size": int(images.shape[0]),
+        "passed": all(r["passed"] for r in backends.values()),
+        "backends": backends,
+    }
+    if raise_on_failure and not report["passed"]:
+        failed = {k: v for k, v in backends.items() if not v["passed"]}
+        raise ParityError(
+            "Exported model disagrees with the Keras model (tolerance "
+            f"{tolerance:g}, {images.shape[0]} images): {failed}"
+        )
+    return report
