@@ -38,9 +38,3 @@ def gradient(fn, x):
 
         return np.asarray(jax.grad(lambda v: jnp.sum(fn(v)))(jnp.asarray(x)))
     pytest.skip(f"no gradient helper for backend {backend}")
-
-
-@pytest.fixture(autouse=True)
-def _clear_keras_session():
-    yield
-    keras.backend.clear_session()

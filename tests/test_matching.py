@@ -1,0 +1,188 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from keras_dlpa.matching import solve_assignment
+
+pytestmark = pytest.mark.core
+
+METHODS = ("dense", "sparse")
+
+
+def _unit_rows(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _problem(c, d, seed, noise=None):
+    """Unit prototypes W, a planted permutation and representatives Q."""
+    rng = np.random.default_rng(seed)
+    w = _unit_rows(rng.standard_normal((c, d)))
+    perm = rng.permutation(c)
+    if noise is None:
+        q = _unit_rows(rng.standard_normal((c, d)))
+    else:
+        q = _unit_rows(w[perm] + noise * rng.standard_normal((c, d)))
+    return q, w, perm
+
+
+def _brute_force(q, w):
+    """All permutations: (sorted costs, best permutation)."""
+    sim = q @ w.T
+    c = q.shape[0]
+    perms = np.array(list(itertools.permutations(range(c))))
+    costs = -sim[np.arange(c), perms].sum(axis=1)
+    order = np.argsort(costs, kind="stable")
+    return costs[order], perms[order[0]]
+
+
+def _is_permutation(a, c):
+    return a.dtype == np.int64 and np.array_equal(np.sort(a), np.arange(c))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_equals_brute_force(method):
+    # Loops instead of parametrisation: the conftest teardown is per test.
+    for c, seed in itertools.product([1, 2, 3, 5, 7], [0, 1, 2]):
+        q, w, _ = _problem(c, 4, seed)
+        costs, best = _brute_force(q, w)
+        assignment, cost = solve_assignment(q, w, method=method)
+        assert _is_permutation(assignment, c)
+        np.testing.assert_allclose(cost, costs[0], rtol=0, atol=1e-9)
+        # The returned cost is the true cost of the returned assignment.
+        np.testing.assert_allclose(
+            cost, -np.sum(q * w[assignment]), rtol=0, atol=1e-12
+        )
+        if c > 1 and costs[1] - costs[0] > 1e-6:  # unique optimum
+            np.testing.assert_array_equal(assignment, best)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_brute_force_with_current_and_zero_rows(method):
+    rng = np.random.default_rng(7)
+    for seed in range(4):
+        q, w, _ = _problem(6, 3, seed)
+        q[rng.choice(6, 2, replace=False)] = 0.0  # classes never seen
+        current = rng.permutation(6)
+        costs, _ = _brute_force(q, w)
+        assignment, cost = solve_assignment(q, w, current, method=method)
+        assert _is_permutation(assignment, 6)
+        np.testing.assert_allclose(cost, costs[0], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_planted_permutation_recovered(method):
+    q, w, perm = _problem(300, 64, seed=3, noise=0.05)
+    current = np.random.default_rng(0).permutation(300)
+    assignment, cost = solve_assignment(q, w, current, method=method)
+    np.testing.assert_array_equal(assignment, perm)
+    np.testing.assert_allclose(cost, -np.sum(q * w[perm]), atol=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_zero_statistics_keep_current(method):
+    for c in (1, 5, 300):
+        _check_zero_statistics(method, c)
+
+
+def _check_zero_statistics(method, c):
+    w = _unit_rows(np.random.default_rng(c).standard_normal((c, 16)))
+    current = np.random.default_rng(c + 1).permutation(c)
+    assignment, cost = solve_assignment(
+        np.zeros((c, 16)), w, current, method=method
+    )
+    np.testing.assert_array_equal(assignment, current)
+    assert cost == 0.0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_ties_keep_current(method):
+    # Classes 0 and 1 have identical representatives halfway between
+    # prototypes 0 and 1: both pairings are optimal, so `current` decides.
+    w = np.eye(4)
+    q = np.eye(4)
+    q[0] = q[1] = np.array([1.0, 1.0, 0.0, 0.0]) / np.sqrt(2.0)
+    for current in ([0, 1, 2, 3], [1, 0, 2, 3]):
+        assignment, cost = solve_assignment(q, w, np.array(current), method)
+        np.testing.assert_array_equal(assignment, current)
+        np.testing.assert_allclose(cost, -(np.sqrt(2.0) + 2.0), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_duplicated_rows_deterministic(method):
+    q, w, _ = _problem(40, 8, seed=5)
+    q[10:20] = q[0]  # 11 identical representatives: many tied optima
+    results = [solve_assignment(q, w, method=method) for _ in range(3)]
+    for assignment, cost in results[1:]:
+        np.testing.assert_array_equal(assignment, results[0][0])
+        assert cost == results[0][1]
+    current = np.random.default_rng(1).permutation(40)
+    first = solve_assignment(q, w, current, method=method)[0]
+    again = solve_assignment(q.copy(), w.copy(), current.copy(), method)[0]
+    np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize(
+    "c, noise, k", [(1500, 0.5 / 8, 16), (400, None, 4), (300, None, 1)]
+)
+def test_sparse_equals_dense(c, noise, k):
+    # Near-converged (Q = permuted W + noise) and random statistics: the
+    # sparse solver's duality certificate makes it exact in both cases.
+    q, w, _ = _problem(c, 64, seed=11, noise=noise)
+    current = np.random.default_rng(2).permutation(c)
+    dense, dense_cost = solve_assignment(q, w, current, "dense")
+    sparse, sparse_cost = solve_assignment(q, w, current, "sparse", k=k)
+    assert _is_permutation(sparse, c)
+    np.testing.assert_allclose(sparse_cost, dense_cost, rtol=0, atol=1e-7)
+    if noise is not None:
+        np.testing.assert_array_equal(sparse, dense)
+
+
+def test_auto_and_input_dtypes():
+    q, w, perm = _problem(50, 8, seed=9, noise=0.01)
+    assignment, _ = solve_assignment(
+        q.astype(np.float32), w.astype(np.float32), np.arange(50, dtype="i4")
+    )
+    np.testing.assert_array_equal(assignment, perm)
+
+
+def test_empty():
+    assignment, cost = solve_assignment(np.zeros((0, 3)), np.zeros((0, 3)))
+    assert assignment.shape == (0,) and cost == 0.0
+
+
+ERROR_CASES = [
+    (dict(representatives=np.zeros((3, 2))), r"\(3, 2\).*\(4, 2\)"),
+    (dict(representatives=np.zeros(4)), "representatives.*2-D"),
+    (dict(prototypes=np.zeros((4, 2, 1))), "prototypes.*2-D"),
+    (dict(current=np.array([0, 1, 1, 3])), "permutation of range"),
+    (dict(current=np.array([0, 1, 2, 4])), "permutation of range"),
+    (dict(current=np.array([0, 1, 2])), r"current.*shape \(4,\)"),
+    (dict(current=np.arange(4.0)), "current.*integer"),
+    (dict(method="hungarian"), "method.*hungarian"),
+    (dict(tie_epsilon=-1.0), "tie_epsilon"),
+    (dict(k=0), "`k`"),
+]
+
+
+def test_errors():
+    for kwargs, match in ERROR_CASES:
+        args = dict(
+            representatives=np.eye(4, 2),
+            prototypes=np.eye(4, 2),
+            current=np.arange(4),
+        )
+        args.update(kwargs)
+        with pytest.raises(ValueError, match=match):
+            solve_assignment(**args)
+
+
+def test_non_finite():
+    for bad, name in itertools.product(
+        [np.nan, np.inf], ["representatives", "prototypes"]
+    ):
+        args = dict(representatives=np.eye(4, 2), prototypes=np.eye(4, 2))
+        args[name] = args[name].copy()
+        args[name][2, 1] = bad
+        with pytest.raises(ValueError, match=f"{name}.*NaN or inf.*\\[2\\]"):
+            solve_assignment(**args)
