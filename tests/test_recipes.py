@@ -1,0 +1,285 @@
+"""Each recipe runs one tiny epoch end to end and writes the run schema."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from keras_dlpa.cli.train import build_parser
+from keras_dlpa.cli.train import config_from_args
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+METRIC_KEYS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_top1",
+    "val_top5",
+    "val_many",
+    "val_medium",
+    "val_few",
+    "learning_rate",
+)
+EVAL_KEYS = ("top1", "top5", "many", "medium", "few", "per_class_accuracy")
+TINY = ["--epochs", "1", "--depth", "8", "--verbose", "0", "--seed", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _prototype_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KERAS_DLPA_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _recipe(name):
+    spec = importlib.util.spec_from_file_location(
+        f"recipe_{name}", RECIPES_DIR / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(name, argv):
+    from keras_dlpa.cli.train import main
+
+    assert _recipe(name).main is main  # the script is the shared entry
+    return main(argv, recipe=name)
+
+
+def _check_run_dir(run_dir, method, num_classes, dim, test, plots):
+    run_dir = Path(run_dir)
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "metrics.json",
+        "evaluation.json",
+        "model.keras",
+        "best.keras",
+        "checkpoints/training_metadata.json",
+    ):
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["method"] == method
+    assert config["num_classes"] == num_classes
+    assert config["dim"] == dim
+    assert len(config["class_names"]) == num_classes
+    for key in ("dataset", "seed"):
+        assert key in config
+    rows = json.loads((run_dir / "metrics.json").read_text())
+    assert [r["epoch"] for r in rows] == [0]
+    for key in METRIC_KEYS:
+        assert key in rows[0], key
+    if method == "dl2pa":
+        assert 0.0 <= rows[0]["assignment_changed"] <= 1.0
+        assert "assignment_cost" in rows[0]
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert evaluation["selection"] == "val_top1"
+    assert len(evaluation["train_counts"]) == num_classes
+    assert evaluation["class_names"] == config["class_names"]
+    parts = [evaluation["last"], evaluation["best"]]
+    if test:
+        parts += [evaluation["test"]["last"], evaluation["test"]["best"]]
+    else:
+        assert "test" not in evaluation
+    for part in parts:
+        for key in EVAL_KEYS:
+            assert key in part, key
+        assert len(part["per_class_accuracy"]) == num_classes
+        assert 0.0 <= part["top1"] <= part["top5"] <= 1.0
+        assert part["epoch"] == 0
+    # Validation top-1 logged during training = the final evaluation.
+    assert rows[0]["val_top1"] == pytest.approx(evaluation["last"]["top1"])
+    if method == "softmax":
+        assert not (run_dir / "final_state.npz").exists()
+    else:
+        state = np.load(run_dir / "final_state.npz")
+        assert state["prototypes"].shape == (num_classes, dim)
+        assert sorted(state["assignment"]) == list(range(num_classes))
+    if plots:
+        assert list((run_dir / "plots").glob("*.png"))
+    return config, evaluation
+
+
+def _image_folder(root, num_classes, per_class, size=32, ext="png", seed=0):
+    rng = np.random.default_rng(seed)
+    for k in range(num_classes):
+        folder = root / f"class{k:02d}"
+        folder.mkdir(parents=True)
+        colour = rng.uniform(30, 220, size=3)
+        for i in range(per_class):
+            pixels = colour + rng.normal(0, 25, size=(size, size, 3))
+            image = Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
+            image.save(folder / f"{i:03d}.{ext}")
+    return root
+
+
+def test_cifar100_lt_defaults_are_the_paper_setting():
+    args = build_parser("cifar100_lt").parse_args([])
+    config = config_from_args("cifar100_lt", args)
+    assert (config.method, config.imbalance, config.epochs) == (
+        "dl2pa",
+        0.01,
+        200,
+    )
+    assert (config.batch_size, config.learning_rate) == (128, 0.1)
+    assert (config.warmup_epochs, config.milestones) == (5, (160, 180))
+    assert (config.weight_decay, config.mixup_alpha) == (2e-4, 1.0)
+    assert config.class_scale and config.backbone == "resnet32_lt_cifar100"
+    assert config.out == "runs/cifar100_lt-dl2pa-0.01-0"
+    balanced = config_from_args(
+        "cifar100", build_parser("cifar100").parse_args(["--dim", "10"])
+    )
+    assert (balanced.epochs, balanced.learning_rate) == (250, 0.01)
+    assert balanced.milestones == (100, 200) and balanced.mixup_alpha == 0
+    assert not balanced.class_scale and balanced.imbalance is None
+
+
+def test_imbalance_outside_unit_interval_is_an_error():
+    args = build_parser("cifar10_lt").parse_args(["--imbalance", "100"])
+    with pytest.raises(ValueError, match=r"imbalance.*\(0, 1\]"):
+        config_from_args("cifar10_lt", args)
+
+
+def test_cifar100_lt_one_epoch_tfds(tmp_path):
+    out = tmp_path / "run"
+    argv = TINY + [
+        "--quick",
+        "--width",
+        "2",
+        "--dim",
+        "99",  # long-tailed backbone (d = 8) + projection to 99
+        "--imbalance",
+        "0.5",
+        "--batch-size",
+        "32",
+        "--no-report",
+        "--out",
+        str(out),
+    ]
+    with tfds.testing.mock_data(num_examples=1500):
+        _run("cifar100_lt", argv)
+    config, evaluation = _check_run_dir(
+        out, "dl2pa", 100, 99, test=True, plots=False
+    )
+    assert config["mixup_alpha"] == 1.0
+    assert config["test_size"] == 1500
+    assert config["val_size"] + sum(config["train_counts"]) < 1500
+
+
+def test_cifar100_balanced_one_epoch_tfds(tmp_path):
+    out = tmp_path / "run"
+    argv = TINY + [
+        "--quick",
+        "--width",
+        "2",
+        "--dim",
+        "100",
+        "--method",
+        "static",
+        "--batch-size",
+        "32",
+        "--no-report",
+        "--out",
+        str(out),
+    ]
+    with tfds.testing.mock_data(num_examples=1500):
+        _run("cifar100", argv)
+    config, _ = _check_run_dir(out, "static", 100, 100, test=True, plots=False)
+    assert config["imbalance"] is None and config["mixup_alpha"] == 0.0
+
+
+def test_cifar10_lt_one_epoch_image_folder(tmp_path):
+    folder = _image_folder(tmp_path / "train", 10, 12)
+    out = tmp_path / "run"
+    argv = TINY + [
+        "--width",
+        "2",
+        "--method",
+        "softmax",
+        "--imbalance",
+        "0.5",
+        "--batch-size",
+        "16",
+        "--image-dir",
+        str(folder),
+        "--out",
+        str(out),
+    ]
+    _run("cifar10_lt", argv)
+    config, evaluation = _check_run_dir(
+        out, "softmax", 10, 8, test=False, plots=True
+    )
+    # Validation first (round(12 * 0.1) = 1 per class), then the
+    # long-tailed profile on the remaining 11 per class.
+    expected = [int(11 * 0.5 ** (k / 9)) for k in range(10)]
+    assert evaluation["train_counts"] == expected
+    assert config["val_size"] == 10
+    # Resuming a finished run is refused without --resume.
+    with pytest.raises(FileExistsError):
+        _run("cifar10_lt", argv)
+
+
+def test_etf_with_too_small_dim_is_a_clear_error(tmp_path):
+    folder = _image_folder(tmp_path / "train", 10, 4)
+    argv = TINY + [
+        "--width",
+        "2",  # d = 8 < c - 1 = 9
+        "--method",
+        "etf",
+        "--imbalance",
+        "1.0",
+        "--image-dir",
+        str(folder),
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    with pytest.raises(ValueError, match=r"d=8 and c=10"):
+        _run("cifar10_lt", argv)
+
+
+@pytest.mark.large
+def test_imagenet_lt_one_epoch_image_list(tmp_path):
+    root = tmp_path / "images"
+    _image_folder(root, 8, 4, size=72, ext="jpg")
+    lines = []
+    for k, folder in enumerate(sorted(root.iterdir())):
+        for file in sorted(folder.iterdir()):
+            lines.append(f"{folder.name}/{file.name} {k}")
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    argv = [
+        "--quick",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--val-fraction",
+        "0.25",
+        "--root",
+        str(root),
+        "--train-list",
+        str(tmp_path / "train.txt"),
+        "--test-list",
+        str(tmp_path / "train.txt"),
+        "--verbose",
+        "0",
+        "--out",
+        str(out),
+    ]
+    _run("imagenet_lt", argv)
+    config, _ = _check_run_dir(out, "dl2pa", 8, 512, test=True, plots=True)
+    assert config["backbone"] == "resnet50_imagenet"
+    assert config["image_size"] == 64 and config["lr_decay"] == "cosine"
+    assert config["train_size"] == 24 and config["val_size"] == 8
+
+
+def test_recipe_scripts_show_help():
+    for name in ("cifar100_lt", "cifar10_lt", "cifar100", "imagenet_lt"):
+        assert os.path.isfile(RECIPES_DIR / f"{name}.py")
+        parser = build_parser(name)
+        assert "--resume" in parser.format_help()
