@@ -149,7 +149,7 @@ def build_classifier(
             name="prototypes",
         )(features)
     return keras.Model(
-        backbone.inputs, outputs, name=name or f"{method}_classifier"
+        backbone.input, outputs, name=name or f"{method}_classifier"
     )
 
 

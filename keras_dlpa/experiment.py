@@ -507,7 +507,7 @@ def build_model(
         features = project_features(
             backbone.outputs[0], project_to, config.weight_decay
         )
-        backbone = keras.Model(backbone.inputs, features, name=backbone.name)
+        backbone = keras.Model(backbone.input, features, name=backbone.name)
     dim = int(backbone.outputs[0].shape[-1])
     prototypes = method_prototypes(
         config.method, num_classes, dim, seed=config.prototype_seed
@@ -706,6 +706,7 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
     Returns:
         The evaluation dict (see the run directory schema).
     """
+    from keras_dlpa.distribute import per_replica_batch_size
     from keras_dlpa.distribute import resolve_strategy
     from keras_dlpa.distribute import shard_by_data
 
@@ -715,6 +716,9 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
             "tf.distribute). Set KERAS_BACKEND=tensorflow. Received backend: "
             f"{keras.backend.backend()!r}"
         )
+    # Multi-worker collectives must be set up before TensorFlow runs an op.
+    strategy = resolve_strategy(config.strategy)
+    per_replica_batch_size(config.batch_size, strategy)
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -729,7 +733,6 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
     steps = len(train) // config.batch_size
     num_classes = train.num_classes
 
-    strategy = resolve_strategy(config.strategy)
     with strategy.scope():
         model = build_model(config, num_classes, mean, std, train.image_shape)
         soft = bool(config.mixup_alpha)

@@ -1,12 +1,13 @@
 """Quickstart: DL2PA on real long-tailed data, offline, in about 2 minutes.
 
-Trains a small CIFAR ResNet (depth 8, width 8, d = 32) with the DL2PA head
-(estimated prototypes, IPM loss, per-epoch reassignment) on a small
-CIFAR-10-LT subset of the CIFAR-10 JPEG training split
-(`../shared/data/cifar10-jpeg-train.tar.gz`): 300 images per class, a
+Trains a small CIFAR ResNet (depth 8, width 8, projected to d = 4 < c - 1,
+where a simplex ETF does not exist and the assignment matters) with the
+DL2PA head (estimated prototypes, IPM loss, per-epoch reassignment) on a
+small CIFAR-10-LT subset of the CIFAR-10 JPEG training split
+(`../shared/data/cifar10-jpeg-train.tar.gz`): 600 images per class, a
 balanced validation split of 10 % per class carved out first, then the
-long-tailed profile with imbalance 0.1 on the rest (270 ... 27 images per
-class). Then prints the metrics table, draws the plots into
+long-tailed profile with imbalance 0.1 on the rest (540 ... 54 images per
+class), 10 epochs. Then prints the metrics table, draws the plots into
 `RUN_DIR/plots/` and exports the model to ONNX with a parity check against
 Keras (`keras_dlpa.export`, needs the `onnx` extra).
 
@@ -41,8 +42,9 @@ def main(argv=None) -> int:
         default="dl2pa",
         choices=("dl2pa", "static", "etf", "softmax"),
     )
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--train-per-class", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--dim", type=int, default=4)
+    parser.add_argument("--train-per-class", type=int, default=600)
     parser.add_argument("--out", default="runs/quickstart")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-export", action="store_true")
@@ -69,6 +71,7 @@ def main(argv=None) -> int:
         backbone="resnet32_lt_cifar10",
         depth=8,
         width=8,
+        dim=args.dim,
         epochs=args.epochs,
         batch_size=64,
         learning_rate=0.1,

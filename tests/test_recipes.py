@@ -32,7 +32,6 @@ TINY = ["--epochs", "1", "--depth", "8", "--verbose", "0", "--seed", "1"]
 @pytest.fixture(autouse=True)
 def _prototype_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("KERAS_DLPA_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def _recipe(name):
