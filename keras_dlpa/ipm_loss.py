@@ -21,51 +21,64 @@ def _raise_if_out_of_range(low, high, num_classes):
         )
 
 
-def check_label_range(labels, num_classes: int):
-    """Raises a clear error if integer `labels` leave `[0, num_classes)`.
+def _is_jax_tracer(x) -> bool:
+    import jax
 
-    Works eagerly, inside `tf.function` (as an assertion op) and inside
-    `jax.jit` (as a host callback). Returns `labels` (with a control
-    dependency on the check under TensorFlow graphs).
+    return isinstance(x, jax.core.Tracer)
+
+
+def check_label_range(labels, num_classes: int):
+    """Checks that integer `labels` lie in `[0, num_classes)`.
+
+    Eagerly (any backend) a violation raises `ValueError` at once; inside
+    `tf.function` it is an assertion op that fails the step with the same
+    message. Inside `jax.jit` a host callback would stall every step, so the
+    check is returned as a traced boolean instead: callers poison the loss
+    and the class statistics with NaN, and `ReassignCallback` raises the
+    error at its next update.
+
+    Returns:
+        `(labels, invalid)`: `invalid` is `None`, or under `jax.jit` a
+        scalar bool tensor that is true when some label is out of range.
     """
     low, high = ops.min(labels), ops.max(labels)
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        if tf.executing_eagerly():
-            _raise_if_out_of_range(low, high, num_classes)
-            return labels
-        message = (
-            f"Labels must be integers in [0, {num_classes}) for a model with "
-            f"{num_classes} classes"
-        )
-        checks = [
-            tf.debugging.assert_greater_equal(low, 0, message=message),
-            tf.debugging.assert_less(high, num_classes, message=message),
-        ]
-        with tf.control_dependencies(checks):
-            return tf.identity(labels)
-    if backend == "jax":
-        import jax
-
-        jax.debug.callback(_raise_if_out_of_range, low, high, num_classes)
-        return labels
+        if not tf.executing_eagerly():
+            message = (
+                f"Labels must be integers in [0, {num_classes}) for a model "
+                f"with {num_classes} classes"
+            )
+            checks = [
+                tf.debugging.assert_greater_equal(low, 0, message=message),
+                tf.debugging.assert_less(high, num_classes, message=message),
+            ]
+            with tf.control_dependencies(checks):
+                return tf.identity(labels), None
+    elif backend == "jax" and _is_jax_tracer(labels):
+        return labels, (low < 0) | (high >= num_classes)
     _raise_if_out_of_range(
         ops.convert_to_numpy(low), ops.convert_to_numpy(high), num_classes
     )
-    return labels
+    return labels, None
 
 
-def label_weights(y_true, num_classes: int, validate: bool = True):
-    """Turns sparse or dense labels into `(B, c)` float32 class weights.
+def parse_labels(y_true, num_classes: int, validate: bool = True):
+    """Splits labels into the sparse or the dense form.
 
     Sparse labels have shape `(B,)` or `(B, 1)`; dense labels (one-hot, or
     soft targets such as mixup) have shape `(B, c)`.
+
+    Returns:
+        `(labels, weights, invalid)`: int32 `labels` `(B,)` and `weights`
+        `None` for sparse input; `labels` `None` and float32 `weights`
+        `(B, c)` for dense input. `invalid` as in `check_label_range`.
     """
     y_true = ops.convert_to_tensor(y_true)
     if len(y_true.shape) == 2 and y_true.shape[-1] == num_classes:
-        return ops.cast(y_true, "float32")
+        return None, ops.cast(y_true, "float32"), None
     if len(y_true.shape) == 2 and y_true.shape[-1] == 1:
         y_true = ops.squeeze(y_true, axis=-1)
     if len(y_true.shape) != 1:
@@ -75,9 +88,10 @@ def label_weights(y_true, num_classes: int, validate: bool = True):
             f"shape={tuple(y_true.shape)}"
         )
     labels = ops.cast(y_true, "int32")
+    invalid = None
     if validate:
-        labels = check_label_range(labels, num_classes)
-    return ops.one_hot(labels, num_classes, dtype="float32")
+        labels, invalid = check_label_range(labels, num_classes)
+    return labels, None, invalid
 
 
 def batch_class_scale(weights):
@@ -100,6 +114,23 @@ def batch_class_scale(weights):
     return present * gamma / ops.maximum(counts, keras.backend.epsilon())
 
 
+def _ipm(labels, weights, invalid, y_pred, class_scale):
+    if weights is not None:
+        if class_scale:
+            weights = weights * batch_class_scale(weights)[None, :]
+        return ops.sum(weights * 0.5 * ops.square(y_pred - 1.0), axis=-1)
+    num_classes = y_pred.shape[-1]
+    safe = ops.clip(labels, 0, num_classes - 1)
+    cosine = ops.take_along_axis(y_pred, safe[:, None], axis=1)[:, 0]
+    loss = 0.5 * ops.square(cosine - 1.0)
+    if class_scale:
+        scale = batch_class_scale(ops.one_hot(safe, num_classes))
+        loss = loss * ops.take(scale, safe)
+    if invalid is not None:
+        loss = ops.where(invalid, float("nan"), loss)
+    return loss
+
+
 def ipm_loss(y_true, y_pred, class_scale: bool = False, validate=True):
     """Per-sample IPM loss `sum_j y_j * 1/2 (s_j - 1)^2` (paper Eq. 6).
 
@@ -115,10 +146,8 @@ def ipm_loss(y_true, y_pred, class_scale: bool = False, validate=True):
         `(B,)` float32 losses.
     """
     y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-    weights = label_weights(y_true, y_pred.shape[-1], validate=validate)
-    if class_scale:
-        weights = weights * batch_class_scale(weights)[None, :]
-    return ops.sum(weights * 0.5 * ops.square(y_pred - 1.0), axis=-1)
+    parsed = parse_labels(y_true, y_pred.shape[-1], validate=validate)
+    return _ipm(*parsed, y_pred, class_scale)
 
 
 @register
@@ -129,7 +158,9 @@ class IPMLoss(keras.losses.Loss):
     logits of a `PrototypeLayer`. Sparse integer labels and dense or soft
     labels (one-hot, mixup targets: `sum_j y_j 1/2 (s_j - 1)^2`) are both
     accepted. Sparse labels outside `[0, c)` raise an error instead of
-    producing a silent wrong gather.
+    producing a silent wrong gather (under `jax.jit`: NaN loss, and
+    `ReassignCallback` raises the error at its next update; see
+    `check_label_range`).
 
     In the train step this loss also hands the batch's normalised features
     and label weights to the `PrototypeLayer` that produced `y_pred`, which
@@ -171,22 +202,25 @@ class IPMLoss(keras.losses.Loss):
         self.validate_labels = bool(validate_labels)
 
     def call(self, y_true, y_pred):
+        y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+        num_classes = y_pred.shape[-1]
+        labels, weights, invalid = parse_labels(
+            y_true, num_classes, validate=self.validate_labels
+        )
         pending = pop_pending_features()
         if pending is not None:
             layer, features = pending
-            if layer.num_classes != y_pred.shape[-1]:
+            if layer.num_classes != num_classes:
                 raise ValueError(
-                    f"IPMLoss received logits for {y_pred.shape[-1]} classes "
-                    f"but the PrototypeLayer has {layer.num_classes}."
+                    f"IPMLoss received logits for {num_classes} classes but "
+                    f"the PrototypeLayer has {layer.num_classes}."
                 )
-            weights = label_weights(
-                y_true, layer.num_classes, validate=self.validate_labels
+            if invalid is not None:
+                features = ops.where(invalid, float("nan"), features)
+            layer.accumulate_statistics(
+                features, labels=labels, weights=weights
             )
-            layer.accumulate_statistics(weights, features)
-            return ipm_loss(weights, y_pred, self.class_scale)
-        return ipm_loss(
-            y_true, y_pred, self.class_scale, validate=self.validate_labels
-        )
+        return _ipm(labels, weights, invalid, y_pred, self.class_scale)
 
     def get_config(self):
         config = super().get_config()

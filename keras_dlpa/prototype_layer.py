@@ -226,20 +226,35 @@ class PrototypeLayer(keras.layers.Layer):
         label_prototypes = ops.take(prototypes, self.assignment, axis=0)
         return ops.matmul(features, ops.transpose(label_prototypes))
 
-    def accumulate_statistics(self, label_weights, features):
+    def accumulate_statistics(self, features, labels=None, weights=None):
         """Adds a batch to the interval sums.
 
+        Give either sparse `labels` (summed with `segment_sum`, O(B * d)) or
+        dense `weights` (one-hot or soft labels such as mixup targets,
+        summed with a matmul, O(B * c * d)).
+
         Args:
-            label_weights: `(B, c)` float class weights per sample (one-hot,
-                or soft labels such as mixup targets).
             features: `(B, d)` L2-normalised features.
+            labels: `(B,)` int labels in `[0, c)`.
+            weights: `(B, c)` float class weights per sample.
         """
-        label_weights = ops.stop_gradient(ops.cast(label_weights, "float32"))
+        if (labels is None) == (weights is None):
+            raise ValueError(
+                "accumulate_statistics needs exactly one of `labels` and "
+                "`weights`."
+            )
         features = ops.stop_gradient(ops.cast(features, "float32"))
-        self.feature_sums.assign_add(
-            ops.matmul(ops.transpose(label_weights), features)
-        )
-        self.feature_counts.assign_add(ops.sum(label_weights, axis=0))
+        if labels is not None:
+            sums = ops.segment_sum(features, labels, self.num_classes)
+            counts = ops.segment_sum(
+                ops.ones_like(features[:, 0]), labels, self.num_classes
+            )
+        else:
+            weights = ops.stop_gradient(ops.cast(weights, "float32"))
+            sums = ops.matmul(ops.transpose(weights), features)
+            counts = ops.sum(weights, axis=0)
+        self.feature_sums.assign_add(sums)
+        self.feature_counts.assign_add(counts)
 
     def set_assignment(self, assignment) -> None:
         """Sets the assignment to a validated permutation of `range(c)`."""

@@ -208,6 +208,15 @@ class ReassignCallback(keras.callbacks.Callback):
         _ = self.model  # On JAX, syncs the in-flight training state first.
         layer = self._layer
         counts = ops.convert_to_numpy(layer.feature_counts)
+        sums = ops.convert_to_numpy(layer.feature_sums)
+        if np.isnan(counts).any() or np.isnan(sums).any():
+            raise ValueError(
+                f"Labels must be integers in [0, {layer.num_classes}) for a "
+                f"model with {layer.num_classes} classes: IPMLoss saw "
+                "out-of-range labels (or NaN features) during the last "
+                "interval, so its class statistics are NaN. Check the "
+                "dataset's labels and the prototypes' num_classes."
+            )
         if not np.any(counts > 0):
             raise RuntimeError(
                 "ReassignCallback found no class statistics from the last "
@@ -219,7 +228,7 @@ class ReassignCallback(keras.callbacks.Callback):
         representatives, observed = merge_statistics(
             ops.convert_to_numpy(layer.representatives),
             ops.convert_to_numpy(layer.observed),
-            ops.convert_to_numpy(layer.feature_sums),
+            sums,
             counts,
             self.momentum,
         )

@@ -113,6 +113,8 @@ def test_out_of_range_labels_raise_eagerly():
 
 
 def test_out_of_range_labels_raise_inside_fit():
+    # TF: an assertion op fails the step. JAX: no host callback inside jit;
+    # the loss and the statistics turn NaN and ReassignCallback raises.
     model = keras.Sequential(
         [
             keras.Input((3,)),
@@ -124,7 +126,33 @@ def test_out_of_range_labels_raise_inside_fit():
     x = np.ones((8, 3), "float32")
     y = np.array([0, 1, 2, 3, 0, 1, 2, 7])
     with pytest.raises(Exception, match=r"Labels must be integers in \[0, 4\)"):
-        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        model.fit(
+            x,
+            y,
+            batch_size=8,
+            epochs=1,
+            verbose=0,
+            callbacks=[keras_dlpa.ReassignCallback()],
+        )
+
+
+def test_compiled_step_rejects_invalid_labels():
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(3),
+            keras_dlpa.PrototypeLayer(unit_rows(4, 3)),
+        ]
+    )
+    model.compile("sgd", loss=keras_dlpa.IPMLoss())
+    x = np.ones((4, 3), "float32")
+    y = np.array([0, 1, 2, 9])
+    if keras.backend.backend() == "jax":
+        logs = model.train_on_batch(x, y, return_dict=True)
+        assert np.isnan(logs["loss"])
+    else:
+        with pytest.raises(Exception, match=r"Labels must be integers in"):
+            model.train_on_batch(x, y)
 
 
 def test_bad_label_shape():
