@@ -29,23 +29,6 @@ def _load_script():
     return module
 
 
-def test_split_rules_match_keras_dlpa_data():
-    from keras_dlpa.data.long_tail import long_tailed_indices
-    from keras_dlpa.data.splits import stratified_split
-
-    script = _load_script()
-    rng = np.random.default_rng(3)
-    labels = rng.permutation(np.repeat(np.arange(10), 200))
-    expected = stratified_split(labels, 0.1, seed=5, num_classes=10)
-    got = script.stratified_split(labels, 0.1, 5, 10)
-    for e, g in zip(expected, got):
-        np.testing.assert_array_equal(e, g)
-    np.testing.assert_array_equal(
-        long_tailed_indices(labels, 0.05, seed=5, num_classes=10),
-        script.long_tailed_indices(labels, 0.05, 5, 10),
-    )
-
-
 def _run(tmp_path, name, extra):
     out = tmp_path / f"{name}.json"
     cmd = [
