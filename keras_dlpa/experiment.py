@@ -21,10 +21,11 @@
 Exact resume: the checkpoint holds the weights, the optimizer state (with
 its iteration counter, which drives the learning-rate schedule), the
 assignment and the class statistics (model variables) and the epoch. The
-training batches of epoch `e` are a pure function of `(seed, e)` (stateless
-random permutation and augmentation, see `epoch_keyed_dataset`), so a run
-resumed with `resume=True` sees the same batches as an uninterrupted run,
-and with `deterministic=True` ends with the same weights.
+training batches of epoch `e` are a pure function of `(seed, e)`
+(stateless random permutation and augmentation, see
+`keras_dlpa.data.epoch_keyed_pipeline`), so a run resumed with
+`resume=True` sees the same batches as an uninterrupted run, and with
+`deterministic=True` ends with the same weights.
 """
 
 from __future__ import annotations
@@ -52,13 +53,12 @@ from keras_dlpa.classifier import method_prototypes
 from keras_dlpa.classifier import project_features
 from keras_dlpa.data import ImageData
 from keras_dlpa.data import channel_stats
+from keras_dlpa.data import epoch_keyed_pipeline
 from keras_dlpa.data import eval_pipeline
 from keras_dlpa.data import load_image_folder
 from keras_dlpa.data import load_tfds
 from keras_dlpa.data import make_long_tailed
 from keras_dlpa.data import split_train_val
-from keras_dlpa.data.augment import mixup
-from keras_dlpa.data.augment import random_crop_flip
 from keras_dlpa.evaluation import EvaluationCallback
 from keras_dlpa.evaluation import classification_metrics
 from keras_dlpa.evaluation import format_metrics_table
@@ -397,78 +397,6 @@ def make_splits(
     return data, val
 
 
-def epoch_keyed_dataset(
-    data: ImageData,
-    batch_size: int,
-    seed: int,
-    initial_epoch: int,
-    epochs: int,
-    crop_padding: int = 4,
-    flip: bool = True,
-    mixup_alpha: float = 0.0,
-) -> tuple[tf.data.Dataset, int]:
-    """Training batches of epochs `initial_epoch .. epochs - 1`, in order.
-
-    Epoch `e` is a pure function of `(seed, e)`: a stateless random
-    permutation of the images cut into `len(data) // batch_size` full
-    batches, each augmented with stateless random crop/flip
-    (`keras_dlpa.data.random_crop_flip`) and mixup
-    (`keras_dlpa.data.mixup`) seeded by `(seed, e, batch)`. A resumed run
-    starting at epoch `e` therefore sees exactly the batches an
-    uninterrupted run sees. Images are float32 0-255 `(B, H, W, 3)`;
-    labels int32 `(B,)`, or float32 `(B, c)` soft labels with mixup.
-
-    Returns:
-        `(dataset, steps_per_epoch)`.
-    """
-    num = len(data)
-    if num < batch_size:
-        raise ValueError(
-            f"`batch_size` ({batch_size}) is larger than the {num} training "
-            "images; lower it."
-        )
-    steps = num // batch_size
-    num_classes = data.num_classes
-    images_t = tf.constant(data.images)
-    labels_t = tf.constant(data.labels.astype(np.int32))
-    base = tf.constant([int(seed), 0], tf.int64)
-
-    def one_epoch(epoch):
-        epoch_seed = base + tf.stack([tf.constant(0, tf.int64), epoch + 1])
-        perm_seed, aug_seed = tf.unstack(
-            tf.random.experimental.stateless_split(epoch_seed, num=2)
-        )
-        keys = tf.random.stateless_uniform([num], perm_seed)
-        order = tf.argsort(keys)[: steps * batch_size]
-        batches = tf.reshape(order, [steps, batch_size])
-        seeds = tf.random.experimental.stateless_split(aug_seed, num=steps)
-        return tf.data.Dataset.from_tensor_slices((batches, seeds))
-
-    use_mixup = bool(mixup_alpha)
-
-    def load(indices, seed_pair):
-        crop_seed, mix_seed = tf.unstack(
-            tf.random.experimental.stateless_split(seed_pair, num=2)
-        )
-        images = tf.gather(images_t, indices)
-        labels = tf.gather(labels_t, indices)
-        if crop_padding > 0 or flip:
-            images = random_crop_flip(images, crop_seed, crop_padding, flip)
-        images = tf.cast(images, tf.float32)
-        if use_mixup:
-            onehot = tf.one_hot(labels, num_classes, dtype=tf.float32)
-            return mixup(images, onehot, mix_seed, float(mixup_alpha))
-        return images, labels
-
-    dataset = (
-        tf.data.Dataset.range(initial_epoch, epochs)
-        .flat_map(one_epoch)
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    return dataset, steps
-
-
 # ---------------------------------------------------------------- model
 
 
@@ -789,7 +717,7 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         + list(callbacks or [])
     )
     if initial_epoch < config.epochs:
-        train_ds, steps = epoch_keyed_dataset(
+        train_ds, steps = epoch_keyed_pipeline(
             train,
             config.batch_size,
             config.seed,

@@ -20,6 +20,14 @@ def _check_positive_int(name, value, minimum=1):
     return int(value)
 
 
+def _check_base_rate(value) -> float:
+    if not value > 0:
+        raise ValueError(
+            f"Argument `base_learning_rate` must be > 0. Received: {value!r}"
+        )
+    return float(value)
+
+
 @register
 class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up, then step decay by `gamma` at given epochs.
@@ -62,12 +70,7 @@ class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
         gamma: float = 0.1,
         name: str = "warmup_multi_step",
     ):
-        if not base_learning_rate > 0:
-            raise ValueError(
-                "Argument `base_learning_rate` must be > 0. Received: "
-                f"{base_learning_rate!r}"
-            )
-        self.base_learning_rate = float(base_learning_rate)
+        self.base_learning_rate = _check_base_rate(base_learning_rate)
         self.steps_per_epoch = _check_positive_int(
             "steps_per_epoch", steps_per_epoch
         )
@@ -137,12 +140,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         final_learning_rate: float = 0.0,
         name: str = "warmup_cosine",
     ):
-        if not base_learning_rate > 0:
-            raise ValueError(
-                "Argument `base_learning_rate` must be > 0. Received: "
-                f"{base_learning_rate!r}"
-            )
-        self.base_learning_rate = float(base_learning_rate)
+        self.base_learning_rate = _check_base_rate(base_learning_rate)
         self.steps_per_epoch = _check_positive_int(
             "steps_per_epoch", steps_per_epoch
         )

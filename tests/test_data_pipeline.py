@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from keras_dlpa.data import epoch_keyed_pipeline
 from keras_dlpa.data import eval_pipeline
 from keras_dlpa.data import from_arrays
 from keras_dlpa.data import train_pipeline
@@ -195,3 +196,23 @@ def test_pipeline_argument_errors():
         train_pipeline(data, batch_size=2, crop_padding=-1)
     with pytest.raises(TypeError, match="ImageData"):
         eval_pipeline((data.images, data.labels))
+
+
+def test_epoch_keyed_pipeline_resumes_with_the_same_batches():
+    data = _unique_class_data(40)
+    full, steps = epoch_keyed_pipeline(
+        data, 8, seed=3, initial_epoch=0, epochs=3, mixup_alpha=0.5
+    )
+    resumed, same_steps = epoch_keyed_pipeline(
+        data, 8, seed=3, initial_epoch=2, epochs=3, mixup_alpha=0.5
+    )
+    assert steps == same_steps == 5
+    full_batches = _batches(full)
+    resumed_batches = _batches(resumed)
+    assert len(full_batches) == 3 * steps
+    assert len(resumed_batches) == steps
+    for (xa, ya), (xb, yb) in zip(full_batches[2 * steps :], resumed_batches):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    # Different epochs draw different orders.
+    assert not np.array_equal(full_batches[0][1], full_batches[steps][1])

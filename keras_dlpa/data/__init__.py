@@ -21,6 +21,7 @@ _EXPORTS = {
     "long_tailed_indices": "long_tail",
     "long_tailed_train_val": "long_tail",
     "make_long_tailed": "long_tail",
+    "epoch_keyed_pipeline": "pipeline",
     "eval_pipeline": "pipeline",
     "train_pipeline": "pipeline",
     "split_train_val": "splits",

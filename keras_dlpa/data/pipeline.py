@@ -133,7 +133,6 @@ def train_pipeline(
         raise ValueError(
             f"`crop_padding` must be >= 0. Received: {crop_padding}."
         )
-    use_mixup = bool(mixup_alpha)
     num = len(data)
     num_classes = data.num_classes
     if drop_remainder and num < batch_size:
@@ -142,9 +141,6 @@ def train_pipeline(
             "images, so `drop_remainder=True` would yield no batch. Lower "
             "`batch_size` or pass `drop_remainder=False`."
         )
-    images_t = tf.constant(data.images)
-    labels_t = tf.constant(data.labels.astype(np.int32))
-
     if class_balanced:
         num_batches = (
             num // batch_size if drop_remainder else math.ceil(num / batch_size)
@@ -159,6 +155,21 @@ def train_pipeline(
             .batch(batch_size, drop_remainder=drop_remainder)
         )
     batches = tf.data.Dataset.zip(batches, _seed_stream(seed + 104729))
+    load = _batch_loader(data, crop_padding, flip, mixup_alpha, one_hot)
+    return batches.map(load, num_parallel_calls=_AUTOTUNE).prefetch(_AUTOTUNE)
+
+
+def _batch_loader(data, crop_padding, flip, mixup_alpha, one_hot):
+    """`load(indices, seed_pair) -> (images, labels)` for one batch.
+
+    Gathers the images `(B, H, W, 3)` and labels, applies the stateless
+    random crop/flip and mixup seeded by `seed_pair`, and casts the images
+    to float32 0-255.
+    """
+    images_t = tf.constant(data.images)
+    labels_t = tf.constant(data.labels.astype(np.int32))
+    num_classes = data.num_classes
+    use_mixup = bool(mixup_alpha)
 
     def load(indices, seed_pair):
         aug_seed, mix_seed = tf.unstack(
@@ -176,7 +187,62 @@ def train_pipeline(
             return images, tf.one_hot(labels, num_classes, dtype=tf.float32)
         return images, labels
 
-    return batches.map(load, num_parallel_calls=_AUTOTUNE).prefetch(_AUTOTUNE)
+    return load
+
+
+def epoch_keyed_pipeline(
+    data: ImageData,
+    batch_size: int,
+    seed: int,
+    initial_epoch: int,
+    epochs: int,
+    crop_padding: int = 4,
+    flip: bool = True,
+    mixup_alpha: float | None = None,
+    one_hot: bool = False,
+) -> tuple[tf.data.Dataset, int]:
+    """Training batches of epochs `initial_epoch .. epochs - 1`, resumable.
+
+    Like `train_pipeline`, but epoch `e` is a pure function of `(seed, e)`:
+    a stateless random permutation of the images cut into
+    `len(data) // batch_size` full batches, each augmented (crop/flip,
+    mixup) with seeds derived from `(seed, e, batch)`. A run resumed at
+    epoch `e` therefore sees exactly the batches an uninterrupted run
+    sees. Pass `steps_per_epoch` to `fit`.
+
+    Returns:
+        `(dataset, steps_per_epoch)`; images float32 0-255 `(B, H, W, 3)`,
+        labels int32 `(B,)` or float32 `(B, c)` (mixup or `one_hot`).
+    """
+    _check_common(data, batch_size)
+    num = len(data)
+    if num < batch_size:
+        raise ValueError(
+            f"`batch_size` ({batch_size}) is larger than the {num} training "
+            "images; lower it."
+        )
+    steps = num // batch_size
+    base = tf.constant([int(seed), 0], tf.int64)
+
+    def one_epoch(epoch):
+        epoch_seed = base + tf.stack([tf.constant(0, tf.int64), epoch + 1])
+        perm_seed, aug_seed = tf.unstack(
+            tf.random.experimental.stateless_split(epoch_seed, num=2)
+        )
+        keys = tf.random.stateless_uniform([num], perm_seed)
+        order = tf.argsort(keys)[: steps * batch_size]
+        batches = tf.reshape(order, [steps, batch_size])
+        seeds = tf.random.experimental.stateless_split(aug_seed, num=steps)
+        return tf.data.Dataset.from_tensor_slices((batches, seeds))
+
+    load = _batch_loader(data, crop_padding, flip, mixup_alpha, one_hot)
+    dataset = (
+        tf.data.Dataset.range(initial_epoch, epochs)
+        .flat_map(one_epoch)
+        .map(load, num_parallel_calls=_AUTOTUNE, deterministic=True)
+        .prefetch(_AUTOTUNE)
+    )
+    return dataset, steps
 
 
 def eval_pipeline(
