@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from keras_dlpa.ipm_loss import IPMLoss
+from keras_dlpa.models.cifar_resnet import coupled_l2
 from keras_dlpa.prototype_layer import PrototypeLayer
 from keras_dlpa.prototypes import cached_prototypes
 from keras_dlpa.prototypes import simplex_etf
@@ -67,10 +68,6 @@ def method_prototypes(
     )
 
 
-def _l2(weight_decay: float):
-    return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
-
-
 def project_features(x, dim: int, weight_decay: float = 0.0):
     """Adds `Dense(dim, no bias)` + BatchNorm to the feature tensor `x`.
 
@@ -82,14 +79,14 @@ def project_features(x, dim: int, weight_decay: float = 0.0):
     x = keras.layers.Dense(
         dim,
         use_bias=False,
-        kernel_regularizer=_l2(weight_decay),
+        kernel_regularizer=coupled_l2(weight_decay),
         name="feature_projection",
     )(x)
     return keras.layers.BatchNormalization(
         momentum=0.9,
         epsilon=1e-5,
-        gamma_regularizer=_l2(weight_decay),
-        beta_regularizer=_l2(weight_decay),
+        gamma_regularizer=coupled_l2(weight_decay),
+        beta_regularizer=coupled_l2(weight_decay),
         name="projection_bn",
     )(x)
 
@@ -128,8 +125,8 @@ def build_classifier(
     if method == "softmax":
         outputs = keras.layers.Dense(
             num_classes,
-            kernel_regularizer=_l2(weight_decay),
-            bias_regularizer=_l2(weight_decay),
+            kernel_regularizer=coupled_l2(weight_decay),
+            bias_regularizer=coupled_l2(weight_decay),
             name="logits",
         )(features)
     else:

@@ -103,7 +103,7 @@ class OptionAShortcut(keras.layers.Layer):
         return config
 
 
-def _l2(weight_decay):
+def coupled_l2(weight_decay: float):
     """Keras L2 factor equal to PyTorch SGD's coupled `weight_decay`."""
     return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
 
@@ -112,8 +112,8 @@ def _batch_norm(x, name, weight_decay):
     return keras.layers.BatchNormalization(
         momentum=_BN_MOMENTUM,
         epsilon=_BN_EPSILON,
-        gamma_regularizer=_l2(weight_decay),
-        beta_regularizer=_l2(weight_decay),
+        gamma_regularizer=coupled_l2(weight_decay),
+        beta_regularizer=coupled_l2(weight_decay),
         name=name,
     )(x)
 
@@ -131,7 +131,7 @@ def _conv3x3(x, filters, strides, name, weight_decay, pad_name):
         padding=padding,
         use_bias=False,
         kernel_initializer="he_normal",
-        kernel_regularizer=_l2(weight_decay),
+        kernel_regularizer=coupled_l2(weight_decay),
         name=name,
     )(x)
 
@@ -334,8 +334,8 @@ def cifar_resnet(
     if variant == "balanced":
         x = keras.layers.Dense(
             dim,
-            kernel_regularizer=_l2(weight_decay),
-            bias_regularizer=_l2(weight_decay),
+            kernel_regularizer=coupled_l2(weight_decay),
+            bias_regularizer=coupled_l2(weight_decay),
             name="projection",
         )(x)
     if feature_batchnorm:

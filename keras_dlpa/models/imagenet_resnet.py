@@ -6,7 +6,7 @@ from typing import Optional
 import keras
 
 from keras_dlpa.models.cifar_resnet import _BN_MOMENTUM
-from keras_dlpa.models.cifar_resnet import _l2
+from keras_dlpa.models.cifar_resnet import coupled_l2
 from keras_dlpa.models.cifar_resnet import image_inputs
 
 _REGULARIZED = {
@@ -35,7 +35,7 @@ def _torch_style_resnet50(input_shape, weights, weight_decay):
         if class_name == "BatchNormalization":
             layer["config"]["momentum"] = _BN_MOMENTUM
         for key in _REGULARIZED.get(class_name, ()):
-            reg = _l2(weight_decay)
+            reg = coupled_l2(weight_decay)
             layer["config"][key] = (
                 None if reg is None else keras.regularizers.serialize(reg)
             )
@@ -104,7 +104,7 @@ def resnet50_backbone(
         x = keras.layers.Dense(
             dim,
             use_bias=False,
-            kernel_regularizer=_l2(weight_decay),
+            kernel_regularizer=coupled_l2(weight_decay),
             name="projection",
         )(x)
     if l2_normalize:
