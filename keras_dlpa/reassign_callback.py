@@ -11,6 +11,7 @@ from keras import ops
 from keras_dlpa.class_statistics import merge_statistics
 from keras_dlpa.class_statistics import normalize_rows
 from keras_dlpa.ipm_loss import IPMLoss
+from keras_dlpa.matching import matching_cost
 from keras_dlpa.matching import solve_assignment
 from keras_dlpa.prototype_layer import PrototypeLayer
 
@@ -41,15 +42,6 @@ def _losses(loss):
     if isinstance(loss, (list, tuple)):
         return list(loss)
     return [loss]
-
-
-def assignment_cost(
-    representatives: np.ndarray, prototypes: np.ndarray, assignment
-) -> float:
-    """Matching cost `-sum_j q_j . w_A(j)` for row-normalised `Q` (Eq. 9)."""
-    q = normalize_rows(representatives)
-    w = np.asarray(prototypes, dtype="float64")[np.asarray(assignment)]
-    return float(-np.sum(q * w))
 
 
 class ReassignCallback(keras.callbacks.Callback):
@@ -242,15 +234,10 @@ class ReassignCallback(keras.callbacks.Callback):
         active = epoch >= self.warmup_epochs and (
             self.freeze_after is None or epoch < self.freeze_after
         )
+        q = normalize_rows(representatives)
         if active:
             current, _ = solve_assignment(
-                normalize_rows(representatives),
-                prototypes,
-                current=current,
-                method=self.method,
+                q, prototypes, current=current, method=self.method
             )
             layer.set_assignment(current)
-        num_classes = layer.num_classes
-        return assignment_cost(representatives, prototypes, current) / (
-            num_classes
-        )
+        return matching_cost(q, prototypes, current) / layer.num_classes

@@ -28,6 +28,14 @@ def _check_base_rate(value) -> float:
     return float(value)
 
 
+def _linear_warmup(lr, step, base_learning_rate, warmup_steps: float):
+    """`lr`, except `base * (step + 1) / warmup_steps` before `warmup_steps`."""
+    if warmup_steps <= 0:
+        return lr
+    ramp = base_learning_rate * (step + 1.0) / warmup_steps
+    return ops.where(step < warmup_steps, ramp, lr)
+
+
 @register
 class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up, then step decay by `gamma` at given epochs.
@@ -97,10 +105,7 @@ class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
             decays = decays + ops.cast(epoch >= milestone, "float32")
         lr = self.base_learning_rate * ops.power(self.gamma, decays)
         warmup_steps = float(self.warmup_epochs * self.steps_per_epoch)
-        if warmup_steps > 0:
-            ramp = self.base_learning_rate * (step + 1.0) / warmup_steps
-            lr = ops.where(step < warmup_steps, ramp, lr)
-        return lr
+        return _linear_warmup(lr, step, self.base_learning_rate, warmup_steps)
 
     def get_config(self):
         return {
@@ -164,10 +169,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         t = ops.clip((step - warmup_steps) / span, 0.0, 1.0)
         base, final = self.base_learning_rate, self.final_learning_rate
         lr = final + (base - final) * 0.5 * (1.0 + ops.cos(math.pi * t))
-        if warmup_steps > 0:
-            ramp = base * (step + 1.0) / warmup_steps
-            lr = ops.where(step < warmup_steps, ramp, lr)
-        return lr
+        return _linear_warmup(lr, step, base, warmup_steps)
 
     def get_config(self):
         return {
