@@ -150,7 +150,8 @@ def load_cifar10_jpeg(path: Path, cache_dir: Path):
     labels = np.array([index[cls] for cls, _, _ in items], np.int64)
     cache_dir.mkdir(parents=True, exist_ok=True)
     for file, array in zip(files, (images, labels)):
-        tmp = file.with_suffix(".tmp.npy")
+        # A per-process temporary name: two drivers may decode at once.
+        tmp = file.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, array)
         os.replace(tmp, file)
     names_file.write_text(json.dumps(names))
@@ -341,24 +342,74 @@ def _build(method, args, recipe, steps_per_epoch):
     return model
 
 
-def _timing_callback():
+def _progress_callback(method, args, path):
     import keras
 
-    class EpochTimer(keras.callbacks.Callback):
-        """Training seconds per epoch (put first: before evaluation)."""
+    class Progress:
+        """Epoch timer, progress line, progress file and deadline.
+
+        Its `Clock` callback goes first (the training time excludes the
+        evaluation), its `Reporter` last (it reads the validation metrics
+        that the evaluation callback logged).
+        """
 
         def __init__(self):
-            super().__init__()
             self.seconds = []
+            self.history = {}
+            self.stopped_early = False
+            self._start = 0.0
 
-        def on_epoch_begin(self, epoch, logs=None):
+        def start_clock(self):
             self._start = time.perf_counter()
 
-        def on_epoch_end(self, epoch, logs=None):
-            # The logs are synchronised: the epoch's steps are done.
+        def stop_clock(self):
             self.seconds.append(time.perf_counter() - self._start)
 
-    return EpochTimer()
+        def report(self, model, epoch, logs):
+            for key, value in (logs or {}).items():
+                self.history.setdefault(key, []).append(float(value))
+            logs = logs or {}
+            print(
+                f"[{method}] epoch {epoch + 1}/{args.epochs} "
+                f"loss {logs.get('loss', math.nan):.4f} "
+                f"val_top1 {logs.get('val_top1', math.nan):.4f} "
+                f"train {self.seconds[-1]:.1f} s",
+                flush=True,
+            )
+            if path is not None:
+                path.write_text(
+                    json.dumps(
+                        {"epoch_seconds": self.seconds, "history": self.history}
+                    )
+                )
+            # Stop when the next epoch would end after the deadline.
+            if args.deadline and epoch + 1 < args.epochs:
+                if time.time() + 1.5 * self.seconds[-1] > args.deadline:
+                    print(f"[{method}] deadline: stopping", flush=True)
+                    self.stopped_early = True
+                    model.stop_training = True
+
+    class Clock(keras.callbacks.Callback):
+        def __init__(self, progress):
+            super().__init__()
+            self.progress = progress
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.progress.start_clock()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.progress.stop_clock()
+
+    class Reporter(keras.callbacks.Callback):
+        def __init__(self, progress):
+            super().__init__()
+            self.progress = progress
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.progress.report(self.model, epoch, logs)
+
+    progress = Progress()
+    return progress, Clock(progress), Reporter(progress)
 
 
 def _metrics_at(history, epoch):
@@ -389,8 +440,11 @@ def train_method(method, args):
         max_queue_size=16,
     )
     model = _build(method, args, recipe, len(batches))
-    timer = _timing_callback()
-    callbacks = [timer]
+    progress_file = None
+    if args.log_dir is not None:
+        progress_file = Path(args.log_dir) / f"{method}.progress.json"
+    timer, clock, reporter = _progress_callback(method, args, progress_file)
+    callbacks = [clock]
     callbacks += method_callbacks(method)
     callbacks.append(
         EvaluationCallback(
@@ -400,6 +454,7 @@ def train_method(method, args):
             batch_size=1000,
         )
     )
+    callbacks.append(reporter)
     history = model.fit(
         batches, epochs=args.epochs, callbacks=callbacks, verbose=args.verbose
     ).history
@@ -410,6 +465,8 @@ def train_method(method, args):
     result = {
         "method": method,
         "epochs": args.epochs,
+        "epochs_run": len(top1),
+        "completed": len(top1) == args.epochs,
         "train_images": int(splits["train_y"].size),
         "val_images": int(splits["val_y"].size),
         "train_counts": splits["train_counts"].tolist(),
@@ -434,8 +491,8 @@ def train_method(method, args):
 # ---------------------------------------------------------------- driver
 
 
-def _worker_command(method, out, argv):
-    skip = {"--methods", "--out", "--worker", "--worker-out"}
+def _worker_command(method, out, log_dir, argv):
+    skip = {"--methods", "--out", "--worker", "--worker-out", "--log-dir"}
     rest, drop = [], False
     for arg in argv:
         if drop:
@@ -451,39 +508,48 @@ def _worker_command(method, out, argv):
         method,
         "--worker-out",
         str(out),
+        "--log-dir",
+        str(log_dir),
     ]
 
 
 def run_methods(methods, args, argv):
-    """Runs every method (concurrently unless `--sequential`)."""
+    """Runs every method (concurrently unless `--sequential`).
+
+    Returns `(results, failures)`: result dicts by method, and the tail of
+    the log of each method whose process failed (the others still report).
+    Worker logs and per-epoch progress files go to `--log-dir`.
+    """
     if args.sequential or len(methods) == 1:
-        return {m: train_method(m, args) for m in methods}
+        return {m: train_method(m, args) for m in methods}, {}
     env = dict(os.environ)
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    tmp = Path(tempfile.mkdtemp(prefix="gpu_cifar10_lt_"))
+    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="gpu_cifar10_"))
+    log_dir.mkdir(parents=True, exist_ok=True)
     procs = {}
     for method in methods:
-        out = tmp / f"{method}.json"
-        log = open(tmp / f"{method}.log", "w")  # noqa: SIM115
+        out = log_dir / f"{method}.json"
+        log = open(log_dir / f"{method}.log", "w")  # noqa: SIM115
+        command = _worker_command(method, out, log_dir, argv)
         procs[method] = (
             subprocess.Popen(
-                _worker_command(method, out, argv),
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                command, env=env, stdout=log, stderr=subprocess.STDOUT
             ),
             out,
             log,
         )
-    results = {}
+    print(f"{len(methods)} methods running; logs in {log_dir}", flush=True)
+    results, failures = {}, {}
     for method, (proc, out, log) in procs.items():
         code = proc.wait()
         log.close()
         if code != 0 or not out.is_file():
-            text = (tmp / f"{method}.log").read_text()[-4000:]
-            raise RuntimeError(f"method {method} failed ({code}):\n{text}")
+            text = (log_dir / f"{method}.log").read_text()[-4000:]
+            failures[method] = f"exit code {code}:\n{text}"
+            print(f"method {method} failed ({code}):\n{text}", flush=True)
+            continue
         results[method] = json.loads(out.read_text())
-    return results
+    return results, failures
 
 
 def _check_methods(methods, low_dim):
@@ -516,6 +582,18 @@ def parse_args(argv):
     parser.add_argument("--sequential", action="store_true")
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--check-no-tensorflow", action="store_true")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="Unix time: each method stops after the last epoch that ends "
+        "before it (the result says `completed: false`)",
+    )
+    parser.add_argument(
+        "--log-dir",
+        default=None,
+        help="worker logs and per-epoch progress files (default: a temp dir)",
+    )
     parser.add_argument("--out", default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
@@ -554,7 +632,7 @@ def main(argv=None):
     dim = args.dim if args.low_dim else 64
     for method in methods:
         method_prototypes(method, NUM_CLASSES, dim, seed=args.seed)
-    results = run_methods(methods, args, argv)
+    results, failures = run_methods(methods, args, argv)
 
     from _common import print_table
     from _common import write_results
@@ -567,6 +645,7 @@ def main(argv=None):
                 "last_top1": r["last"]["top1"],
                 "best_top1": r["best"]["top1"],
                 "best_epoch": r["best"]["epoch"],
+                "epochs_run": r["epochs_run"],
                 "many": r["last"]["many"],
                 "medium": r["last"]["medium"],
                 "few": r["last"]["few"],
@@ -574,7 +653,8 @@ def main(argv=None):
                 "wall_s": r["wall_s"],
             }
         )
-    print_table(rows)
+    if rows:
+        print_table(rows)
     imported = tensorflow_imported() or any(
         r["tensorflow_imported"] for r in results.values()
     )
@@ -594,6 +674,7 @@ def main(argv=None):
             "train_counts": splits["train_counts"].tolist(),
             "concurrent": not args.sequential and len(methods) > 1,
             "methods": results,
+            "failures": failures,
             "total_wall_s": time.perf_counter() - start,
             "tensorflow_imported": imported,
             "command": "python benchmarks/gpu_cifar10_lt.py " + " ".join(argv),
@@ -603,7 +684,7 @@ def main(argv=None):
     if args.check_no_tensorflow and imported:
         print("ERROR: tensorflow was imported", file=sys.stderr)
         return 3
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
