@@ -56,7 +56,11 @@ class ReassignCallback(keras.callbacks.Callback):
     keep the current assignment, so results are deterministic.
 
     Updates happen at the end of every epoch (the paper's `tau' = 1`), or
-    `updates_per_epoch` times per epoch at evenly spaced batches. Two keys
+    `updates_per_epoch` times per epoch at evenly spaced batches. With one
+    update per epoch the callback has no batch hook, so Keras keeps
+    dispatching train steps asynchronously; `updates_per_epoch > 1` adds a
+    batch hook, and Keras then waits for every step's logs on the host (on
+    a GPU, a few percent of a small model's throughput). Two keys
     are added to the epoch `logs` (and so to `History`, `CSVLogger`, ...):
     `assignment_changed`, the fraction of classes whose prototype changed
     during the epoch, and `assignment_cost`, the matching cost divided by
@@ -127,6 +131,11 @@ class ReassignCallback(keras.callbacks.Callback):
             )
         self.layer = layer
         self.updates_per_epoch = int(updates_per_epoch)
+        if self.updates_per_epoch > 1:
+            # Only mid-epoch updates need a batch hook: Keras runs the batch
+            # hooks synchronously (fetching every step's logs from the
+            # device) as soon as one callback overrides them.
+            self.on_train_batch_end = self._update_at_points
         self.momentum = float(momentum)
         self.warmup_epochs = int(warmup_epochs)
         self.freeze_after = freeze_after
@@ -169,7 +178,7 @@ class ReassignCallback(keras.callbacks.Callback):
             }
             self._points = sorted(p for p in points if 0 <= p < self._steps - 1)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _update_at_points(self, batch, logs=None):
         if self._points and batch >= self._points[0]:
             while self._points and batch >= self._points[0]:
                 self._points.pop(0)

@@ -107,6 +107,24 @@ def test_planted_permutation_is_recovered():
     assert np.mean(logits.argmax(axis=1) == y) == 1.0
 
 
+def test_one_update_per_epoch_keeps_async_dispatch():
+    # A batch hook makes Keras fetch every step's logs from the device
+    # (a host sync per step); only mid-epoch updates may add one.
+    from keras.src.callbacks.callback_list import CallbackList
+    from keras.src.utils.python_utils import is_default
+
+    def async_train(callback):
+        return CallbackList([callback])._async_train
+
+    per_epoch = keras_dlpa.ReassignCallback()
+    assert is_default(per_epoch.on_train_batch_end)
+    # Async where the backend allows it at all (JAX; not TensorFlow).
+    assert async_train(per_epoch) == async_train(keras.callbacks.Callback())
+    mid_epoch = keras_dlpa.ReassignCallback(updates_per_epoch=2)
+    assert not is_default(mid_epoch.on_train_batch_end)
+    assert not async_train(mid_epoch)
+
+
 def test_updates_per_epoch_and_warmup_and_freeze():
     class Counting(keras_dlpa.ReassignCallback):
         calls = []
