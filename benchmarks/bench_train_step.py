@@ -13,7 +13,12 @@ Variants (sparse labels unless "soft"): `softmax`, `dl2pa` (defaults:
 statistics on, label check on), `dl2pa_nocheck` (`validate_labels=False`),
 `dl2pa_nostats` (`track_statistics=False`), `dl2pa_nocheck_nostats`,
 `dl2pa_cs` (`class_scale=True`), `softmax_soft` / `dl2pa_soft` (mixup-like
-soft labels (B, c), class scale on, as in the long-tailed recipe).
+soft labels (B, c), class scale on, as in the long-tailed recipe),
+`dl2pa_fit` (`dl2pa` trained with `ReassignCallback()`, as a real run is:
+one reassignment at the end of each timed fit) and `dl2pa_fit_sync` (the
+same plus a no-op batch hook, which makes Keras fetch every step's logs
+from the device: what `ReassignCallback` cost before it dropped its batch
+hook).
 
 Each timing is one `model.fit` epoch of `--steps` batches on synthetic
 in-memory arrays, after a warm-up fit (compilation). Repeats are
@@ -57,6 +62,8 @@ ALL_VARIANTS = (
     "dl2pa_nostats",
     "dl2pa_nocheck_nostats",
     "dl2pa_cs",
+    "dl2pa_fit",
+    "dl2pa_fit_sync",
     "softmax_soft",
     "dl2pa_soft",
 )
@@ -151,9 +158,35 @@ def make_data(case, steps, soft, seed=0):
     return x, lam * eye[labels] + (1 - lam) * eye[other]
 
 
-def _fit_seconds(model, x, y):
+def _callbacks(variant):
+    """The fit callbacks of `variant` (fresh instances)."""
+    import keras
+
+    import keras_dlpa
+
+    if not variant.startswith("dl2pa_fit"):
+        return []
+
+    class BatchHook(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    callbacks = [keras_dlpa.ReassignCallback()]
+    return callbacks + [BatchHook()] if variant.endswith("_sync") else callbacks
+
+
+def _fit_seconds(model, x, y, variant):
+    callbacks = _callbacks(variant)
     start = time.perf_counter()
-    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+        callbacks=callbacks,
+    )
     return time.perf_counter() - start
 
 
@@ -165,8 +198,8 @@ def time_case(case, variants, steps, repeats, seed=0):
         models[variant] = build_variant(case, variant)
         x, y = data[variant in SOFT_VARIANTS]
         print(f"  {case} {variant}: compile + warm-up", flush=True)
-        _fit_seconds(models[variant], x, y)  # compile + warm-up
-        _fit_seconds(models[variant], x, y)
+        _fit_seconds(models[variant], x, y, variant)  # compile + warm-up
+        _fit_seconds(models[variant], x, y, variant)
     times = {v: [] for v in variants}
     rng = random.Random(seed)
     for _ in range(repeats):
@@ -174,7 +207,8 @@ def time_case(case, variants, steps, repeats, seed=0):
         rng.shuffle(order)
         for variant in order:
             x, y = data[variant in SOFT_VARIANTS]
-            times[variant].append(_fit_seconds(models[variant], x, y) / steps)
+            seconds = _fit_seconds(models[variant], x, y, variant)
+            times[variant].append(seconds / steps)
             print(f"  {case} {variant}: {1000 * times[variant][-1]:.2f} ms")
     rows = []
     for variant in variants:
