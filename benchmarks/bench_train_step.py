@@ -13,7 +13,8 @@ Variants (sparse labels unless "soft"): `softmax`, `dl2pa` (defaults:
 statistics on, label check on), `dl2pa_nocheck` (`validate_labels=False`),
 `dl2pa_nostats` (`track_statistics=False`), `dl2pa_nocheck_nostats`,
 `dl2pa_cs` (`class_scale=True`), `softmax_soft` / `dl2pa_soft` (mixup-like
-soft labels (B, c), class scale on, as in the long-tailed recipe),
+soft labels (B, c), class scale on, as in the long-tailed recipe;
+`dl2pa_soft_nostats` without the statistics),
 `dl2pa_fit` (`dl2pa` trained with `ReassignCallback()`, as a real run is:
 one reassignment at the end of each timed fit) and `dl2pa_fit_sync` (the
 same plus a no-op batch hook, which makes Keras fetch every step's logs
@@ -54,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 BATCH = 128
-SOFT_VARIANTS = ("softmax_soft", "dl2pa_soft")
+SOFT_VARIANTS = ("softmax_soft", "dl2pa_soft", "dl2pa_soft_nostats")
 ALL_VARIANTS = (
     "softmax",
     "dl2pa",
@@ -66,6 +67,7 @@ ALL_VARIANTS = (
     "dl2pa_fit_sync",
     "softmax_soft",
     "dl2pa_soft",
+    "dl2pa_soft_nostats",
 )
 CASES = {
     "resnet32": {"num_classes": 10, "dim": 64},

@@ -59,8 +59,8 @@ class ReassignCallback(keras.callbacks.Callback):
     `updates_per_epoch` times per epoch at evenly spaced batches. With one
     update per epoch the callback has no batch hook, so Keras keeps
     dispatching train steps asynchronously; `updates_per_epoch > 1` adds a
-    batch hook, and Keras then waits for every step's logs on the host (on
-    a GPU, a few percent of a small model's throughput). Two keys
+    batch hook, and Keras then waits for every step's logs on the host (a
+    CIFAR ResNet-32 step on an H100: 1.1-1.2x slower). Two keys
     are added to the epoch `logs` (and so to `History`, `CSVLogger`, ...):
     `assignment_changed`, the fraction of classes whose prototype changed
     during the epoch, and `assignment_cost`, the matching cost divided by
