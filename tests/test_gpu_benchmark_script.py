@@ -2,8 +2,10 @@
 
 Runs the GPU script end to end on the real CIFAR-10 JPEG tarball with a
 tiny configuration (ResNet-8, 1 epoch, 300 training / 200 validation
-images), long-tailed mode with all methods and `--low-dim`, and checks the
-JSON it writes and that TensorFlow was never imported. Also checks the
+images), long-tailed mode with all methods (sequentially) and `--low-dim`
+(one process per method, with a deadline that stops each after its first
+of two epochs), and checks the JSON, logs and progress files it writes and
+that TensorFlow was never imported. Also checks the
 script's numpy copies of the split rules against `keras_dlpa.data`.
 """
 
@@ -12,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ def _load_script():
     return module
 
 
-def _run(tmp_path, name, extra):
+def _run(tmp_path, name, extra, sequential=True):
     out = tmp_path / f"{name}.json"
     cmd = [
         sys.executable,
@@ -48,7 +51,7 @@ def _run(tmp_path, name, extra):
         "8",
         "--workers",
         "2",
-        "--sequential",
+        *(["--sequential"] if sequential else []),
         "--check-no-tensorflow",
         "--out",
         str(out),
@@ -82,8 +85,17 @@ def test_gpu_script_runs_on_cpu_without_tensorflow(tmp_path):
     _load_script().load_cifar10_jpeg(DATA, tmp_path / "cache")
     runs = {
         "lt": (_run(tmp_path, "lt", []), ["dl2pa", "etf", "softmax"]),
+        # One process per method, 2 epochs asked, a deadline already
+        # passed: each method stops after its first epoch and says so.
         "low": (
-            _run(tmp_path, "low", ["--low-dim", "--dim", "3"]),
+            _run(
+                tmp_path,
+                "low",
+                ["--low-dim", "--dim", "3", "--epochs", "2"]
+                + ["--deadline", str(time.time())]
+                + ["--log-dir", str(tmp_path / "logs")],
+                sequential=False,
+            ),
             ["dl2pa", "static"],
         ),
     }
@@ -108,8 +120,18 @@ def test_gpu_script_runs_on_cpu_without_tensorflow(tmp_path):
             _check_metrics(r["last"])
             _check_metrics(r["best"])
             assert r["images_per_s"] > 0 and r["wall_s"] > 0
+            assert r["epochs_run"] == 1
+            assert r["completed"] is (name == "lt")
             assert len(r["val_top1_history"]) == 1
             assert np.isfinite(r["train_loss_history"][0])
             assert r["tensorflow_imported"] is False
         assert ("assignment_changed" in result["methods"]["dl2pa"]) is True
-        assert "machine" in result
+        assert "machine" in result and result["failures"] == {}
+    for method in ("dl2pa", "static"):
+        log = (tmp_path / "logs" / f"{method}.log").read_text()
+        assert f"[{method}] epoch 1/2" in log and "deadline: stopping" in log
+        progress = json.loads(
+            (tmp_path / "logs" / f"{method}.progress.json").read_text()
+        )
+        assert len(progress["epoch_seconds"]) == 1
+        assert len(progress["history"]["val_top1"]) == 1
