@@ -36,7 +36,11 @@ asynchronous JAX train step on the GPU. Batches are full (the remainder of
 each shuffled epoch is dropped) so the step compiles once.
 
 Methods run concurrently, one process each (`--sequential` to run them one
-after the other); each process lets XLA allocate GPU memory on demand.
+after the other); each process lets XLA allocate GPU memory on demand and
+prints one line per epoch to its log in `--log-dir`, beside a progress
+file (history so far). `--deadline UNIX_TIME` stops each method after the
+last epoch expected to end before it (the result says `completed:
+false`), so a run in a fixed device budget always reports.
 Per method the JSON gives last and best (by validation top-1) accuracy
 with many/medium/few-shot groups (`keras_dlpa.evaluation`), training
 images/s (median over epochs after the first, without evaluation) and
