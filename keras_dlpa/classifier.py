@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from keras_dlpa.ipm_loss import IPMLoss
+from keras_dlpa.models.cifar_resnet import batch_norm
 from keras_dlpa.models.cifar_resnet import coupled_l2
 from keras_dlpa.prototype_layer import PrototypeLayer
 from keras_dlpa.prototypes import cached_prototypes
@@ -82,13 +83,7 @@ def project_features(x, dim: int, weight_decay: float = 0.0):
         kernel_regularizer=coupled_l2(weight_decay),
         name="feature_projection",
     )(x)
-    return keras.layers.BatchNormalization(
-        momentum=0.9,
-        epsilon=1e-5,
-        gamma_regularizer=coupled_l2(weight_decay),
-        beta_regularizer=coupled_l2(weight_decay),
-        name="projection_bn",
-    )(x)
+    return batch_norm(x, "projection_bn", weight_decay)
 
 
 def build_classifier(

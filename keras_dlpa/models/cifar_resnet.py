@@ -108,7 +108,8 @@ def coupled_l2(weight_decay: float):
     return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
 
 
-def _batch_norm(x, name, weight_decay):
+def batch_norm(x, name, weight_decay):
+    """PyTorch-style BatchNorm (momentum 0.1, eps 1e-5), coupled L2."""
     return keras.layers.BatchNormalization(
         momentum=_BN_MOMENTUM,
         epsilon=_BN_EPSILON,
@@ -156,10 +157,10 @@ def basic_block(x, filters, strides, shortcut, weight_decay, name):
     y = _conv3x3(
         x, filters, strides, f"{name}_conv1", weight_decay, f"{name}_pad1"
     )
-    y = _batch_norm(y, f"{name}_bn1", weight_decay)
+    y = batch_norm(y, f"{name}_bn1", weight_decay)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
     y = _conv3x3(y, filters, 1, f"{name}_conv2", weight_decay, None)
-    y = _batch_norm(y, f"{name}_bn2", weight_decay)
+    y = batch_norm(y, f"{name}_bn2", weight_decay)
     if strides != 1 or in_filters != filters:
         if shortcut == "A":
             if filters < in_filters:
@@ -183,9 +184,7 @@ def basic_block(x, filters, strides, shortcut, weight_decay, name):
                 weight_decay,
                 f"{name}_shortcut_pad",
             )
-            residual = _batch_norm(
-                residual, f"{name}_shortcut_bn", weight_decay
-            )
+            residual = batch_norm(residual, f"{name}_shortcut_bn", weight_decay)
     y = keras.layers.Add(name=f"{name}_add")([y, residual])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
@@ -316,7 +315,7 @@ def cifar_resnet(
 
     inputs, x = image_inputs(input_shape, mean, std)
     x = _conv3x3(x, width, 1, "stem_conv", weight_decay, None)
-    x = _batch_norm(x, "stem_bn", weight_decay)
+    x = batch_norm(x, "stem_bn", weight_decay)
     x = keras.layers.ReLU(name="stem_relu")(x)
     for stage, (filters, strides) in enumerate(
         ((width, 1), (2 * width, 2), (4 * width, 2)), start=1
@@ -339,7 +338,7 @@ def cifar_resnet(
             name="projection",
         )(x)
     if feature_batchnorm:
-        x = _batch_norm(x, "feature_bn", weight_decay)
+        x = batch_norm(x, "feature_bn", weight_decay)
     if l2_normalize:
         x = keras.layers.UnitNormalization(name="l2_normalize")(x)
     return keras.Model(inputs, x, name=name or f"resnet{depth}_{variant}")
