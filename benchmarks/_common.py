@@ -13,6 +13,13 @@ from importlib import metadata
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).parent / "results"
+# The shared CIFAR-10 JPEG training split (`train/<class>/*.jpg`).
+CIFAR10_JPEG = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "cifar10-jpeg-train.tar.gz"
+)
 
 _PACKAGES = (
     "keras",

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _common import CIFAR10_JPEG  # noqa: E402
 from _common import print_table  # noqa: E402
 from _common import write_results  # noqa: E402
 
@@ -28,14 +29,6 @@ from keras_dlpa.data import from_arrays  # noqa: E402
 from keras_dlpa.data import load_image_folder  # noqa: E402
 from keras_dlpa.data import make_long_tailed  # noqa: E402
 from keras_dlpa.data import train_pipeline  # noqa: E402
-
-ARCHIVE = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "data"
-    / "cifar10-jpeg-train.tar.gz"
-)
 
 
 def _epoch_rate(dataset) -> tuple[float, int]:
@@ -60,7 +53,7 @@ def main():
 
     if args.real:
         start = time.perf_counter()
-        data = load_image_folder(ARCHIVE)
+        data = load_image_folder(CIFAR10_JPEG)
         load_s = time.perf_counter() - start
     else:
         rng = np.random.default_rng(0)

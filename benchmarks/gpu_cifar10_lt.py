@@ -78,11 +78,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(REPO))
 
-DATA_NAME = "cifar10-jpeg-train.tar.gz"
-DEFAULT_DATA = (
-    REPO / ".data" / DATA_NAME,
-    REPO.parent / "shared" / "data" / DATA_NAME,
-)
+from _common import CIFAR10_JPEG  # noqa: E402
+
+# A copy carried to the GPU box (`.data/`), else the shared one.
+DEFAULT_DATA = (REPO / ".data" / CIFAR10_JPEG.name, CIFAR10_JPEG)
 NUM_CLASSES = 10
 BATCH = 128
 

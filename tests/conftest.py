@@ -1,6 +1,7 @@
 """Shared test helpers."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Small matrices: multithreaded BLAS is slower and less reproducible.
@@ -12,6 +13,8 @@ import pytest  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(REPO_ROOT, "..", "shared", "data")
+# The CIFAR-10 JPEG training split (`train/<class>/*.jpg`, 50,000 images).
+CIFAR10_JPEG = Path(SHARED_DATA) / "cifar10-jpeg-train.tar.gz"
 
 
 def unit_rows(num_rows: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -3,17 +3,15 @@
 import os
 import sys
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CIFAR10_JPEG
 from PIL import Image
 
 from keras_dlpa.data import load_image_folder
 from keras_dlpa.data import load_tfds
 
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-CIFAR10_JPEG = SHARED_DATA / "cifar10-jpeg-train.tar.gz"
 CIFAR10_NAMES = [
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",

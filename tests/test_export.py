@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tensorflow as tf
+from conftest import CIFAR10_JPEG
 from PIL import Image
 
 import keras_dlpa
@@ -27,8 +28,6 @@ from keras_dlpa.cli import main as cli_main
 from keras_dlpa.models import PerChannelNormalization
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-CIFAR10_JPEG = SHARED_DATA / "cifar10-jpeg-train.tar.gz"
 PREDICT_SCRIPT = REPO_ROOT / "export" / "onnx_predict.py"
 
 

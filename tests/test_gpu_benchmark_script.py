@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CIFAR10_JPEG
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu_cifar10_lt.py"
-DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg-train.tar.gz"
 
 
 def _load_script():
@@ -38,7 +38,7 @@ def _run(tmp_path, name, extra, sequential=True):
         sys.executable,
         str(SCRIPT),
         "--data",
-        str(DATA),
+        str(CIFAR10_JPEG),
         "--cache-dir",
         str(tmp_path / "cache"),
         "--epochs",
@@ -79,10 +79,10 @@ def _check_metrics(metrics):
 
 
 @pytest.mark.large
-@pytest.mark.skipif(not DATA.is_file(), reason="CIFAR-10 tarball missing")
 def test_gpu_script_runs_on_cpu_without_tensorflow(tmp_path):
+    assert CIFAR10_JPEG.is_file(), f"shared data missing: {CIFAR10_JPEG}"
     # Decode the tarball once for both runs; they run concurrently.
-    _load_script().load_cifar10_jpeg(DATA, tmp_path / "cache")
+    _load_script().load_cifar10_jpeg(CIFAR10_JPEG, tmp_path / "cache")
     runs = {
         "lt": (_run(tmp_path, "lt", []), ["dl2pa", "etf", "softmax"]),
         # One process per method, 2 epochs asked, a deadline already

@@ -7,13 +7,13 @@ import sys
 
 import onnx
 import pytest
+from conftest import CIFAR10_JPEG
 from conftest import REPO_ROOT
-from conftest import SHARED_DATA
 
 
 @pytest.mark.large
 def test_quickstart_trains_reports_and_exports(tmp_path):
-    archive = os.path.join(SHARED_DATA, "cifar10-jpeg-train.tar.gz")
+    archive = str(CIFAR10_JPEG)
     assert os.path.isfile(archive), f"shared data missing: {archive}"
     out = tmp_path / "quick"
     result = subprocess.run(
