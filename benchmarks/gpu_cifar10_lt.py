@@ -345,33 +345,28 @@ def _build(method, args, recipe, steps_per_epoch):
     return model
 
 
-def _progress_callback(method, args, path):
+def _progress_callbacks(method, args, path):
+    """Returns `(clock, reporter)` callbacks of one method's training.
+
+    Put `clock` first (the training time it measures excludes evaluation)
+    and `reporter` last (it reads the validation metrics the evaluation
+    callback logged). The reporter keeps `seconds` per epoch, prints a
+    progress line, writes the history so far to `path` (if not `None`) and
+    stops training when the next epoch would end after `args.deadline`.
+    """
     import keras
 
-    class Progress:
-        """Epoch timer, progress line, progress file and deadline.
-
-        Its `Clock` callback goes first (the training time excludes the
-        evaluation), its `Reporter` last (it reads the validation metrics
-        that the evaluation callback logged).
-        """
-
+    class Reporter(keras.callbacks.Callback):
         def __init__(self):
+            super().__init__()
             self.seconds = []
             self.history = {}
-            self.stopped_early = False
-            self._start = 0.0
+            self.start = 0.0
 
-        def start_clock(self):
-            self._start = time.perf_counter()
-
-        def stop_clock(self):
-            self.seconds.append(time.perf_counter() - self._start)
-
-        def report(self, model, epoch, logs):
-            for key, value in (logs or {}).items():
-                self.history.setdefault(key, []).append(float(value))
+        def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
+            for key, value in logs.items():
+                self.history.setdefault(key, []).append(float(value))
             print(
                 f"[{method}] epoch {epoch + 1}/{args.epochs} "
                 f"loss {logs.get('loss', math.nan):.4f} "
@@ -385,34 +380,23 @@ def _progress_callback(method, args, path):
                         {"epoch_seconds": self.seconds, "history": self.history}
                     )
                 )
-            # Stop when the next epoch would end after the deadline.
             if args.deadline and epoch + 1 < args.epochs:
                 if time.time() + 1.5 * self.seconds[-1] > args.deadline:
                     print(f"[{method}] deadline: stopping", flush=True)
-                    self.stopped_early = True
-                    model.stop_training = True
+                    self.model.stop_training = True
 
-    class Clock(keras.callbacks.Callback):
-        def __init__(self, progress):
-            super().__init__()
-            self.progress = progress
+    reporter = Reporter()
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.progress.start_clock()
+    def start(epoch, logs):
+        reporter.start = time.perf_counter()
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.progress.stop_clock()
+    def stop(epoch, logs):
+        reporter.seconds.append(time.perf_counter() - reporter.start)
 
-    class Reporter(keras.callbacks.Callback):
-        def __init__(self, progress):
-            super().__init__()
-            self.progress = progress
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.progress.report(self.model, epoch, logs)
-
-    progress = Progress()
-    return progress, Clock(progress), Reporter(progress)
+    clock = keras.callbacks.LambdaCallback(
+        on_epoch_begin=start, on_epoch_end=stop
+    )
+    return clock, reporter
 
 
 def _metrics_at(history, epoch):
@@ -446,7 +430,7 @@ def train_method(method, args):
     progress_file = None
     if args.log_dir is not None:
         progress_file = Path(args.log_dir) / f"{method}.progress.json"
-    timer, clock, reporter = _progress_callback(method, args, progress_file)
+    clock, reporter = _progress_callbacks(method, args, progress_file)
     callbacks = [clock]
     callbacks += method_callbacks(method)
     callbacks.append(
@@ -464,7 +448,7 @@ def train_method(method, args):
     top1 = history["val_top1"]
     best = int(np.nanargmax(top1))
     images_per_epoch = len(batches) * BATCH
-    steady = timer.seconds[1:] or timer.seconds
+    steady = reporter.seconds[1:] or reporter.seconds
     result = {
         "method": method,
         "epochs": args.epochs,
@@ -477,8 +461,8 @@ def train_method(method, args):
         "last": _metrics_at(history, len(top1) - 1),
         "best": _metrics_at(history, best),
         "images_per_s": images_per_epoch / statistics.median(steady),
-        "first_epoch_s": timer.seconds[0],
-        "train_s": float(sum(timer.seconds)),
+        "first_epoch_s": reporter.seconds[0],
+        "train_s": float(sum(reporter.seconds)),
         "wall_s": time.perf_counter() - start,
         "val_top1_history": [float(v) for v in top1],
         "train_loss_history": [float(v) for v in history["loss"]],
