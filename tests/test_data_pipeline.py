@@ -73,13 +73,11 @@ def test_crop_flip_matches_numpy_crops():
 
 def test_no_augmentation_is_shuffled_identity():
     data = _unique_class_data(10)
-    dataset = train_pipeline(
-        data, batch_size=4, crop_padding=0, flip=False, drop_remainder=False
-    )
+    dataset = train_pipeline(data, batch_size=4, crop_padding=0, flip=False)
     batches = _batches(dataset)
-    assert [len(y) for _, y in batches] == [4, 4, 2]
+    assert [len(y) for _, y in batches] == [4, 4]  # the remainder is dropped
     labels = np.concatenate([y for _, y in batches])
-    assert sorted(labels.tolist()) == list(range(10))
+    assert len(set(labels.tolist())) == 8
     images = np.concatenate([x for x, _ in batches])
     np.testing.assert_array_equal(images, data.images[labels].astype("f4"))
 

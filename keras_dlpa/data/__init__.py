@@ -1,11 +1,15 @@
-"""Data sources, long-tailed subsets, splits and `tf.data` pipelines.
+"""Data core (numpy/PIL), long-tailed subsets, splits and two executors.
 
-The sources and pipelines need TensorFlow; `image_data`, `long_tail`,
-`splits` and `stats` are numpy-only, and names are imported lazily, so
-`keras_dlpa.data.splits` works on a machine without TensorFlow.
+The data core needs no TensorFlow: sources (`load_image_folder`,
+`from_arrays`), `ImageData`, the long-tailed profile, splits, channel
+statistics and the per-epoch plans (`plan`). Two executors run the plans
+with bit-identical batches: `pipeline` (tf.data, TensorFlow backend) and
+`grain_executor` (grain, every backend); `train_dataset` picks one.
+`load_tfds` needs tensorflow-datasets. Names are imported lazily, so
+nothing here imports TensorFlow unless a TensorFlow part is used.
 
 Every source returns an `ImageData` (uint8 images, int64 labels, class
-names) held in memory; pipelines yield float32 images in the raw 0-255
+names) held in memory; executors yield float32 images in the raw 0-255
 range (the model normalises them, see `channel_stats`).
 """
 
@@ -14,8 +18,15 @@ import importlib
 _EXPORTS = {
     "ImageData": "image_data",
     "from_arrays": "image_data",
-    "mixup": "augment",
-    "random_crop_flip": "augment",
+    "Augmentation": "plan",
+    "BatchMaker": "plan",
+    "EpochPlan": "plan",
+    "epoch_plan": "plan",
+    "steps_per_epoch": "plan",
+    "EvalBatches": "eval_batches",
+    "grain_train_dataset": "grain_executor",
+    "resolve_executor": "executor",
+    "train_dataset": "executor",
     "load_image_folder": "image_folder",
     "long_tailed_counts": "long_tail",
     "long_tailed_indices": "long_tail",

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import os
 import tarfile
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from pathlib import PurePosixPath
 
 import numpy as np
-import tensorflow as tf
 
 from keras_dlpa.cache import cache_root
 from keras_dlpa.data.image_data import ImageData
@@ -170,51 +171,39 @@ def _read_archive(path: Path) -> dict[str, list[tuple[str, bytes]]]:
     return classes
 
 
-def _decode_jpeg(blob):
-    return tf.io.decode_jpeg(blob, channels=3, dct_method="INTEGER_ACCURATE")
+def decode_image(blob: bytes) -> np.ndarray:
+    """Decodes JPEG/PNG bytes to uint8 RGB `(H, W, 3)` with PIL.
 
+    Grayscale, palette and RGBA images become RGB. PIL's JPEG decoder (the
+    accurate integer IDCT of libjpeg-turbo) gives the same pixels as
+    `tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE")`.
+    """
+    from PIL import Image
 
-def _decode_png(blob):
-    return tf.io.decode_png(blob, channels=3)
+    with Image.open(io.BytesIO(blob)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def _decode_blobs(names: list[str], blobs: list[bytes]) -> np.ndarray:
-    """Decodes JPEG/PNG bytes in parallel with `tf.data`; checks sizes.
-
-    JPEGs use `dct_method="INTEGER_ACCURATE"`, which matches PIL exactly.
-    """
-    is_png = np.array([n.lower().endswith(".png") for n in names])
-    decode_first = _decode_png if is_png[0] else _decode_jpeg
-    first = decode_first(tf.constant(blobs[0])).numpy()
+    """Decodes JPEG/PNG bytes with PIL in a thread pool; checks sizes."""
+    first = decode_image(blobs[0])
     height, width = first.shape[:2]
     images = np.empty((len(blobs), height, width, 3), np.uint8)
-    for decode, group in ((_decode_jpeg, ~is_png), (_decode_png, is_png)):
-        indices = np.flatnonzero(group)
-        if indices.size == 0:
-            continue
 
-        def decode_checked(blob, decode=decode):
-            image = decode(blob)
-            same = tf.reduce_all(tf.shape(image)[:2] == [height, width])
-            return tf.image.resize_with_crop_or_pad(image, height, width), same
+    def decode_into(i):
+        image = decode_image(blobs[i])
+        if image.shape[:2] != (height, width):
+            raise ValueError(
+                "All images must have the same size. "
+                f"{names[i]} has shape {image.shape} but {names[0]} has "
+                f"{first.shape}. Resize the images first."
+            )
+        images[i] = image
 
-        dataset = (
-            tf.data.Dataset.from_tensor_slices([blobs[i] for i in indices])
-            .map(decode_checked, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(2048)
-        )
-        start = 0
-        for batch, same in dataset.as_numpy_iterator():
-            if not same.all():
-                i = int(indices[start + int(np.argmin(same))])
-                shape = tuple(decode(tf.constant(blobs[i])).shape)
-                raise ValueError(
-                    "All images must have the same size. "
-                    f"{names[i]} has shape {shape} but {names[0]} has "
-                    f"{first.shape}. Resize the images first."
-                )
-            images[indices[start : start + len(batch)]] = batch
-            start += len(batch)
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # list() re-raises the first decoding error here.
+        list(pool.map(decode_into, range(len(blobs)), chunksize=256))
     return images
 
 
@@ -293,9 +282,8 @@ def load_image_folder(
     decoded arrays are cached once as
     `cache_dir/<archive stem>-<size>-<mtime_ns>.npz` (written to a
     temporary file and renamed atomically), so later loads take about a
-    second. Decoding uses parallel `tf.io` ops; JPEGs are decoded with the
-    accurate integer IDCT (bit-identical to PIL). Grayscale and RGBA images
-    become RGB; all images must have the same size.
+    second. Decoding uses PIL in a thread pool (no TensorFlow). Grayscale
+    and RGBA images become RGB; all images must have the same size.
 
     Args:
         path: image folder or archive.

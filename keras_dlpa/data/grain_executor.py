@@ -1,0 +1,114 @@
+"""The grain executor of the epoch plans (any backend, no TensorFlow).
+
+Runs the plans of `keras_dlpa.data.plan` with `plan.BatchMaker` (numpy) in
+a `grain` pipeline that Keras (>= 3.11) takes in `fit` on every backend.
+Element `i` of the dataset is batch `i % S` of epoch `i // S` (`S` steps
+per epoch), so resuming at epoch `k` is the slice that starts at `k * S`,
+and the batches equal those of the tf.data executor bit for bit.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.plan import Augmentation
+from keras_dlpa.data.plan import BatchMaker
+from keras_dlpa.data.plan import epoch_plan
+from keras_dlpa.data.plan import steps_per_epoch
+
+_INSTALL_HINT = (
+    "The grain executor needs the `grain` package: pip install grain "
+    "(a dependency of keras-dlpa)."
+)
+
+
+def _import_grain():
+    try:
+        import grain
+    except ImportError as error:
+        raise ImportError(_INSTALL_HINT) from error
+    return grain
+
+
+class _PlannedBatch:
+    """`i -> (images, labels)`: batch `i % S` of epoch `i // S`."""
+
+    def __init__(self, data, batch_size, seed, augmentation, one_hot):
+        self.maker = BatchMaker(data, augmentation, one_hot)
+        self.labels = data.labels
+        self.num_classes = data.num_classes
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.augmentation = augmentation
+        self.steps = steps_per_epoch(len(data), batch_size)
+        # Worker threads share the plans of the epochs in flight.
+        self.plan = functools.lru_cache(maxsize=4)(self._plan)
+
+    def _plan(self, epoch):
+        return epoch_plan(
+            self.labels,
+            self.batch_size,
+            self.seed,
+            epoch,
+            self.augmentation,
+            self.num_classes,
+        )
+
+    def __call__(self, index):
+        epoch, step = divmod(int(index), self.steps)
+        return self.maker(self.plan(epoch), step)
+
+
+def grain_train_dataset(
+    data: ImageData,
+    batch_size: int,
+    seed: int,
+    initial_epoch: int,
+    epochs: int,
+    augmentation: Augmentation | None = None,
+    one_hot: bool = False,
+    num_threads: int = 2,
+    prefetch: int = 8,
+):
+    """Planned training batches of epochs `initial_epoch .. epochs - 1`.
+
+    Args:
+        data: the training `ImageData` (in memory).
+        batch_size: images per batch.
+        seed: run seed of the plans.
+        initial_epoch: first epoch (resume).
+        epochs: one past the last epoch.
+        augmentation: the plans' `Augmentation` (default crop 4 + flip).
+        one_hot: one-hot labels without mixup.
+        num_threads: grain read threads.
+        prefetch: batches prefetched by grain.
+
+    Returns:
+        `(dataset, steps_per_epoch)`: a `grain.IterDataset` of
+        `(images, labels)` (float32 0-255 `(B, H, W, 3)`; int32 `(B,)` or
+        float32 `(B, c)`). Pass `steps_per_epoch` and `shuffle=False` to
+        `fit`.
+    """
+    grain = _import_grain()
+    if not isinstance(data, ImageData):
+        raise TypeError(
+            "`data` must be a `keras_dlpa.data.ImageData`. Received: "
+            f"{type(data).__name__}."
+        )
+    if not 0 <= int(initial_epoch) <= int(epochs):
+        raise ValueError(
+            "Expected 0 <= `initial_epoch` <= `epochs`. Received: "
+            f"initial_epoch={initial_epoch}, epochs={epochs}"
+        )
+    batch = _PlannedBatch(
+        data, batch_size, seed, augmentation or Augmentation(), one_hot
+    )
+    steps = batch.steps
+    dataset = grain.MapDataset.range(
+        int(initial_epoch) * steps, int(epochs) * steps
+    ).map(batch)
+    options = grain.ReadOptions(
+        num_threads=int(num_threads), prefetch_buffer_size=int(prefetch)
+    )
+    return dataset.to_iter_dataset(options), steps
