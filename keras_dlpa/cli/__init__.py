@@ -8,6 +8,7 @@ Modules import heavy dependencies inside their command functions so that
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -27,12 +28,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs a subcommand; errors are one line on stderr (see `errors`)."""
+    from keras_dlpa.cli.errors import TRACEBACK_ENV
+    from keras_dlpa.cli.errors import run_command
+
     parser = build_parser()
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help=f"show full tracebacks (or set {TRACEBACK_ENV}=1)",
+    )
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    if args.traceback:
+        os.environ[TRACEBACK_ENV] = "1"
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

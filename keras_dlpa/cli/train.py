@@ -9,110 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
-# Recipe defaults: ExperimentConfig fields. "quick" overrides them for
-# `--quick` (a few minutes on a laptop CPU; a smoke run, not a result).
-# The paper's long-tailed CIFAR schedule (reference code, notes).
-_CIFAR_LT = {
-    "source": "tfds",
-    "imbalance": 0.01,
-    "epochs": 200,
-    "batch_size": 128,
-    "learning_rate": 0.1,
-    "warmup_epochs": 5,
-    "milestones": (160, 180),
-    "weight_decay": 2e-4,
-    "mixup_alpha": 1.0,
-    "class_scale": True,
-}
-_CIFAR_QUICK = {
-    "width": 8,
-    "depth": 8,
-    "epochs": 3,
-    "batch_size": 64,
-    "warmup_epochs": 1,
-    "milestones": (2,),
-}
-
-RECIPES = {
-    "cifar100_lt": {
-        "description": "CIFAR-100-LT, ResNet-32 (32/64/128, d = 128), "
-        "imbalance 0.01, 200 epochs (paper Table 3).",
-        "config": {
-            **_CIFAR_LT,
-            "dataset": "cifar100",
-            "backbone": "resnet32_lt_cifar100",
-        },
-        "quick": {**_CIFAR_QUICK, "train_per_class": 100},
-    },
-    "cifar10_lt": {
-        "description": "CIFAR-10-LT, ResNet-32 (16/32/64, d = 64), "
-        "imbalance 0.01, 200 epochs (paper Table 3).",
-        "config": {
-            **_CIFAR_LT,
-            "dataset": "cifar10",
-            "backbone": "resnet32_lt_cifar10",
-        },
-        "quick": {**_CIFAR_QUICK, "train_per_class": 500},
-    },
-    "cifar100": {
-        "description": "Balanced CIFAR-100, ResNet-32 + Dense(64 -> d), "
-        "d in {10, 25, 50, 100}, 250 epochs, plain IPM loss (paper "
-        "Table 2).",
-        "config": {
-            "dataset": "cifar100",
-            "source": "tfds",
-            "backbone": "resnet32_cifar100",
-            "dim": 50,
-            "imbalance": None,
-            "epochs": 250,
-            "batch_size": 128,
-            "learning_rate": 0.01,
-            "warmup_epochs": 0,
-            "milestones": (100, 200),
-            "weight_decay": 1e-4,
-            "mixup_alpha": 0.0,
-            "class_scale": False,
-        },
-        "quick": {
-            "train_per_class": 50,
-            "width": 8,
-            "depth": 8,
-            "epochs": 3,
-            "batch_size": 64,
-            "milestones": (2,),
-        },
-    },
-    "imagenet_lt": {
-        "description": "ImageNet-LT, ResNet-50 + Dense(2048 -> 512), "
-        "105 epochs, batch 1024, lr 0.5 with 5 warm-up epochs and cosine "
-        "decay, wd 2e-5 (the reference's ImageNet settings).",
-        "config": {
-            "dataset": "imagenet_lt",
-            "source": "image_list",
-            "backbone": "resnet50_imagenet",
-            "dim": 512,
-            "imbalance": None,
-            "image_size": 224,
-            "epochs": 105,
-            "batch_size": 1024,
-            "learning_rate": 0.5,
-            "warmup_epochs": 5,
-            "lr_decay": "cosine",
-            "milestones": (),
-            "weight_decay": 2e-5,
-            "mixup_alpha": 0.2,
-            "class_scale": True,
-            "test_split": None,
-        },
-        "quick": {
-            "image_size": 64,
-            "epochs": 2,
-            "batch_size": 32,
-            "warmup_epochs": 1,
-        },
-    },
-}
+from keras_dlpa.cli.errors import UsageError
+from keras_dlpa.cli.errors import run_command
+from keras_dlpa.training.recipes import RECIPES
 
 
 def _int_list(text: str) -> tuple:
@@ -188,7 +89,48 @@ def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
     add("--verbose", type=int, default=2, choices=(0, 1, 2))
     add("--deterministic", action="store_true", help="TF op determinism")
     add("--no-report", action="store_true", help="skip the plots")
+    add(
+        "--precision",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="bfloat16: Keras mixed_bfloat16 (head, loss, stats float32)",
+    )
+    add(
+        "--executor",
+        default="auto",
+        choices=("auto", "tf", "grain"),
+        help="input executor (auto: tf.data on TensorFlow, grain elsewhere)",
+    )
+    add(
+        "--deadline",
+        type=float,
+        default=None,
+        help="Unix time: stop after the last epoch that ends before it",
+    )
+    add(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="seconds from now (a deadline); resume later with --resume",
+    )
+    add(
+        "--sync-bn",
+        action="store_true",
+        help="synchronised BatchNorm across replicas (tf.distribute)",
+    )
     return parser
+
+
+def _deadline(args) -> float | None:
+    if args.deadline is not None and args.time_limit is not None:
+        raise ValueError("Pass --deadline or --time-limit, not both.")
+    if args.time_limit is not None:
+        if args.time_limit <= 0:
+            raise ValueError(
+                f"--time-limit must be > 0 seconds. Received: {args.time_limit}"
+            )
+        return time.time() + args.time_limit
+    return args.deadline
 
 
 def config_from_args(recipe: str, args):
@@ -212,6 +154,10 @@ def config_from_args(recipe: str, args):
         verbose=args.verbose,
         deterministic=args.deterministic,
         report=not args.no_report,
+        precision=args.precision,
+        executor=args.executor,
+        deadline=_deadline(args),
+        sync_batch_norm=args.sync_bn,
     )
     # Flags given explicitly override the recipe and --quick values.
     explicit = {
@@ -256,7 +202,10 @@ def run_recipe(recipe: str, args) -> dict:
     from keras_dlpa.experiment import run_experiment
 
     logging.basicConfig(level=logging.WARNING)
-    config = config_from_args(recipe, args)
+    try:
+        config = config_from_args(recipe, args)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
     print(f"Run directory: {config.out}")
     evaluation = run_experiment(config)
     print(format_metrics_table(evaluation))
@@ -265,10 +214,11 @@ def run_recipe(recipe: str, args) -> dict:
 
 
 def main(argv=None, recipe: str = "cifar100_lt") -> int:
-    """Entry point of the recipe scripts."""
+    """Entry point of the recipe scripts (errors: one line, exit 1 or 2)."""
     args = build_parser(recipe).parse_args(argv)
-    run_recipe(recipe, args)
-    return 0
+    return run_command(
+        lambda: run_recipe(recipe, args) and 0, prog=f"recipes/{recipe}.py"
+    )
 
 
 def register(subparsers) -> None:

@@ -127,22 +127,32 @@ def make_long_tailed(
 
 def long_tailed_train_val(
     data: ImageData,
-    imbalance_factor: float,
+    imbalance_factor: float | None,
     val_fraction: float = 0.1,
     seed: int = 0,
+    val: ImageData | None = None,
 ) -> tuple[ImageData, ImageData]:
     """Balanced validation split, then a long-tailed training set.
 
-    Order: carve a stratified validation set from the full (balanced)
-    training split with `split_train_val(data, val_fraction, seed)`, then
-    apply `make_long_tailed(train, imbalance_factor, seed)` to the rest,
-    with `n_max` = the largest remaining class. Note that `n_max` is then
-    `(1 - val_fraction)` times the full per-class size, so the training
-    set is smaller than the published CIFAR-LT sizes.
+    The one split rule of the library (the runner and every recipe use
+    it). Order: carve a stratified validation set from the full (balanced)
+    training split with `split_train_val(data, val_fraction, seed)` (unless
+    `val` is given), then apply `make_long_tailed(train, imbalance_factor,
+    seed, n_max)` to the rest, with `n_max` the SMALLEST remaining class
+    count (equal to every class for the balanced CIFAR splits, so every
+    class can fill its quota). `n_max` is then `(1 - val_fraction)` times
+    the full per-class size, so the training set is smaller than the
+    published CIFAR-LT sizes. `imbalance_factor=None` keeps the training
+    part as it is.
 
     Returns:
         `(train_long_tailed, val_balanced)`.
     """
-    _check_imbalance(imbalance_factor)
-    train, val = split_train_val(data, val_fraction, seed)
-    return make_long_tailed(train, imbalance_factor, seed), val
+    if imbalance_factor is not None:
+        _check_imbalance(imbalance_factor)
+    if val is None:
+        data, val = split_train_val(data, val_fraction, seed)
+    if imbalance_factor is not None:
+        n_max = int(data.class_counts().min())
+        data = make_long_tailed(data, imbalance_factor, seed, n_max=n_max)
+    return data, val

@@ -1,0 +1,69 @@
+"""`DeadlineCallback`: stop training after the last epoch that fits."""
+
+from __future__ import annotations
+
+import time
+
+import keras
+
+
+class DeadlineCallback(keras.callbacks.Callback):
+    """Stops `fit` after the last epoch expected to end before a deadline.
+
+    For time-limited jobs (a cluster allocation, a GPU lease): at the end
+    of each epoch it estimates the next epoch's duration as `margin` times
+    the longest epoch so far and sets `model.stop_training` when the next
+    epoch would end after `deadline`. Checkpointing callbacks still run at
+    that epoch's end, so the run can be resumed later; `completed` tells
+    whether every epoch ran.
+
+    Args:
+        deadline: Unix time (`time.time()` scale) by which training must
+            have stopped.
+        margin: safety factor on the epoch duration (> 0).
+        verbose: print a line when it stops training.
+
+    Example:
+
+    ```python
+    deadline = keras_dlpa.DeadlineCallback(time.time() + 3600)
+    model.fit(ds, epochs=200, callbacks=[deadline, checkpoint])
+    deadline.completed  # False if it stopped early
+    ```
+    """
+
+    def __init__(self, deadline: float, margin: float = 1.5, verbose=1):
+        super().__init__()
+        if not margin > 0:
+            raise ValueError(f"`margin` must be > 0. Received: {margin}")
+        self.deadline = float(deadline)
+        self.margin = float(margin)
+        self.verbose = verbose
+        self.completed = True
+        self.longest = 0.0
+        self.stopped_epoch = None
+
+    def on_train_begin(self, logs=None):
+        self.completed = True
+        self.stopped_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.time()
+        self.longest = max(self.longest, now - self._start)
+        epochs = (self.params or {}).get("epochs")
+        if epochs is not None and epoch + 1 >= epochs:
+            return
+        if now + self.margin * self.longest > self.deadline:
+            self.completed = False
+            self.stopped_epoch = int(epoch)
+            self.model.stop_training = True
+            if self.verbose:
+                print(
+                    f"DeadlineCallback: stopping after epoch {epoch + 1}: "
+                    f"the next epoch (~{self.longest:.0f} s) would end after "
+                    "the deadline.",
+                    flush=True,
+                )

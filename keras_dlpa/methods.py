@@ -1,0 +1,163 @@
+"""One small object per classification method: DL2PA and its baselines.
+
+Each `Method` answers the five questions a runner asks: the fixed
+prototypes, the head on the features, the loss, the training metrics and
+the callbacks. `get_method(name)` returns the registered object:
+
+- `"dl2pa"`: estimated prototypes (cached on disk) + `PrototypeLayer` +
+  `IPMLoss` + `ReassignCallback` (the dynamic assignment of the paper).
+- `"static"`: the same prototypes and loss, assignment frozen.
+- `"etf"`: simplex ETF prototypes (needs `d >= c - 1`), frozen assignment.
+- `"softmax"`: `Dense(c)` + cross-entropy (the paper's PSC baseline).
+
+The prototype head and the softmax logits compute in float32 under a
+mixed-precision policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from keras_dlpa.ipm_loss import IPMLoss
+from keras_dlpa.models.cifar_resnet import coupled_l2
+from keras_dlpa.prototype_layer import PrototypeLayer
+from keras_dlpa.prototypes import cached_prototypes
+from keras_dlpa.prototypes import simplex_etf
+from keras_dlpa.reassign_callback import ReassignCallback
+
+
+def _accuracy_metrics(num_classes: int, soft_labels: bool) -> list:
+    """Training metrics `accuracy` and `top5` (top-`min(5, c)`)."""
+    k = min(5, num_classes)
+    if soft_labels:
+        return [
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k, name="top5"),
+        ]
+    return [
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+        keras.metrics.SparseTopKCategoricalAccuracy(k, name="top5"),
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A classification method (see the module docstring).
+
+    Attributes:
+        name: the registered name.
+        uses_prototypes: fixed prototypes + `PrototypeLayer` + `IPMLoss`.
+        dynamic: the assignment is re-optimised (`ReassignCallback`).
+        etf: the prototypes are the simplex ETF.
+    """
+
+    name: str
+    uses_prototypes: bool = True
+    dynamic: bool = False
+    etf: bool = False
+
+    def prototypes(
+        self, num_classes: int, dim: int, seed: int = 0, cache_dir=None
+    ) -> np.ndarray | None:
+        """Fixed prototypes `(c, d)`, or `None` for a softmax head.
+
+        Estimated methods use `cached_prototypes(c, d, "auto", seed)` (the
+        simplex ETF when `d >= c - 1`, else the paper's uniformity loss,
+        cached on disk); `"etf"` raises when `d < c - 1`.
+        """
+        if not self.uses_prototypes:
+            return None
+        if self.etf:
+            if dim < num_classes - 1:
+                raise ValueError(
+                    "method='etf' needs a simplex ETF, which exists only for "
+                    f"d >= c - 1, but d={dim} and c={num_classes} (needs "
+                    f"d >= {num_classes - 1}). Use method='dl2pa' or "
+                    "'static' (estimated prototypes), or a larger `dim`."
+                )
+            return simplex_etf(num_classes, dim, seed=seed)
+        return cached_prototypes(
+            num_classes, dim, method="auto", seed=seed, cache_dir=cache_dir
+        )
+
+    def head(
+        self,
+        features,
+        num_classes: int,
+        prototypes: np.ndarray | None = None,
+        weight_decay: float = 0.0,
+        initial_assignment="identity",
+        seed: int = 0,
+    ):
+        """Logits `(B, c)` in label order from features `(B, d)`."""
+        dim = int(features.shape[-1])
+        if not self.uses_prototypes:
+            return keras.layers.Dense(
+                num_classes,
+                kernel_regularizer=coupled_l2(weight_decay),
+                bias_regularizer=coupled_l2(weight_decay),
+                dtype="float32",
+                name="logits",
+            )(features)
+        if prototypes is None:
+            prototypes = self.prototypes(num_classes, dim, seed)
+        prototypes = np.asarray(prototypes)
+        if prototypes.shape != (num_classes, dim):
+            raise ValueError(
+                f"Argument `prototypes` must have shape (c, d) = "
+                f"({num_classes}, {dim}) to match `num_classes` and the "
+                f"backbone's features. Received: shape={prototypes.shape}"
+            )
+        return PrototypeLayer(
+            prototypes,
+            initial_assignment=initial_assignment,
+            seed=seed,
+            dtype="float32",
+            name="prototypes",
+        )(features)
+
+    def loss(
+        self, class_scale: bool = False, soft_labels: bool = False
+    ) -> keras.losses.Loss:
+        """`IPMLoss(class_scale)` or (soft) cross-entropy from logits."""
+        if self.uses_prototypes:
+            return IPMLoss(class_scale=class_scale)
+        if soft_labels:
+            return keras.losses.CategoricalCrossentropy(from_logits=True)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def metrics(self, num_classes: int, soft_labels: bool = False) -> list:
+        """Training metrics `accuracy` and `top5`."""
+        return _accuracy_metrics(num_classes, soft_labels)
+
+    def callbacks(self, **reassign_kwargs) -> list:
+        """`[ReassignCallback(...)]` for a dynamic method, else `[]`.
+
+        Put them before checkpointing callbacks.
+        """
+        if self.dynamic:
+            return [ReassignCallback(**reassign_kwargs)]
+        return []
+
+
+_METHODS = {
+    "dl2pa": Method("dl2pa", dynamic=True),
+    "static": Method("static"),
+    "etf": Method("etf", etf=True),
+    "softmax": Method("softmax", uses_prototypes=False),
+}
+METHODS = tuple(_METHODS)
+PROTOTYPE_METHODS = tuple(n for n, m in _METHODS.items() if m.uses_prototypes)
+
+
+def get_method(name: str) -> Method:
+    """The registered `Method` called `name`, else a clear `ValueError`."""
+    if name not in _METHODS:
+        raise ValueError(
+            f"Argument `method` must be one of {METHODS}. Received: "
+            f"method={name!r}"
+        )
+    return _METHODS[name]

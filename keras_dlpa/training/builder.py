@@ -1,0 +1,101 @@
+"""The model and the learning-rate schedule of a run."""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+
+from keras_dlpa.classifier import project_features
+from keras_dlpa.methods import get_method
+from keras_dlpa.models import BACKBONE_PRESETS
+from keras_dlpa.models import backbone_from_preset
+from keras_dlpa.schedules import WarmupCosine
+from keras_dlpa.schedules import WarmupMultiStep
+from keras_dlpa.training.config import ExperimentConfig
+
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str):
+    """Sets the Keras dtype policy of `precision` while building a model.
+
+    `"bfloat16"` is Keras' `mixed_bfloat16` (bfloat16 compute, float32
+    variables); layers created with `dtype="float32"` (the prototype head,
+    the softmax logits) stay float32. The previous policy is restored.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(_POLICIES[precision])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_model(
+    config: ExperimentConfig,
+    num_classes: int,
+    mean,
+    std,
+    image_shape,
+) -> keras.Model:
+    """Backbone (`config.backbone` preset) + the head of `config.method`."""
+    preset = BACKBONE_PRESETS[config.backbone]
+    overrides = {
+        "mean": tuple(float(v) for v in mean),
+        "std": tuple(float(v) for v in std),
+        "input_shape": tuple(int(s) for s in image_shape),
+        "weight_decay": config.weight_decay,
+    }
+    project_to = None
+    if preset["builder"] == "cifar_resnet":
+        if config.depth is not None:
+            overrides["depth"] = config.depth
+        if config.width is not None:
+            overrides["width"] = config.width
+        width = overrides.get("width", preset["config"]["width"])
+        variant = preset["config"]["variant"]
+        if variant == "long_tailed":
+            if config.dim is not None and config.dim != 4 * width:
+                project_to = config.dim
+        else:
+            overrides["dim"] = config.dim or preset["config"].get("dim")
+    elif config.dim is not None:
+        overrides["dim"] = config.dim
+    backbone = backbone_from_preset(config.backbone, **overrides)
+    if project_to is not None:
+        features = project_features(
+            backbone.outputs[0], project_to, config.weight_decay
+        )
+        backbone = keras.Model(backbone.input, features, name=backbone.name)
+    dim = int(backbone.outputs[0].shape[-1])
+    method = get_method(config.method)
+    outputs = method.head(
+        backbone.outputs[0],
+        num_classes,
+        prototypes=method.prototypes(num_classes, dim, config.prototype_seed),
+        weight_decay=config.weight_decay,
+        seed=config.prototype_seed,
+    )
+    return keras.Model(
+        backbone.input, outputs, name=f"{config.method}_classifier"
+    )
+
+
+def make_schedule(config: ExperimentConfig, steps_per_epoch: int):
+    """The learning-rate schedule of `config` (driven by iterations)."""
+    if config.lr_decay == "cosine":
+        return WarmupCosine(
+            config.learning_rate,
+            steps_per_epoch,
+            config.epochs,
+            warmup_epochs=config.warmup_epochs,
+        )
+    return WarmupMultiStep(
+        config.learning_rate,
+        steps_per_epoch,
+        warmup_epochs=config.warmup_epochs,
+        milestones=config.milestones,
+        gamma=config.gamma,
+    )

@@ -1,0 +1,312 @@
+"""Crash-safe checkpoints of a run: weights, optimizer, state and best model.
+
+Keras' `BackupAndRestore` writes one checkpoint in place, so a kill during
+the write loses the run, and `ModelCheckpoint` writes `best.keras` in
+place too. `RunCheckpoint` does both jobs crash-safely:
+
+- at the end of every epoch it writes the weights (model + optimizer, so
+  the iteration counter, the assignment and the class statistics) to a
+  temporary file, fsyncs it and renames it atomically to
+  `checkpoints/epoch-NNNNNN.weights.h5`; when the epoch improved
+  `monitor` it writes the model to `checkpoints/best-NNNNNN.keras` the same
+  way; then it writes the manifest `checkpoints/epoch-NNNNNN.json` (epoch,
+  file size and SHA-256 of the weights, the best model's file, epoch and
+  value) the same way. A checkpoint exists only once its manifest does.
+- it keeps the last `keep` checkpoints (and the best models they name)
+  and deletes older ones only after the new one is complete;
+- `latest_checkpoint(dir)` verifies the manifests from the newest down
+  (JSON, size, SHA-256) and returns the newest intact one, so a checkpoint
+  cut short by a kill falls back to the previous good one; if checkpoints
+  exist and none is intact it raises `CheckpointError` with one line that
+  names the files and what to do.
+
+`run_dir/best.keras` is a copy of the best model named by the newest
+checkpoint, rewritten (atomically) whenever it changes and on resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+
+logger = logging.getLogger(__name__)
+
+_MANIFEST = re.compile(r"^epoch-(\d{6})\.json$")
+_FORMAT = 1
+# Fault injection for the kill tests: seconds to sleep between writing a
+# checkpoint's weights and committing it (0 in normal use).
+SLOW_WRITE_ENV = "KERAS_DLPA_SLOW_CHECKPOINT_S"
+
+
+class CheckpointError(RuntimeError):
+    """No intact checkpoint could be restored."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    """fsync `tmp`, rename it to `path` atomically, fsync the directory."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _temporary(directory: Path, suffix: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    os.close(fd)
+    return Path(name)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes `text` to `path` through a fsynced temporary file + rename."""
+    path = Path(path)
+    tmp = _temporary(path.parent, path.suffix)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        _commit(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_copy(source: Path, path: Path) -> None:
+    """Copies `source` to `path` through a temporary file + rename."""
+    tmp = _temporary(path.parent, path.suffix)
+    try:
+        shutil.copyfile(source, tmp)
+        _commit(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifests(directory: Path) -> list[tuple[int, Path]]:
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _MANIFEST.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found, reverse=True)
+
+
+def _verify(directory: Path, manifest: Path) -> dict:
+    """The parsed manifest if it and its files are intact, else raises."""
+    try:
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"unreadable manifest ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise ValueError("not a keras-dlpa checkpoint manifest")
+    weights = directory / str(meta.get("weights"))
+    if not weights.is_file():
+        raise ValueError(f"weights file {weights.name} is missing")
+    if weights.stat().st_size != meta.get("size"):
+        raise ValueError(
+            f"{weights.name} has {weights.stat().st_size} bytes, the "
+            f"manifest says {meta.get('size')} (cut short)"
+        )
+    if _sha256(weights) != meta.get("sha256"):
+        raise ValueError(f"{weights.name} does not match its SHA-256")
+    best = meta.get("best") or {}
+    if best.get("file") and not (directory / best["file"]).is_file():
+        raise ValueError(f"best model {best['file']} is missing")
+    return meta
+
+
+def latest_checkpoint(directory) -> dict | None:
+    """The newest intact checkpoint's manifest in `directory`, or `None`.
+
+    The manifest dict has `epoch` (epochs completed), `weights` (a path),
+    and `best` (`file` path or `None`, `epoch`, `value`). Damaged newer
+    checkpoints are skipped with a warning.
+
+    Raises:
+        CheckpointError: checkpoints exist but none is intact.
+    """
+    directory = Path(directory)
+    problems = []
+    for _, manifest in _manifests(directory):
+        try:
+            meta = _verify(directory, manifest)
+        except ValueError as error:
+            problems.append(f"{manifest}: {error}")
+            logger.warning(
+                "Skipping damaged checkpoint %s: %s", manifest, error
+            )
+            continue
+        meta["weights"] = str(directory / meta["weights"])
+        best = dict(meta.get("best") or {})
+        if best.get("file"):
+            best["file"] = str(directory / best["file"])
+        meta["best"] = best
+        return meta
+    if problems:
+        raise CheckpointError(
+            f"No intact checkpoint in {directory}: "
+            + "; ".join(problems)
+            + ". Delete the damaged files to start the run again, or "
+            "restore the directory from a backup."
+        )
+    return None
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Crash-safe per-epoch checkpoint and best-model keeper (see module).
+
+    Place it last among the callbacks that write logs (after
+    `ReassignCallback`, `EvaluationCallback` and the run logger), so the
+    state it saves includes their work of the epoch.
+
+    Args:
+        directory: the checkpoint directory (created).
+        best_path: where the best model is copied (e.g. `run_dir /
+            "best.keras"`); `None` keeps no best model.
+        monitor: log key of the best model (higher is better).
+        keep: checkpoints kept (>= 1; 2 keeps the previous good one while
+            a new one is written).
+        restore: a manifest from `latest_checkpoint` to restore at the start
+            of training (`None`: start fresh).
+    """
+
+    def __init__(
+        self,
+        directory,
+        best_path=None,
+        monitor: str = "val_top1",
+        keep: int = 2,
+        restore: dict | None = None,
+    ):
+        super().__init__()
+        if int(keep) != keep or keep < 1:
+            raise ValueError(
+                f"`keep` must be an integer >= 1. Received: {keep}"
+            )
+        self.directory = Path(directory)
+        self.best_path = None if best_path is None else Path(best_path)
+        self.monitor = monitor
+        self.keep = int(keep)
+        self.restore = restore
+        best = (restore or {}).get("best") or {}
+        self.best = {
+            "file": best.get("file"),
+            "epoch": best.get("epoch"),
+            "value": best.get("value"),
+        }
+
+    def on_train_begin(self, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for leftover in self.directory.glob(".tmp-*"):
+            leftover.unlink(missing_ok=True)  # from a killed write
+        if self.restore is not None:
+            self.model.load_weights(self.restore["weights"])
+            self._publish_best()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        improved = (
+            self.best_path is not None
+            and value is not None
+            and math.isfinite(float(value))
+            and (self.best["value"] is None or value > self.best["value"])
+        )
+        done = int(epoch) + 1
+        if improved:
+            best_file = self.directory / f"best-{done:06d}.keras"
+            tmp = _temporary(self.directory, ".keras")
+            self.model.save(tmp)
+            _commit(tmp, best_file)
+            self.best = {
+                "file": str(best_file),
+                "epoch": int(epoch),
+                "value": float(value),
+            }
+        weights = self.directory / f"epoch-{done:06d}.weights.h5"
+        tmp = _temporary(self.directory, ".weights.h5")
+        self.model.save_weights(tmp)
+        delay = float(os.environ.get(SLOW_WRITE_ENV, "0") or 0)
+        if delay > 0:
+            time.sleep(delay)
+        _commit(tmp, weights)
+        best_file = self.best["file"]
+        manifest = {
+            "format": _FORMAT,
+            "epoch": done,
+            "weights": weights.name,
+            "size": weights.stat().st_size,
+            "sha256": _sha256(weights),
+            "best": {
+                "file": None if best_file is None else Path(best_file).name,
+                "epoch": self.best["epoch"],
+                "value": self.best["value"],
+            },
+        }
+        atomic_write_text(
+            self.directory / f"epoch-{done:06d}.json",
+            json.dumps(manifest, indent=2) + "\n",
+        )
+        if improved:
+            self._publish_best()
+        self._prune()
+
+    def _publish_best(self):
+        if self.best_path is not None and self.best["file"]:
+            atomic_copy(Path(self.best["file"]), self.best_path)
+
+    def _prune(self):
+        manifests = _manifests(self.directory)
+        kept = manifests[: self.keep]
+        needed = set()
+        for _, path in kept:
+            try:
+                meta = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            needed.add(meta.get("weights"))
+            needed.add((meta.get("best") or {}).get("file"))
+        newest = kept[0][0] if kept else 0
+        for path in self.directory.iterdir():
+            name = path.name
+            if name.startswith(".tmp-"):
+                continue
+            stale_manifest = _MANIFEST.match(name) and (
+                int(name[6:12]) < kept[-1][0]
+            )
+            stale_file = (
+                (name.startswith("epoch-") and name.endswith(".weights.h5"))
+                or (name.startswith("best-") and name.endswith(".keras"))
+            ) and name not in needed
+            if stale_file and int(name.split("-")[1][:6]) > newest:
+                continue  # a newer checkpoint being written
+            if stale_manifest or stale_file:
+                path.unlink(missing_ok=True)

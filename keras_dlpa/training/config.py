@@ -1,0 +1,171 @@
+"""`ExperimentConfig`: everything one training run needs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from keras_dlpa.data.executor import EXECUTORS
+from keras_dlpa.methods import get_method
+from keras_dlpa.models import BACKBONE_PRESETS
+
+SOURCES = ("tfds", "image_dir", "image_list", "numpy")
+PRECISIONS = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """Everything a run needs; written (resolved) to `RUN_DIR/config.json`.
+
+    Data:
+        dataset: name recorded in the run (the TFDS name for `"tfds"`).
+        source: `"tfds"`, `"image_dir"` (class folders or a `.tar.gz` of
+            them, `image_dir`), `"image_list"` (`path label` lines relative
+            to `image_root`: `train_list`, optional `val_list`, `test_list`)
+            or `"numpy"` (`.npz` with `images`, `labels`, optional
+            `class_names`, `test_images`, `test_labels`).
+        test_split: TFDS split used as the test split (`None`: none).
+        train_per_class: keep at most this many images per class of the
+            (balanced) training split before anything else, seeded (quick
+            runs).
+        val_fraction: fraction of each class held out for validation,
+            carved from the training data BEFORE the long-tailed profile.
+        imbalance: `n_min / n_max` in `(0, 1]` of the long-tailed profile
+            applied to the training part; `None` keeps it as it is.
+        image_size: side of the square images of the `"image_list"` source
+            (shorter side resized, then centre crop).
+    Model:
+        method: `"dl2pa"`, `"static"`, `"etf"` or `"softmax"`.
+        backbone: a key of `keras_dlpa.models.BACKBONE_PRESETS`.
+        depth, width: CIFAR ResNet overrides (`None`: the preset's).
+        dim: feature size `d`. `None`: the backbone's own. For a long-tailed
+            CIFAR backbone (no projection, `d = 4 * width`) another `d` adds
+            `Dense(d, no bias)` + BatchNorm after the features.
+        prototype_seed: seed of the prototypes (cached on disk).
+        class_scale: `IPMLoss(class_scale=...)` (long-tailed recipes).
+    Optimisation:
+        epochs, batch_size (global), learning_rate (peak), warmup_epochs,
+        lr_decay (`"step"` with `milestones` and `gamma`, or `"cosine"`),
+        momentum (SGD, no Nesterov), weight_decay (coupled L2, as PyTorch),
+        mixup_alpha (0 disables mixup), crop_padding, flip.
+    DL2PA:
+        reassign_per_epoch (`tau'`), reassign_momentum (`alpha`).
+    Run:
+        out: the run directory. resume: continue from `out/checkpoints`.
+        seed: global seed (weights, split, data order). strategy:
+        `keras_dlpa.training.distribution.resolve_distribution` name
+        (tf.distribute on TensorFlow, `keras.distribution.DataParallel` on
+        JAX). verbose: `fit` verbosity (1 progress bar, 2 one line per
+        epoch). deterministic: TF op determinism (bit-exact resume; JAX on
+        CPU is deterministic). jit_compile: passed to `compile`. report:
+        draw the plots at the end. precision: `"float32"` or
+        `"bfloat16"` (Keras `mixed_bfloat16` policy; the prototype head,
+        the loss and the class statistics stay float32). executor: the
+        plan executor, `"auto"` (tf.data on TensorFlow, grain elsewhere),
+        `"tf"` or `"grain"`. deadline: Unix time; training stops after
+        the last epoch expected to end before it (`DeadlineCallback`),
+        saves, and `evaluation.json` says `completed: false`; resume
+        later with `resume=True`. sync_batch_norm: synchronised BatchNorm
+        across replicas (tf.distribute).
+    """
+
+    dataset: str = "cifar100"
+    source: str = "tfds"
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    download: bool = True
+    test_split: str | None = "test"
+    image_dir: str | None = None
+    image_root: str | None = None
+    train_list: str | None = None
+    val_list: str | None = None
+    test_list: str | None = None
+    numpy_path: str | None = None
+    image_size: int = 224
+    train_per_class: int | None = None
+    val_fraction: float = 0.1
+    imbalance: float | None = 0.01
+    method: str = "dl2pa"
+    backbone: str = "resnet32_lt_cifar100"
+    depth: int | None = None
+    width: int | None = None
+    dim: int | None = None
+    prototype_seed: int = 0
+    class_scale: bool = True
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 0.1
+    warmup_epochs: int = 5
+    lr_decay: str = "step"
+    milestones: tuple = (160, 180)
+    gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    mixup_alpha: float = 1.0
+    crop_padding: int = 4
+    flip: bool = True
+    reassign_per_epoch: int = 1
+    reassign_momentum: float = 0.9
+    eval_batch_size: int = 256
+    out: str = "runs/experiment"
+    resume: bool = False
+    seed: int = 0
+    strategy: str = "auto"
+    verbose: int = 2
+    deterministic: bool = False
+    jit_compile: bool = False
+    report: bool = True
+    precision: str = "float32"
+    executor: str = "auto"
+    deadline: float | None = None
+    sync_batch_norm: bool = False
+
+    def __post_init__(self):
+        get_method(self.method)
+        if self.source not in SOURCES:
+            raise ValueError(
+                f"`source` must be one of {SOURCES}. Received: "
+                f"source={self.source!r}"
+            )
+        if self.imbalance is not None and not 0.0 < self.imbalance <= 1.0:
+            raise ValueError(
+                "`imbalance` must be in (0, 1] (n_min / n_max; 0.01 is "
+                "CIFAR-LT 'ratio 100', 1.0 balanced) or None. Received: "
+                f"imbalance={self.imbalance}"
+            )
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(
+                "`val_fraction` must be in (0, 1). Received: "
+                f"val_fraction={self.val_fraction}"
+            )
+        if self.backbone not in BACKBONE_PRESETS:
+            raise ValueError(
+                f"Unknown `backbone` {self.backbone!r}; expected one of "
+                f"{sorted(BACKBONE_PRESETS)}."
+            )
+        if self.lr_decay not in ("step", "cosine"):
+            raise ValueError(
+                "`lr_decay` must be 'step' or 'cosine'. Received: "
+                f"lr_decay={self.lr_decay!r}"
+            )
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise ValueError(
+                    f"`{name}` must be a positive integer. Received: "
+                    f"{name}={value!r}"
+                )
+        if self.mixup_alpha < 0:
+            raise ValueError(
+                f"`mixup_alpha` must be >= 0. Received: {self.mixup_alpha}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"`precision` must be one of {PRECISIONS}. Received: "
+                f"precision={self.precision!r}"
+            )
+        if self.executor not in EXECUTORS:
+            raise ValueError(
+                f"`executor` must be one of {EXECUTORS}. Received: "
+                f"executor={self.executor!r}"
+            )
+        self.milestones = tuple(int(m) for m in self.milestones)

@@ -1,0 +1,111 @@
+"""The paper's recipes: `ExperimentConfig` defaults, in one place.
+
+`RECIPES[name]` holds a description, the `config` (ExperimentConfig
+fields) and the `quick` overrides of `--quick` (a few minutes on a laptop
+CPU; a smoke run, not a result). The recipe scripts, `keras-dlpa train`,
+`keras-dlpa reproduce` and the GPU driver all read them from here.
+"""
+
+# Recipe defaults: ExperimentConfig fields. "quick" overrides them for
+# `--quick` (a few minutes on a laptop CPU; a smoke run, not a result).
+# The paper's long-tailed CIFAR schedule (reference code, notes).
+_CIFAR_LT = {
+    "source": "tfds",
+    "imbalance": 0.01,
+    "epochs": 200,
+    "batch_size": 128,
+    "learning_rate": 0.1,
+    "warmup_epochs": 5,
+    "milestones": (160, 180),
+    "weight_decay": 2e-4,
+    "mixup_alpha": 1.0,
+    "class_scale": True,
+}
+_CIFAR_QUICK = {
+    "width": 8,
+    "depth": 8,
+    "epochs": 3,
+    "batch_size": 64,
+    "warmup_epochs": 1,
+    "milestones": (2,),
+}
+
+RECIPES = {
+    "cifar100_lt": {
+        "description": "CIFAR-100-LT, ResNet-32 (32/64/128, d = 128), "
+        "imbalance 0.01, 200 epochs (paper Table 4).",
+        "config": {
+            **_CIFAR_LT,
+            "dataset": "cifar100",
+            "backbone": "resnet32_lt_cifar100",
+        },
+        "quick": {**_CIFAR_QUICK, "train_per_class": 100},
+    },
+    "cifar10_lt": {
+        "description": "CIFAR-10-LT, ResNet-32 (16/32/64, d = 64), "
+        "imbalance 0.01, 200 epochs (paper Table 6).",
+        "config": {
+            **_CIFAR_LT,
+            "dataset": "cifar10",
+            "backbone": "resnet32_lt_cifar10",
+        },
+        "quick": {**_CIFAR_QUICK, "train_per_class": 500},
+    },
+    "cifar100": {
+        "description": "Balanced CIFAR-100, ResNet-32 + Dense(64 -> d), "
+        "d in {10, 25, 50, 100}, 250 epochs, plain IPM loss (paper "
+        "Tables 1-2).",
+        "config": {
+            "dataset": "cifar100",
+            "source": "tfds",
+            "backbone": "resnet32_cifar100",
+            "dim": 50,
+            "imbalance": None,
+            "epochs": 250,
+            "batch_size": 128,
+            "learning_rate": 0.01,
+            "warmup_epochs": 0,
+            "milestones": (100, 200),
+            "weight_decay": 1e-4,
+            "mixup_alpha": 0.0,
+            "class_scale": False,
+        },
+        "quick": {
+            "train_per_class": 50,
+            "width": 8,
+            "depth": 8,
+            "epochs": 3,
+            "batch_size": 64,
+            "milestones": (2,),
+        },
+    },
+    "imagenet_lt": {
+        "description": "ImageNet-LT, ResNet-50 + Dense(2048 -> 512), "
+        "105 epochs, batch 1024, lr 0.5 with 5 warm-up epochs and cosine "
+        "decay, wd 2e-5 (the reference's ImageNet settings).",
+        "config": {
+            "dataset": "imagenet_lt",
+            "source": "image_list",
+            "backbone": "resnet50_imagenet",
+            "dim": 512,
+            "imbalance": None,
+            "image_size": 224,
+            "epochs": 105,
+            "batch_size": 1024,
+            "learning_rate": 0.5,
+            "warmup_epochs": 5,
+            "lr_decay": "cosine",
+            "milestones": (),
+            "weight_decay": 2e-5,
+            "mixup_alpha": 0.2,
+            "class_scale": True,
+            "test_split": None,
+        },
+        "quick": {
+            "image_size": 64,
+            "epochs": 2,
+            "batch_size": 32,
+            "warmup_epochs": 1,
+        },
+    },
+}

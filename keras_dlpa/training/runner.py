@@ -1,0 +1,365 @@
+"""`run_experiment`: data -> model -> fit -> run directory, on every backend.
+
+`run_experiment(ExperimentConfig(...))` is what every recipe, the
+`keras-dlpa train` command and `keras-dlpa reproduce` call. It
+
+1. loads the data (TFDS, an image folder or archive, an image list file, or
+   a numpy `.npz`), carves a seeded, stratified, balanced validation split
+   from the training data, then applies the long-tailed profile to the rest
+   (`keras_dlpa.data.long_tailed_train_val`);
+2. builds the backbone and the head of `config.method` (see
+   `keras_dlpa.methods`) under the distribution (`--strategy`) and the
+   precision policy, with the channel statistics of the training images in
+   the model's first layer, and compiles SGD (momentum 0.9) with a warm-up +
+   decay schedule;
+3. trains on the epoch plans (`keras_dlpa.data.plan`), run by tf.data on
+   TensorFlow and by grain elsewhere, with callbacks in this order: a clock
+   (`train_time_s`), `ReassignCallback` (dl2pa only), `EvaluationCallback`
+   on the validation split, `RunLogger` (`metrics.json`, `metrics.csv`),
+   `DeadlineCallback` (with `deadline`) and `RunCheckpoint` (crash-safe
+   checkpoints and `best.keras` by `val_top1`);
+4. writes `model.keras`, `final_state.npz`, `evaluation.json` (last and
+   best epoch on the validation split, and on the test split when there is
+   one; model selection never looks at the test split; `completed`), and
+   draws the plots (`keras_dlpa.report.make_report`).
+
+Exact resume, also after a kill at any moment: the newest intact
+checkpoint holds the weights, the optimizer state (with its iteration
+counter, which drives the learning-rate schedule), the assignment and the
+class statistics (model variables); epoch `e`'s batches are a pure function
+of `(seed, e)`; so a run resumed with `resume=True` sees the same batches
+as an uninterrupted run, and with `deterministic=True` ends with the same
+weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_dlpa.data.eval_batches import EvalBatches
+from keras_dlpa.data.executor import resolve_executor
+from keras_dlpa.data.executor import train_dataset
+from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.plan import Augmentation
+from keras_dlpa.data.plan import steps_per_epoch
+from keras_dlpa.data.stats import channel_stats
+from keras_dlpa.deadline_callback import DeadlineCallback
+from keras_dlpa.evaluation import EvaluationCallback
+from keras_dlpa.evaluation import classification_metrics
+from keras_dlpa.evaluation import format_metrics_table
+from keras_dlpa.methods import get_method
+from keras_dlpa.reassign_callback import find_prototype_layer
+from keras_dlpa.training.builder import build_model
+from keras_dlpa.training.builder import make_schedule
+from keras_dlpa.training.builder import precision_policy
+from keras_dlpa.training.checkpoint import RunCheckpoint
+from keras_dlpa.training.checkpoint import atomic_write_text
+from keras_dlpa.training.checkpoint import latest_checkpoint
+from keras_dlpa.training.config import ExperimentConfig
+from keras_dlpa.training.distribution import check_global_batch
+from keras_dlpa.training.distribution import resolve_distribution
+from keras_dlpa.training.run_logger import RunLogger
+from keras_dlpa.training.run_logger import read_metrics
+from keras_dlpa.training.run_logger import write_json
+from keras_dlpa.training.sources import load_data
+from keras_dlpa.training.sources import make_splits
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def seed_everything(seed: int) -> None:
+    """`keras.utils.set_random_seed`, without importing TensorFlow for it.
+
+    Keras also seeds TensorFlow when it is importable; on another backend
+    this hides it for the call, so a JAX run never loads TensorFlow.
+    """
+    hide = keras.backend.backend() != "tensorflow" and (
+        "tensorflow" not in sys.modules
+    )
+    if hide:
+        sys.modules["tensorflow"] = None
+    try:
+        keras.utils.set_random_seed(int(seed))
+    finally:
+        if hide:
+            del sys.modules["tensorflow"]
+
+
+def _state_arrays(model) -> dict:
+    layer = find_prototype_layer(model)
+    to_np = keras.ops.convert_to_numpy
+    return {
+        "prototypes": to_np(layer.prototypes).astype("float32"),
+        "assignment": to_np(layer.assignment).astype("int64"),
+        "representatives": to_np(layer.representatives).astype("float32"),
+        "observed": to_np(layer.observed).astype("float32"),
+    }
+
+
+def _evaluate(model, data: ImageData, train_counts, batch_size) -> dict:
+    logits = model.predict(EvalBatches(data, batch_size), verbose=0)
+    metrics = classification_metrics(data.labels, logits, train_counts)
+    metrics.pop("num_examples", None)
+    return metrics
+
+
+def checkpoint_epoch(run_dir) -> int:
+    """Epochs completed by the newest intact checkpoint of `run_dir`."""
+    found = latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR)
+    return 0 if found is None else int(found["epoch"])
+
+
+def _prepare_run_dir(config: ExperimentConfig) -> tuple[Path, dict | None]:
+    run_dir = Path(config.out)
+    restore = latest_checkpoint(run_dir / CHECKPOINT_DIR)
+    if not config.resume and (
+        restore is not None or (run_dir / "metrics.json").is_file()
+    ):
+        done = 0 if restore is None else restore["epoch"]
+        raise FileExistsError(
+            f"Run directory {run_dir} already holds a run ({done} "
+            "checkpointed epochs). Pass resume=True (--resume) to continue "
+            "it, or choose another `out` (--out)."
+        )
+    if config.resume and restore is None:
+        logger.warning("No checkpoint in %s; starting from epoch 0.", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, restore
+
+
+def _versions() -> dict:
+    versions = {
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+    }
+    for name in ("tensorflow", "jax", "grain"):
+        module = sys.modules.get(name)
+        version = getattr(module, "__version__", None)
+        if version is not None:
+            versions[f"{name}_version"] = version
+    return versions
+
+
+def _train_clock() -> keras.callbacks.Callback:
+    """Puts the epoch's training time (without callbacks) into the logs."""
+    start = {}
+
+    def begin(epoch, logs):
+        start["t"] = time.perf_counter()
+
+    def end(epoch, logs):
+        if logs is not None:
+            logs["train_time_s"] = time.perf_counter() - start["t"]
+
+    return keras.callbacks.LambdaCallback(
+        on_epoch_begin=begin, on_epoch_end=end
+    )
+
+
+def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
+    """Runs one experiment and returns its `evaluation.json` dict.
+
+    Args:
+        config: the `ExperimentConfig`.
+        callbacks: extra Keras callbacks, appended after checkpointing.
+
+    Returns:
+        The evaluation dict (see the run directory schema).
+    """
+    # Multi-worker collectives must be set up before TensorFlow runs an op.
+    distribution = resolve_distribution(config.strategy)
+    check_global_batch(config.batch_size, distribution.num_replicas)
+    executor = resolve_executor(config.executor)
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    if config.deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    run_dir, restore = _prepare_run_dir(config)
+    initial_epoch = 0 if restore is None else int(restore["epoch"])
+    initial_epoch = min(initial_epoch, config.epochs)
+
+    train_full, val, test = load_data(config)
+    train, val = make_splits(train_full, config, val)
+    train_counts = train.class_counts()
+    mean, std = channel_stats(train.images)
+    steps = steps_per_epoch(len(train), config.batch_size)
+    num_classes = train.num_classes
+    method = get_method(config.method)
+    augmentation = Augmentation(
+        config.crop_padding, config.flip, config.mixup_alpha
+    )
+    soft = augmentation.soft_labels
+
+    with precision_policy(config.precision), distribution.scope():
+        model = build_model(config, num_classes, mean, std, train.image_shape)
+        schedule = make_schedule(config, steps)
+        optimizer = keras.optimizers.SGD(
+            learning_rate=schedule, momentum=config.momentum, nesterov=False
+        )
+        model.compile(
+            optimizer=optimizer,
+            loss=method.loss(config.class_scale, soft),
+            metrics=method.metrics(num_classes, soft),
+            jit_compile=config.jit_compile,
+        )
+    dim = int(model.layers[-1].input.shape[-1])
+    resolved = dataclasses.asdict(config)
+    resolved.update(
+        {
+            "num_classes": num_classes,
+            "dim": dim,
+            "class_names": list(train.class_names),
+            "train_size": len(train),
+            "val_size": len(val),
+            "test_size": None if test is None else len(test),
+            "train_counts": train_counts.tolist(),
+            "steps_per_epoch": steps,
+            "channel_mean": [float(v) for v in mean],
+            "channel_std": [float(v) for v in std],
+            "num_replicas": distribution.num_replicas,
+            "executor": executor,
+            **_versions(),
+        }
+    )
+    resolved["milestones"] = list(config.milestones)
+    write_json(run_dir / "config.json", resolved)
+
+    deadline = None
+    if config.deadline is not None:
+        deadline = DeadlineCallback(config.deadline, verbose=config.verbose)
+    checkpoint = RunCheckpoint(
+        run_dir / CHECKPOINT_DIR,
+        best_path=run_dir / "best.keras",
+        monitor="val_top1",
+        restore=restore,
+    )
+    all_callbacks = (
+        [_train_clock()]
+        + method.callbacks(
+            updates_per_epoch=config.reassign_per_epoch,
+            momentum=config.reassign_momentum,
+        )
+        + [
+            EvaluationCallback(
+                EvalBatches(val, config.eval_batch_size),
+                val.labels,
+                train_counts=train_counts,
+                prefix="val_",
+            ),
+            RunLogger(run_dir, initial_epoch, schedule=schedule),
+        ]
+        + ([deadline] if deadline is not None else [])
+        + [checkpoint]
+        + list(callbacks or [])
+    )
+    if initial_epoch < config.epochs:
+        train_ds, steps = train_dataset(
+            train,
+            config.batch_size,
+            config.seed,
+            initial_epoch,
+            config.epochs,
+            augmentation,
+            executor=executor,
+        )
+        if config.strategy == "multiworker" and executor == "tf":
+            from keras_dlpa.distribute import shard_by_data
+
+            train_ds = shard_by_data(train_ds)
+        model.fit(
+            train_ds,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=all_callbacks,
+            shuffle=False,
+            verbose=config.verbose,
+        )
+    else:
+        # Training finished earlier: restore its last checkpoint.
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(restore["weights"])
+
+    tmp = run_dir / ".tmp-model.keras"
+    model.save(tmp)
+    tmp.replace(run_dir / "model.keras")
+    if method.uses_prototypes:
+        np.savez(run_dir / "final_state.npz", **_state_arrays(model))
+
+    rows = read_metrics(run_dir)
+    last_epoch = rows[-1]["epoch"] if rows else config.epochs - 1
+    best_row = max(
+        (r for r in rows if r.get("val_top1") is not None),
+        key=lambda r: r["val_top1"],
+        default=None,
+    )
+    best_path = run_dir / "best.keras"
+    best_model = (
+        keras.saving.load_model(best_path) if best_path.is_file() else model
+    )
+    best_epoch = best_row["epoch"] if best_row else last_epoch
+    bs = config.eval_batch_size
+    train_times = [r["train_time_s"] for r in rows if r.get("train_time_s")]
+    completed = last_epoch + 1 >= config.epochs
+    evaluation = {
+        "selection": "val_top1",
+        "completed": bool(completed),
+        "epochs_done": last_epoch + 1,
+        "train_counts": train_counts.tolist(),
+        "class_names": list(train.class_names),
+        "last": {
+            **_evaluate(model, val, train_counts, bs),
+            "epoch": last_epoch,
+        },
+        "best": {
+            **_evaluate(best_model, val, train_counts, bs),
+            "epoch": best_epoch,
+        },
+    }
+    if test is not None:
+        evaluation["test"] = {
+            "last": {
+                **_evaluate(model, test, train_counts, bs),
+                "epoch": last_epoch,
+            },
+            "best": {
+                **_evaluate(best_model, test, train_counts, bs),
+                "epoch": best_epoch,
+            },
+        }
+    if len(train_times) > 1:
+        # Median over epochs after the first (which compiles).
+        median = float(np.median(train_times[1:]))
+        evaluation["train_images_per_s"] = round(
+            steps * config.batch_size / median, 1
+        )
+    evaluation["wall_time_s"] = round(time.perf_counter() - started, 1)
+    evaluation.update(_versions())
+    write_json(run_dir / "evaluation.json", evaluation)
+    logger.info(
+        "Evaluation of %s:\n%s", run_dir, format_metrics_table(evaluation)
+    )
+    if config.report:
+        from keras_dlpa.report import make_report
+
+        make_report(run_dir)
+    return evaluation
+
+
+__all__ = [
+    "atomic_write_text",
+    "checkpoint_epoch",
+    "run_experiment",
+    "seed_everything",
+]
