@@ -59,7 +59,7 @@ def _check_run_dir(run_dir, method, num_classes, dim, test, plots):
         "evaluation.json",
         "model.keras",
         "best.keras",
-        "checkpoints/training_metadata.json",
+        "checkpoints/epoch-000001.json",
     ):
         assert (run_dir / name).is_file(), name
     config = json.loads((run_dir / "config.json").read_text())

@@ -1,196 +1,222 @@
-"""Exact resume of a real (tiny) run interrupted after a checkpoint."""
+"""Crash-safe checkpoints: real recipe runs killed with SIGKILL, resumed.
+
+A tiny `recipes/cifar10_lt.py` run (generated image folder, ResNet-8 of
+width 1, `--deterministic`) is killed at several moments (mid-epoch, and
+during the checkpoint write, made slow through `SLOW_WRITE_ENV`), resumed
+with `--resume`, and must end with the same weights, assignment, class
+statistics and metrics as an uninterrupted run, with no metrics row lost
+or repeated.
+"""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
-from tensorflow.python.framework import config as tf_config
+from conftest import REPO_ROOT
+from PIL import Image
 
-from keras_dlpa import find_prototype_layer
-from keras_dlpa.experiment import ExperimentConfig
-from keras_dlpa.experiment import run_experiment
+from keras_dlpa.training.checkpoint import SLOW_WRITE_ENV
+from keras_dlpa.training.checkpoint import CheckpointError
+from keras_dlpa.training.checkpoint import latest_checkpoint
 
-NUM_CLASSES = 8
-EPOCHS = 3
-
-
-class Interrupt(Exception):
-    pass
+WORKER = Path(__file__).with_name("resume_worker.py")
+EPOCHS = 4
 
 
-class StopAfterEpoch(keras.callbacks.Callback):
-    """Raises at the end of `epoch`, after the checkpoint was written."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise Interrupt(f"interrupted after epoch {epoch}")
-
-
-class StateRecorder(keras.callbacks.Callback):
-    """Snapshots the full training state at epoch begin and end."""
-
-    def __init__(self):
-        super().__init__()
-        self.begin, self.end = {}, {}
-
-    def _state(self):
-        model = self.model
-        layer = find_prototype_layer(model)
-        optimizer = model.optimizer
-        to_np = keras.ops.convert_to_numpy
-        return {
-            "weights": [np.array(w) for w in model.get_weights()],
-            "optimizer": [to_np(v).copy() for v in optimizer.variables],
-            "iterations": int(to_np(optimizer.iterations)),
-            "learning_rate": float(to_np(optimizer.learning_rate)),
-            "assignment": to_np(layer.assignment).copy(),
-            "representatives": to_np(layer.representatives).copy(),
-            "observed": to_np(layer.observed).copy(),
-        }
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.begin[epoch] = self._state()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.end[epoch] = self._state()
-
-
-@pytest.fixture
-def deterministic():
-    was_enabled = tf_config.is_op_determinism_enabled()
-    yield
-    if not was_enabled:
-        tf_config.disable_op_determinism()
-
-
-def _dataset(path):
-    # Class-dependent colour, so features and the assignment evolve.
+def _images(root, classes=6, per_class=20, size=16):
     rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(NUM_CLASSES), 24)
-    colours = rng.uniform(40, 215, size=(NUM_CLASSES, 3))
-    images = colours[labels][:, None, None, :] + rng.normal(
-        0, 30, size=(labels.size, 16, 16, 3)
+    for k in range(classes):
+        folder = root / f"c{k}"
+        folder.mkdir(parents=True)
+        colour = rng.uniform(40, 215, size=3)
+        for i in range(per_class):
+            pixels = colour + rng.normal(0, 30, size=(size, size, 3))
+            Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")).save(
+                folder / f"{i:02d}.png"
+            )
+    return root
+
+
+def _args(images, out, *extra):
+    return [
+        "--image-dir", str(images), "--out", str(out),
+        "--depth", "8", "--width", "1", "--epochs", str(EPOCHS),
+        "--batch-size", "8", "--warmup-epochs", "1", "--milestones", "3",
+        "--imbalance", "0.5", "--val-fraction", "0.25", "--seed", "3",
+        "--verbose", "0", "--deterministic", "--no-report", *extra,
+    ]  # fmt: skip
+
+
+def _env(tmp_path, **extra):
+    env = dict(os.environ)
+    env["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT), env.get("PYTHONPATH", "")]
     )
-    images = np.clip(images, 0, 255).astype("uint8")
-    np.savez(path, images=images, labels=labels)
-    return path
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(extra)
+    return env
 
 
-def _config(tmp_path, out, resume=False):
-    return ExperimentConfig(
-        dataset="synthetic",
-        source="numpy",
-        numpy_path=str(tmp_path / "data.npz"),
-        imbalance=0.5,
-        val_fraction=0.25,
-        method="dl2pa",
-        backbone="resnet32_lt_cifar10",
-        depth=8,
-        width=1,  # d = 4 < c - 1: estimated prototypes, assignment matters
-        epochs=EPOCHS,
-        batch_size=16,
-        learning_rate=0.1,
-        warmup_epochs=1,
-        milestones=(2,),
-        mixup_alpha=1.0,
-        out=str(tmp_path / out),
-        resume=resume,
-        seed=3,
-        verbose=0,
-        deterministic=True,
-        report=False,
+def _run(args, env, timeout=600):
+    result = subprocess.run(
+        [sys.executable, str(WORKER), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
-def _assert_same_state(a, b):
-    for key in ("iterations", "learning_rate"):
-        assert a[key] == b[key], key
+def _kill_when(args, env, ready, timeout=600):
+    """Starts a run and SIGKILLs it as soon as `ready()` is true."""
+    process = subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    start = time.time()
+    try:
+        while not ready():
+            if process.poll() is not None:
+                raise AssertionError(
+                    "the run ended before the kill: "
+                    + process.stderr.read().decode()[-3000:]
+                )
+            if time.time() - start > timeout:
+                raise AssertionError("timed out waiting to kill the run")
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+
+
+def _manifest(run_dir, epoch):
+    return run_dir / "checkpoints" / f"epoch-{epoch:06d}.json"
+
+
+def _rows(run_dir):
+    rows = json.loads((run_dir / "metrics.json").read_text())
+    for row in rows:
+        for key in ("epoch_time_s", "train_time_s"):
+            row.pop(key, None)
+    return rows
+
+
+def _final(run_dir):
+    import keras
+
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    state = dict(np.load(run_dir / "final_state.npz"))
+    return [np.asarray(w) for w in model.get_weights()], state
+
+
+def _assert_same_run(reference, resumed):
+    weights_a, state_a = _final(reference)
+    weights_b, state_b = _final(resumed)
     for key in ("assignment", "representatives", "observed"):
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    for x, y in zip(a["weights"], b["weights"]):
-        np.testing.assert_array_equal(x, y)
-    assert len(a["optimizer"]) == len(b["optimizer"])
-    for x, y in zip(a["optimizer"], b["optimizer"]):
-        np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(state_a[key], state_b[key], key)
+    assert len(weights_a) == len(weights_b)
+    for a, b in zip(weights_a, weights_b):
+        np.testing.assert_array_equal(a, b)
+    rows = _rows(resumed)
+    assert [r["epoch"] for r in rows] == list(range(EPOCHS))
+    assert rows == _rows(reference)
+    lines = (resumed / "metrics.csv").read_text().strip().splitlines()
+    assert len(lines) == 1 + EPOCHS
+    a = json.loads((reference / "evaluation.json").read_text())
+    b = json.loads((resumed / "evaluation.json").read_text())
+    assert a["last"] == b["last"] and a["best"] == b["best"]
+    assert b["completed"] is True
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run (and the generated images it reads)."""
+    tmp_path = tmp_path_factory.mktemp("resume")
+    images = _images(tmp_path / "images")
+    out = tmp_path / "reference"
+    _run(_args(images, out), _env(tmp_path))
+    state = np.load(out / "final_state.npz")
+    # The assignment really moved, so restoring it is checked.
+    assert not np.array_equal(state["assignment"], np.arange(6))
+    return tmp_path, images, out
 
 
 @pytest.mark.large
-def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch, deterministic):
-    monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path / "cache"))
-    _dataset(tmp_path / "data.npz")
-
-    full = StateRecorder()
-    run_experiment(_config(tmp_path, "full"), callbacks=[full])
-    keras.backend.clear_session()
-
-    with pytest.raises(Interrupt):
-        run_experiment(_config(tmp_path, "cut"), callbacks=[StopAfterEpoch(1)])
-    keras.backend.clear_session()
-    cut_dir = tmp_path / "cut"
-    metadata = json.loads(
-        (cut_dir / "checkpoints" / "training_metadata.json").read_text()
+def test_killed_mid_epoch_resumes_exactly(reference):
+    tmp_path, images, ref = reference
+    out = tmp_path / "mid_epoch"
+    args = _args(images, out)
+    env = _env(tmp_path)
+    # Killed during epoch 2 (0-based 1): epoch 1's checkpoint is complete.
+    _kill_when(args, env, lambda: _manifest(out, 1).is_file())
+    assert not (out / "model.keras").exists()
+    # Without --resume the existing run is protected (one-line error).
+    result = subprocess.run(
+        [sys.executable, str(WORKER), *args],
+        env=env,
+        capture_output=True,
+        text=True,
     )
-    assert metadata["epoch"] == 2
-    assert not (cut_dir / "model.keras").exists()
-
-    # Without --resume the existing run is protected.
-    with pytest.raises(FileExistsError, match="resume"):
-        run_experiment(_config(tmp_path, "cut"))
-    keras.backend.clear_session()
-
-    resumed = StateRecorder()
-    run_experiment(_config(tmp_path, "cut", resume=True), callbacks=[resumed])
-
-    # Only epoch 2 ran; it started from exactly the state that the
-    # uninterrupted run had at the end of epoch 1.
-    assert sorted(resumed.begin) == [2]
-    _assert_same_state(resumed.begin[2], full.end[1])
-    assert resumed.begin[2]["learning_rate"] == pytest.approx(0.01)
-    # The batches are keyed by (seed, epoch): the end state is identical.
-    _assert_same_state(resumed.end[2], full.end[2])
-    # The assignment did change during training (it is really restored).
-    assert not np.array_equal(
-        full.begin[0]["assignment"], full.end[2]["assignment"]
-    ) or not np.array_equal(
-        full.begin[0]["representatives"], full.end[2]["representatives"]
-    )
-
-    rows_full = json.loads((tmp_path / "full" / "metrics.json").read_text())
-    rows_cut = json.loads((cut_dir / "metrics.json").read_text())
-    assert [r["epoch"] for r in rows_cut] == [0, 1, 2]
-    for a, b in zip(rows_full, rows_cut):
-        a.pop("epoch_time_s")
-        b.pop("epoch_time_s")
-        assert a == b
-    csv_lines = (cut_dir / "metrics.csv").read_text().strip().splitlines()
-    assert len(csv_lines) == 1 + EPOCHS
-
-    eval_full = json.loads((tmp_path / "full" / "evaluation.json").read_text())
-    eval_cut = json.loads((cut_dir / "evaluation.json").read_text())
-    for key in ("last", "best"):
-        assert eval_full[key] == eval_cut[key]
-    state = np.load(cut_dir / "final_state.npz")
-    np.testing.assert_array_equal(
-        state["assignment"], full.end[2]["assignment"]
-    )
+    assert result.returncode == 1
+    assert "--resume" in result.stderr
+    assert "Traceback" not in result.stderr
+    _run(args + ["--resume"], env)
+    _assert_same_run(ref, out)
 
 
-def test_resume_of_a_finished_run_only_evaluates(tmp_path, monkeypatch):
-    """A finished run resumed again keeps its metrics and final weights."""
-    monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path / "cache"))
-    _dataset(tmp_path / "data.npz")
-    config = _config(tmp_path, "run")
-    config.epochs = 1
-    config.deterministic = False
-    first = run_experiment(config)
-    keras.backend.clear_session()
-    config.resume = True
-    second = run_experiment(config)
-    assert first["last"] == second["last"]
-    rows = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert [r["epoch"] for r in rows] == [0]
+@pytest.mark.large
+def test_killed_during_checkpoint_write_falls_back_and_resumes(reference):
+    tmp_path, images, ref = reference
+    out = tmp_path / "during_write"
+    args = _args(images, out)
+    checkpoints = out / "checkpoints"
+
+    def writing_second_checkpoint():
+        # Epoch 1's checkpoint is complete and epoch 2's weights are being
+        # written (the write sleeps before its commit).
+        return _manifest(out, 1).is_file() and any(
+            checkpoints.glob(".tmp-*.weights.h5")
+        )
+
+    slow = _env(tmp_path, **{SLOW_WRITE_ENV: "6"})
+    # The first checkpoint is written slowly too: wait for it to commit.
+    _kill_when(args, slow, writing_second_checkpoint, timeout=900)
+    assert latest_checkpoint(checkpoints)["epoch"] == 1
+    _run(args + ["--resume"], _env(tmp_path))
+    _assert_same_run(ref, out)
+    assert not list(checkpoints.glob(".tmp-*"))
+
+
+def test_damaged_checkpoints_fall_back_or_fail_clearly(reference, tmp_path):
+    import shutil
+
+    _, _, ref = reference
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    checkpoints = run / "checkpoints"
+    assert latest_checkpoint(checkpoints)["epoch"] == EPOCHS
+    # A manifest cut short: the previous checkpoint is used.
+    newest = _manifest(run, EPOCHS)
+    newest.write_text(newest.read_text()[:20])
+    assert latest_checkpoint(checkpoints)["epoch"] == EPOCHS - 1
+    # Truncated weights of that one too: nothing intact is left.
+    weights = checkpoints / f"epoch-{EPOCHS - 1:06d}.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="No intact checkpoint") as info:
+        latest_checkpoint(checkpoints)
+    message = str(info.value)
+    assert "cut short" in message and "unreadable manifest" in message
+    assert "\n" not in message

@@ -35,6 +35,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -180,6 +181,28 @@ def latest_checkpoint(directory) -> dict | None:
     return None
 
 
+def restore_weights(model: keras.Model, path) -> None:
+    """Loads model AND optimizer variables from a `.weights.h5` file.
+
+    Builds the optimizer first (Keras builds it lazily, and `load_weights`
+    into an unbuilt optimizer silently skips its variables: the momentum
+    and the iteration counter, which drives the learning-rate schedule).
+    A partial load is an error, not a warning.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*Skipping variable loading")
+        try:
+            model.load_weights(path)
+        except UserWarning as warning:
+            raise CheckpointError(
+                f"Checkpoint {path} does not match the model: {warning}. "
+                "Resume with the same recipe and flags as the run."
+            ) from None
+
+
 class RunCheckpoint(keras.callbacks.Callback):
     """Crash-safe per-epoch checkpoint and best-model keeper (see module).
 
@@ -228,7 +251,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         for leftover in self.directory.glob(".tmp-*"):
             leftover.unlink(missing_ok=True)  # from a killed write
         if self.restore is not None:
-            self.model.load_weights(self.restore["weights"])
+            restore_weights(self.model, self.restore["weights"])
             self._publish_best()
 
     def on_epoch_end(self, epoch, logs=None):

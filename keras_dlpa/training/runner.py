@@ -62,6 +62,7 @@ from keras_dlpa.training.builder import precision_policy
 from keras_dlpa.training.checkpoint import RunCheckpoint
 from keras_dlpa.training.checkpoint import atomic_write_text
 from keras_dlpa.training.checkpoint import latest_checkpoint
+from keras_dlpa.training.checkpoint import restore_weights
 from keras_dlpa.training.config import ExperimentConfig
 from keras_dlpa.training.distribution import check_global_batch
 from keras_dlpa.training.distribution import resolve_distribution
@@ -288,8 +289,7 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         )
     else:
         # Training finished earlier: restore its last checkpoint.
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(restore["weights"])
+        restore_weights(model, restore["weights"])
 
     tmp = run_dir / ".tmp-model.keras"
     model.save(tmp)
