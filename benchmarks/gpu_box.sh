@@ -24,6 +24,7 @@ PYTHON=${PYTHON:-python3}
 START=$(date +%s)
 mkdir -p "$OUT"
 
+# keras, grain and their pure-Python dependencies (see BENCHMARKS.md).
 "$PYTHON" -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD KERAS_BACKEND=jax
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
@@ -36,22 +37,22 @@ LT_ARGS=()
 LOW_ARGS=(--epochs 20)
 BENCH_ARGS=(--steps 50 --repeats 5)
 if [ "${SMOKE:-0}" = 1 ]; then
-  SMALL=(--epochs 1 --max-train 300 --max-val 200 --depth 8 --workers 2)
-  LT_ARGS=("${SMALL[@]}")
-  LOW_ARGS=("${SMALL[@]}")
+  LT_ARGS=(--quick --epochs 1)
+  LOW_ARGS=(--quick --epochs 1)
   BENCH_ARGS=(--steps 3 --repeats 1)
 fi
 DEADLINE=$((START + TRAIN_SECONDS))
 
+# The driver runs the recipes (one process per method) with the deadline;
+# run directories go to .runs/, so a later call resumes them.
 echo "== training (deadline in $((DEADLINE - $(date +%s))) s)"
-"$PYTHON" benchmarks/gpu_cifar10_lt.py --data "$DATA" --check-no-tensorflow \
-  --deadline "$DEADLINE" --log-dir "$OUT/lt" "${LT_ARGS[@]}" \
+"$PYTHON" benchmarks/gpu_cifar10_lt.py --data "$DATA" --runs-dir .runs \
+  --deadline "$DEADLINE" "${LT_ARGS[@]}" \
   --out "$OUT/gpu_cifar10_lt.json" >"$OUT/lt.log" 2>&1 &
 LT=$!
-"$PYTHON" benchmarks/gpu_cifar10_lt.py --data "$DATA" --check-no-tensorflow \
-  --low-dim --dim 3 --deadline "$DEADLINE" --log-dir "$OUT/lowdim" \
-  "${LOW_ARGS[@]}" --out "$OUT/gpu_cifar10_lowdim.json" \
-  >"$OUT/lowdim.log" 2>&1 &
+"$PYTHON" benchmarks/gpu_cifar10_lt.py --data "$DATA" --runs-dir .runs \
+  --low-dim --dim 3 --deadline "$DEADLINE" "${LOW_ARGS[@]}" \
+  --out "$OUT/gpu_cifar10_lowdim.json" >"$OUT/lowdim.log" 2>&1 &
 LOW=$!
 wait $LT; echo "long-tailed exit $?"; tail -8 "$OUT/lt.log"
 wait $LOW; echo "low-dim exit $?"; tail -6 "$OUT/lowdim.log"

@@ -114,6 +114,11 @@ def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
         help="seconds from now (a deadline); resume later with --resume",
     )
     add(
+        "--init-weights",
+        default=None,
+        help=".weights.h5 of the same model to start from",
+    )
+    add(
         "--sync-bn",
         action="store_true",
         help="synchronised BatchNorm across replicas (tf.distribute)",
@@ -158,6 +163,7 @@ def config_from_args(recipe: str, args):
         executor=args.executor,
         deadline=_deadline(args),
         sync_batch_norm=args.sync_bn,
+        init_weights=args.init_weights,
     )
     # Flags given explicitly override the recipe and --quick values.
     explicit = {

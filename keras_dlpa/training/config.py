@@ -65,7 +65,10 @@ class ExperimentConfig:
         the last epoch expected to end before it (`DeadlineCallback`),
         saves, and `evaluation.json` says `completed: false`; resume
         later with `resume=True`. sync_batch_norm: synchronised BatchNorm
-        across replicas (tf.distribute).
+        across replicas (tf.distribute). init_weights: a `.weights.h5` of
+        the same model to start from instead of the random initialisation
+        (model weights only; ignored when resuming from a checkpoint),
+        e.g. to compare backends from the same start.
     """
 
     dataset: str = "cifar100"
@@ -118,6 +121,7 @@ class ExperimentConfig:
     executor: str = "auto"
     deadline: float | None = None
     sync_batch_norm: bool = False
+    init_weights: str | None = None
 
     def __post_init__(self):
         get_method(self.method)

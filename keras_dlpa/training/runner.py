@@ -214,6 +214,8 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
             metrics=method.metrics(num_classes, soft),
             jit_compile=config.jit_compile,
         )
+    if config.init_weights and restore is None:
+        model.load_weights(config.init_weights, skip_mismatch=False)
     dim = int(model.layers[-1].input.shape[-1])
     resolved = dataclasses.asdict(config)
     resolved.update(

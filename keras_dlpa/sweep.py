@@ -1,0 +1,155 @@
+"""Run several recipe runs as separate processes, resumably.
+
+The GPU driver (`benchmarks/gpu_cifar10_lt.py`) and `keras-dlpa
+reproduce` use this to run many recipes/methods/seeds side by side on one
+machine: each job is one `recipes/<recipe>.py` process with its own run
+directory and log, an optional deadline (`--deadline`, so it stops after
+the last epoch that fits and can be resumed later), and
+
+- a job whose `evaluation.json` says `completed: true` is skipped;
+- a job with a checkpoint is resumed (`--resume`);
+- a failed job is reported without stopping the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class Job:
+    """One recipe run.
+
+    Attributes:
+        name: unique job name (log file name).
+        recipe: a `keras_dlpa.training.RECIPES` name; the job runs
+            `python -m keras_dlpa train RECIPE ...`, the code path of
+            `recipes/RECIPE.py`.
+        args: recipe flags (without `--out`, `--resume`, `--deadline`).
+        out: the run directory.
+    """
+
+    name: str
+    recipe: str
+    args: list
+    out: str
+
+
+def job_status(out) -> str:
+    """`"complete"`, `"partial"` (has a checkpoint) or `"new"`."""
+    out = Path(out)
+    evaluation = out / "evaluation.json"
+    if evaluation.is_file():
+        try:
+            if json.loads(evaluation.read_text()).get("completed", True):
+                return "complete"
+        except (OSError, json.JSONDecodeError):
+            pass
+    if any((out / "checkpoints").glob("epoch-*.json")):
+        return "partial"
+    return "new"
+
+
+def _command(job: Job, status: str, deadline: float | None) -> list[str]:
+    from keras_dlpa.training.recipes import RECIPES
+
+    if job.recipe not in RECIPES:
+        raise ValueError(
+            f"Job {job.name!r}: unknown recipe {job.recipe!r}; expected one "
+            f"of {sorted(RECIPES)}."
+        )
+    # `keras-dlpa train RECIPE` is the code path of `recipes/RECIPE.py`.
+    command = [sys.executable, "-m", "keras_dlpa", "train", job.recipe]
+    command += [str(a) for a in job.args]
+    command += ["--out", str(job.out)]
+    if status == "partial":
+        command.append("--resume")
+    if deadline is not None:
+        command += ["--deadline", repr(float(deadline))]
+    return command
+
+
+def run_jobs(
+    jobs: list[Job],
+    log_dir,
+    parallel: int = 1,
+    deadline: float | None = None,
+    env: dict | None = None,
+    poll_s: float = 1.0,
+) -> dict:
+    """Runs `jobs`, `parallel` at a time; returns a result per job name.
+
+    Each result has `status` (`"skipped"` when already complete, else the
+    status it started from), `returncode`, `log` (path) and `evaluation`
+    (the run's `evaluation.json`, or `None`). Progress goes to stdout, one
+    line per job start and end.
+    """
+    if int(parallel) != parallel or parallel < 1:
+        raise ValueError(f"`parallel` must be >= 1. Received: {parallel}")
+    names = [job.name for job in jobs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Job names must be unique. Received: {names}")
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ if env is None else env)
+    pending = list(jobs)
+    running: dict[str, tuple] = {}
+    results = {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            job = pending.pop(0)
+            status = job_status(job.out)
+            log = log_dir / f"{job.name}.log"
+            if status == "complete":
+                results[job.name] = _result(job, "skipped", 0, log)
+                print(f"[sweep] {job.name}: complete, skipped", flush=True)
+                continue
+            handle = open(log, "a", encoding="utf-8")
+            process = subprocess.Popen(
+                _command(job, status, deadline),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            running[job.name] = (job, status, process, handle, log)
+            print(f"[sweep] {job.name}: started ({status})", flush=True)
+        for name in list(running):
+            job, status, process, handle, log = running[name]
+            if process.poll() is None:
+                continue
+            handle.close()
+            del running[name]
+            results[name] = _result(job, status, process.returncode, log)
+            print(
+                f"[sweep] {name}: exit {process.returncode}, "
+                f"{'completed' if _completed(results[name]) else 'not done'}",
+                flush=True,
+            )
+        if running:
+            time.sleep(poll_s)
+    return {name: results[name] for name in names}
+
+
+def _completed(result: dict) -> bool:
+    evaluation = result.get("evaluation") or {}
+    return bool(evaluation.get("completed"))
+
+
+def _result(job: Job, status: str, returncode: int, log: Path) -> dict:
+    path = Path(job.out) / "evaluation.json"
+    evaluation = None
+    if path.is_file():
+        evaluation = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        "status": status,
+        "returncode": int(returncode),
+        "log": str(log),
+        "out": str(job.out),
+        "evaluation": evaluation,
+    }

@@ -1,0 +1,135 @@
+"""One training path on every backend: the recipes on TensorFlow and on JAX
+(in a process where `import tensorflow` fails)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+from test_resume import WORKER
+from test_resume import _images
+from test_resume import _kill_when
+from test_resume import _manifest
+
+NO_TF = Path(__file__).with_name("no_tensorflow")
+RUN_FILES = (
+    "config.json",
+    "metrics.csv",
+    "metrics.json",
+    "evaluation.json",
+    "model.keras",
+    "best.keras",
+    "final_state.npz",
+    "checkpoints/epoch-000002.json",
+)
+
+
+def _env(tmp_path, backend):
+    env = dict(os.environ)
+    env["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
+    env["KERAS_BACKEND"] = backend
+    paths = [str(REPO_ROOT)]
+    if backend == "jax":
+        paths.insert(0, str(NO_TF))  # TensorFlow cannot be imported
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def _args(images, out, *extra):
+    return [
+        "--image-dir", str(images), "--out", str(out),
+        "--depth", "8", "--width", "1", "--epochs", "2",
+        "--batch-size", "8", "--warmup-epochs", "1", "--milestones", "1",
+        "--imbalance", "0.5", "--val-fraction", "0.25", "--seed", "5",
+        "--verbose", "2", "--deterministic", *extra,
+    ]  # fmt: skip
+
+
+def _run(args, env):
+    result = subprocess.run(
+        [sys.executable, str(WORKER), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return _images(tmp_path_factory.mktemp("backends") / "images")
+
+
+@pytest.mark.large
+def test_recipe_on_jax_without_tensorflow_resumes_exactly(images, tmp_path):
+    env = _env(tmp_path, "jax")
+    check = subprocess.run(
+        [sys.executable, "-c", "import tensorflow"], env=env, text=True,
+        capture_output=True,
+    )  # fmt: skip
+    assert check.returncode != 0 and "blocked" in check.stderr
+    full = tmp_path / "full"
+    result = _run(_args(images, full), env)
+    assert "Epoch 1/2" in result.stdout  # per-epoch progress lines
+    for name in RUN_FILES:
+        assert (full / name).is_file(), name
+    assert list((full / "plots").glob("*.png"))
+    config = json.loads((full / "config.json").read_text())
+    assert config["backend"] == "jax" and config["executor"] == "grain"
+    assert "tensorflow_version" not in config
+    # Killed after the first epoch's checkpoint, then resumed.
+    cut = tmp_path / "cut"
+    _kill_when(_args(images, cut), env, lambda: _manifest(cut, 1).is_file())
+    _run(_args(images, cut, "--resume"), env)
+    a, b = np.load(full / "final_state.npz"), np.load(cut / "final_state.npz")
+    for key in ("assignment", "representatives", "observed"):
+        np.testing.assert_array_equal(a[key], b[key], key)
+    rows = [json.loads((d / "metrics.json").read_text()) for d in (full, cut)]
+    assert [r["epoch"] for r in rows[1]] == [0, 1]
+    assert [r["loss"] for r in rows[0]] == [r["loss"] for r in rows[1]]
+
+
+@pytest.mark.large
+def test_tf_and_jax_from_the_same_weights_agree(images, tmp_path):
+    from keras_dlpa.cli.train import build_parser
+    from keras_dlpa.cli.train import config_from_args
+    from keras_dlpa.data.stats import channel_stats
+    from keras_dlpa.training.builder import build_model
+    from keras_dlpa.training.sources import load_data
+    from keras_dlpa.training.sources import make_splits
+
+    os.environ["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
+    args = build_parser("cifar10_lt").parse_args(
+        _args(images, tmp_path / "unused")
+    )
+    config = config_from_args("cifar10_lt", args)
+    train, val = make_splits(load_data(config)[0], config)
+    mean, std = channel_stats(train.images)
+    model = build_model(config, train.num_classes, mean, std, train.image_shape)
+    weights = tmp_path / "init.weights.h5"
+    model.save_weights(weights)
+    runs = {}
+    for backend in ("tensorflow", "jax"):
+        out = tmp_path / backend
+        extra = ("--init-weights", str(weights), "--no-report")
+        _run(_args(images, out, *extra), _env(tmp_path, backend))
+        runs[backend] = json.loads((out / "metrics.json").read_text())
+    tf_rows, jax_rows = runs["tensorflow"], runs["jax"]
+    assert len(tf_rows) == len(jax_rows) == 2
+    for a, b in zip(tf_rows, jax_rows):
+        assert a["loss"] == pytest.approx(b["loss"], rel=2e-3)
+        assert a["assignment_changed"] == b["assignment_changed"]
+    configs = [
+        json.loads((tmp_path / b / "config.json").read_text())
+        for b in ("tensorflow", "jax")
+    ]
+    assert [c["executor"] for c in configs] == ["tf", "grain"]
+    for key in ("train_counts", "channel_mean", "steps_per_epoch"):
+        assert configs[0][key] == configs[1][key]
