@@ -69,6 +69,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
         "gpus": _gpus(),
+        "loadavg_1_5_15": list(os.getloadavg()),
         "versions": versions,
     }
 

@@ -1,4 +1,4 @@
-"""Throughput of the keras_dlpa.data training pipelines (images/s).
+"""Throughput of the two plan executors, tf.data and grain (images/s).
 
 Usage:
     python benchmarks/bench_pipeline.py [--real] [--batch-size 128]
@@ -7,7 +7,9 @@ Usage:
 Iterates one full epoch per repeat over 32x32 images (synthetic uint8 by
 default, the shared CIFAR-10 JPEG archive with `--real`) for: plain (no
 augmentation), augmented (crop + flip), augmented + mixup and
-class-balanced (crop + flip, long-tailed input, imbalance 0.01).
+class-balanced (crop + flip, long-tailed input, imbalance 0.01), each
+with the tf.data executor and the grain executor (same plans, the same
+batches bit for bit).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from _common import CIFAR10_JPEG  # noqa: E402
 from _common import print_table  # noqa: E402
 from _common import write_results  # noqa: E402
 
+from keras_dlpa.data import epoch_keyed_pipeline  # noqa: E402
 from keras_dlpa.data import from_arrays  # noqa: E402
 from keras_dlpa.data import load_image_folder  # noqa: E402
 from keras_dlpa.data import make_long_tailed  # noqa: E402
-from keras_dlpa.data import train_pipeline  # noqa: E402
+from keras_dlpa.data.grain_executor import grain_train_dataset  # noqa: E402
+from keras_dlpa.data.plan import Augmentation  # noqa: E402
 
 
 def _epoch_rate(dataset) -> tuple[float, int]:
@@ -65,24 +69,45 @@ def main():
     long_tailed = make_long_tailed(data, 0.01, seed=0)
 
     configs = {
-        "plain": (data, dict(crop_padding=0, flip=False)),
-        "augmented": (data, {}),
-        "augmented+mixup": (data, dict(mixup_alpha=1.0)),
-        "class_balanced": (long_tailed, dict(class_balanced=True)),
+        "plain": (data, Augmentation(0, False)),
+        "augmented": (data, Augmentation()),
+        "augmented+mixup": (data, Augmentation(mixup_alpha=1.0)),
+        "class_balanced": (long_tailed, Augmentation(class_balanced=True)),
     }
+
+    def executor_epoch(executor, source, aug, epoch):
+        if executor == "tf":
+            dataset, _ = epoch_keyed_pipeline(
+                source, args.batch_size, 0, epoch, epoch + 1,
+                aug.crop_padding, aug.flip, aug.mixup_alpha,
+                class_balanced=aug.class_balanced,
+            )  # fmt: skip
+        else:
+            dataset, _ = grain_train_dataset(
+                source, args.batch_size, 0, epoch, epoch + 1, aug,
+                num_threads=args.threads,
+            )  # fmt: skip
+        return dataset
+
     rows = []
-    for name, (source, kwargs) in configs.items():
-        dataset = train_pipeline(source, args.batch_size, seed=0, **kwargs)
-        _epoch_rate(dataset.take(20))  # warm-up: tracing, threads
-        rates = [_epoch_rate(dataset) for _ in range(args.repeats)]
-        rows.append(
-            {
-                "pipeline": name,
-                "images_per_epoch": rates[0][1],
-                "images_per_s_median": float(np.median([r for r, _ in rates])),
-                "images_per_s_min": float(min(r for r, _ in rates)),
-            }
-        )
+    for name, (source, aug) in configs.items():
+        for executor in ("tf", "grain"):
+            _epoch_rate(executor_epoch(executor, source, aug, 0))  # warm-up
+            rates = [
+                _epoch_rate(executor_epoch(executor, source, aug, 1 + r))
+                for r in range(args.repeats)
+            ]
+            rows.append(
+                {
+                    "pipeline": name,
+                    "executor": executor,
+                    "images_per_epoch": rates[0][1],
+                    "images_per_s_median": float(
+                        np.median([r for r, _ in rates])
+                    ),
+                    "images_per_s_min": float(min(r for r, _ in rates)),
+                }
+            )
     print_table(rows)
     write_results(
         "bench_pipeline",
