@@ -64,6 +64,54 @@ def test_statistics_are_exact_class_means():
     assert not np.any(ops.convert_to_numpy(layer.feature_counts))
 
 
+def _statistics(layer):
+    names = ("representatives", "observed", "feature_sums", "feature_counts")
+    return {n: ops.convert_to_numpy(getattr(layer, n)).copy() for n in names}
+
+
+def test_validation_evaluate_predict_do_not_feed_statistics():
+    # fit(validation_data=...), evaluate and predict call the layer with
+    # training=False: only the training batches reach the class statistics.
+    rng = np.random.default_rng(2)
+    w = unit_rows(5, 3)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    y = rng.integers(0, 5, size=40)
+    # Validation features far from the training ones, all of class 0.
+    x_val = np.repeat(10.0 * unit_rows(1, 3, seed=9), 24, axis=0)
+    y_val = np.zeros(24, "int64")
+    model = _model(w, 3)
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=1,
+        verbose=0,
+        validation_data=(x_val, y_val),
+        callbacks=[keras_dlpa.ReassignCallback(momentum=0.0)],
+    )
+    layer = model.get_layer("protos")
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    expected = np.stack([z[y == j].mean(axis=0) for j in range(5)])
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer.representatives), expected, atol=1e-5
+    )
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(layer.observed), np.bincount(y, minlength=5)
+    )
+    # evaluate / predict leave every statistic as it was ...
+    before = _statistics(layer)
+    model.evaluate(x_val, y_val, batch_size=8, verbose=0)
+    model.predict(x_val, batch_size=8, verbose=0)
+    model.test_on_batch(x_val[:8], y_val[:8])
+    for name, value in _statistics(layer).items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    # ... and a training step changes the interval sums.
+    model.train_on_batch(x_val[:8], y_val[:8])
+    after = _statistics(layer)
+    assert after["feature_counts"][0] == before["feature_counts"][0] + 8
+    assert not np.array_equal(after["feature_sums"], before["feature_sums"])
+
+
 def test_soft_labels_weight_their_classes():
     rng = np.random.default_rng(1)
     w = unit_rows(4, 3)
