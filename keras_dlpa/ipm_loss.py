@@ -86,9 +86,11 @@ def parse_labels(y_true, num_classes: int, validate: bool = True):
         y_true = ops.squeeze(y_true, axis=-1)
     if len(y_true.shape) != 1:
         raise ValueError(
-            "Labels must be sparse integers of shape (B,) or (B, 1), or "
-            f"dense weights of shape (B, {num_classes}). Received: "
-            f"shape={tuple(y_true.shape)}"
+            "Argument `y_true` (the labels) must be sparse integer labels "
+            "of shape (B,) or (B, 1), or dense/soft label weights (one-hot, "
+            f"mixup) of shape (B, {num_classes}): one column per class of "
+            f"the {num_classes} logits. Received: y_true.shape="
+            f"{tuple(y_true.shape)}. Check the dataset's number of classes."
         )
     labels = ops.cast(y_true, "int32")
     invalid = None
@@ -216,8 +218,12 @@ class IPMLoss(keras.losses.Loss):
             layer, features = pending
             if layer.num_classes != num_classes:
                 raise ValueError(
-                    f"IPMLoss received logits for {num_classes} classes but "
-                    f"the PrototypeLayer has {layer.num_classes}."
+                    "IPMLoss must receive the cosine logits of the "
+                    f"PrototypeLayer '{layer.name}', one per class "
+                    f"({layer.num_classes} classes). Received: `y_pred` "
+                    f"with {num_classes} classes (shape "
+                    f"{tuple(y_pred.shape)}). Compute the loss on the "
+                    "PrototypeLayer's output, with no layer after it."
                 )
             stats_labels = labels
             if invalid is not None:

@@ -286,3 +286,69 @@ def test_dynamic_assignment_beats_frozen_assignment():
         ]
     assert results["dynamic"] >= 0.9, results
     assert results["dynamic"] - results["static"] >= 0.2, results
+
+
+def _fit_one_epoch(model, x, y, **kwargs):
+    kwargs.setdefault("callbacks", [keras_dlpa.ReassignCallback()])
+    return model.fit(x, y, batch_size=4, epochs=1, verbose=0, **kwargs)
+
+
+@pytest.mark.parametrize("width", [3, 5])
+def test_soft_labels_of_the_wrong_width(width):
+    model = _model(unit_rows(4, 3), 3)
+    y = np.random.default_rng(0).dirichlet(np.ones(width), size=8)
+    with pytest.raises(ValueError) as info:
+        _fit_one_epoch(model, np.ones((8, 3), "float32"), y)
+    message = str(info.value)
+    assert "`y_true`" in message and "(B, 4)" in message
+    assert f"y_true.shape=(4, {width})" in message
+
+
+def test_loss_on_logits_of_another_class_count():
+    # A layer after the PrototypeLayer: IPMLoss no longer sees its logits.
+    inputs = keras.Input((3,))
+    cosines = keras_dlpa.PrototypeLayer(unit_rows(4, 3), name="protos")(inputs)
+    outputs = keras.layers.Dense(5)(cosines)
+    model = keras.Model(inputs, outputs)
+    model.compile("sgd", loss=keras_dlpa.IPMLoss())
+    x, y = np.ones((8, 3), "float32"), np.zeros(8)
+    # Detected when training begins, by the callback ...
+    with pytest.raises(ValueError, match="output of 5 classes") as info:
+        _fit_one_epoch(model, x, y)
+    assert "PrototypeLayer 'protos' has 4 classes" in str(info.value)
+    # ... and without it, by the loss in the first train step.
+    with pytest.raises(ValueError, match="IPMLoss must receive") as info:
+        _fit_one_epoch(model, x, y, callbacks=[])
+    message = str(info.value)
+    assert "(4 classes)" in message and "`y_pred` with 5 classes" in message
+
+
+def test_callback_needs_tracked_statistics():
+    model = _model(unit_rows(4, 3), 3, track_statistics=False)
+    with pytest.raises(ValueError, match="`track_statistics=False`") as info:
+        _fit_one_epoch(model, np.ones((8, 3), "float32"), np.zeros(8))
+    assert "needs `track_statistics=True`" in str(info.value)
+
+
+def test_mid_epoch_updates_need_the_steps_per_epoch():
+    def batches():
+        for _ in range(2):
+            yield np.ones((4, 3), "float32"), np.zeros(4)
+
+    model = _model(unit_rows(4, 3), 3)
+    callback = keras_dlpa.ReassignCallback(updates_per_epoch=2)
+    with pytest.raises(ValueError, match="updates_per_epoch=2") as info:
+        model.fit(
+            batches(), epochs=1, shuffle=False, verbose=0, callbacks=[callback]
+        )
+    message = str(info.value)
+    assert "steps per epoch=None" in message and "steps_per_epoch" in message
+    # With the steps given, the same data trains.
+    model.fit(
+        batches(),
+        steps_per_epoch=2,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[callback],
+    )
