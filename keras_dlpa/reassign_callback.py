@@ -78,7 +78,9 @@ class ReassignCallback(keras.callbacks.Callback):
     Args:
         layer: the `PrototypeLayer` to update; found in the model if `None`.
         updates_per_epoch: reassignments per epoch (`tau'`); default 1.
-        momentum: per-sample momentum `alpha` of the class representatives.
+        momentum: per-sample momentum `alpha` of the class representatives
+            (folded per interval, independent of sample order; see
+            `merge_statistics`).
         warmup_epochs: epochs (counted from 0) during which statistics are
             gathered but the assignment is kept.
         freeze_after: epoch index from which the assignment is frozen;
