@@ -5,6 +5,10 @@ The core (prototypes, `PrototypeLayer`, `IPMLoss`, class statistics,
 `ReassignCallback`, matching) is backend-agnostic (TensorFlow and JAX).
 TensorFlow-only parts live in their own subpackages: `keras_dlpa.data`
 (tf.data pipelines), `keras_dlpa.distribute` and `keras_dlpa.export`.
+
+`import keras_dlpa` registers every serialisable object of the library
+(layers, losses, learning-rate schedules) with Keras, so
+`keras.saving.load_model` loads a saved model without `custom_objects`.
 """
 
 from keras_dlpa import models
@@ -25,6 +29,8 @@ from keras_dlpa.prototypes import save_prototypes
 from keras_dlpa.prototypes import simplex_etf
 from keras_dlpa.reassign_callback import ReassignCallback
 from keras_dlpa.reassign_callback import find_prototype_layer
+from keras_dlpa.schedules import WarmupCosine
+from keras_dlpa.schedules import WarmupMultiStep
 
 __version__ = "0.1.0"
 
@@ -33,6 +39,8 @@ __all__ = [
     "IPMLoss",
     "PrototypeLayer",
     "ReassignCallback",
+    "WarmupCosine",
+    "WarmupMultiStep",
     "cached_prototypes",
     "classification_metrics",
     "estimate_prototypes",

@@ -41,13 +41,20 @@ def method_prototypes(
     return get_method(method).prototypes(num_classes, dim, seed, cache_dir)
 
 
-def project_features(x, dim: int, weight_decay: float = 0.0):
+def project_features(
+    x,
+    dim: int,
+    weight_decay: float = 0.0,
+    synchronized_batch_norm: bool = False,
+):
     """Adds `Dense(dim, no bias)` + BatchNorm to the feature tensor `x`.
 
     Used when a long-tailed backbone (no projection of its own, `d` = last
     width) must produce another `d`: features are projected, then batch
     normalised like the long-tailed feature head. Coupled L2 as the
-    backbone (`weight_decay / 2`).
+    backbone (`weight_decay / 2`). `synchronized_batch_norm` as in
+    `keras_dlpa.models.cifar_resnet` (global-batch statistics under a
+    `tf.distribute` strategy).
     """
     x = keras.layers.Dense(
         dim,
@@ -55,7 +62,7 @@ def project_features(x, dim: int, weight_decay: float = 0.0):
         kernel_regularizer=coupled_l2(weight_decay),
         name="feature_projection",
     )(x)
-    return batch_norm(x, "projection_bn", weight_decay)
+    return batch_norm(x, "projection_bn", weight_decay, synchronized_batch_norm)
 
 
 def build_classifier(

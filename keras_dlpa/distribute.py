@@ -37,6 +37,9 @@ STRATEGY_NAMES = ("auto", "default", "mirrored", "multiworker")
 LR_SCALING_RULES = ("linear", "sqrt", "none")
 # Job names `tf.distribute.MultiWorkerMirroredStrategy` understands.
 _MULTIWORKER_JOBS = ("chief", "worker", "evaluator")
+# The Keras release series `_patch_multiworker_reduce` was written and tested
+# for; it replaces a method on the strategy for internals of Keras' `fit`.
+MULTIWORKER_PATCH_KERAS = "3.15"
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +225,7 @@ def resolve_strategy(
         strategy = tf.distribute.MirroredStrategy(devices=devices)
     else:
         validate_tf_config()
+        check_multiworker_patch_version()
         try:
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
         except RuntimeError as error:
@@ -243,6 +247,37 @@ def resolve_strategy(
     return strategy
 
 
+def check_multiworker_patch_version(version: str | None = None) -> None:
+    """Raises unless Keras is the version `_patch_multiworker_reduce` fits.
+
+    The patch replaces `strategy.reduce` to work around how Keras 3.15's
+    `fit` calls it; on another Keras it may hide a changed call or be no
+    longer needed, so it is refused rather than applied blindly.
+
+    Args:
+        version: the Keras version; `keras.__version__` when `None`.
+
+    Raises:
+        RuntimeError: for a Keras version outside `MULTIWORKER_PATCH_KERAS`.
+    """
+    if version is None:
+        import keras
+
+        version = keras.__version__
+    if version.split(".")[:2] != MULTIWORKER_PATCH_KERAS.split("."):
+        raise RuntimeError(
+            "Strategy 'multiworker' needs keras_dlpa's workaround for "
+            "Keras `fit` under MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585), which was written and tested for "
+            f"Keras {MULTIWORKER_PATCH_KERAS}.x, but Keras {version} is "
+            f"installed. Install keras=={MULTIWORKER_PATCH_KERAS}.* (the "
+            "version keras-dlpa pins), or check that the workaround in "
+            "keras_dlpa/distribute.py (`_patch_multiworker_reduce`) is still "
+            "needed and correct for this Keras and update "
+            "`MULTIWORKER_PATCH_KERAS`."
+        )
+
+
 def _patch_multiworker_reduce(strategy) -> None:
     """Works around two Keras 3 `fit` failures with several workers.
 
@@ -258,8 +293,10 @@ def _patch_multiworker_reduce(strategy) -> None:
 
     This instance-level patch maps the reduction over nested structures and
     reduces scalars with `axis=None` (the mean over replicas, which is what
-    a single-worker strategy returns for them).
+    a single-worker strategy returns for them). It refuses other Keras
+    versions (`check_multiworker_patch_version`).
     """
+    check_multiworker_patch_version()
     reduce = strategy.reduce
 
     def _is_scalar(value):

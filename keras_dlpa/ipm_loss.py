@@ -30,16 +30,18 @@ def _is_jax_tracer(x) -> bool:
 def check_label_range(labels, num_classes: int):
     """Checks that integer `labels` lie in `[0, num_classes)`.
 
-    Eagerly (any backend) a violation raises `ValueError` at once; inside
-    `tf.function` it is an assertion op that fails the step with the same
-    message. Inside `jax.jit` a host callback would stall every step, so the
-    check is returned as a traced boolean instead: callers poison the loss
-    and the class statistics with NaN, and `ReassignCallback` raises the
-    error at its next update.
+    Eagerly (any backend) a violation raises `ValueError` at once. In a
+    TensorFlow graph (`tf.function`) an assertion op fails the step with the
+    same message. XLA drops assertion ops (`jit_compile=True`, which Keras'
+    `"auto"` picks on a GPU), and inside `jax.jit` a host callback would
+    stall every step, so in every compiled graph the check is also returned
+    as a traced boolean: callers make the loss and the class statistics NaN
+    with it, and `ReassignCallback` raises the error at its next update.
 
     Returns:
-        `(labels, invalid)`: `invalid` is `None`, or under `jax.jit` a
-        scalar bool tensor that is true when some label is out of range.
+        `(labels, invalid)`: `invalid` is `None` when the check ran eagerly,
+        else a scalar bool tensor that is true when some label is out of
+        range.
     """
     low, high = ops.min(labels), ops.max(labels)
     backend = keras.backend.backend()
@@ -56,7 +58,8 @@ def check_label_range(labels, num_classes: int):
                 tf.debugging.assert_less(high, num_classes, message=message),
             ]
             with tf.control_dependencies(checks):
-                return tf.identity(labels), None
+                labels = tf.identity(labels)
+            return labels, (low < 0) | (high >= num_classes)
     elif backend == "jax" and _is_jax_tracer(labels):
         return labels, (low < 0) | (high >= num_classes)
     _raise_if_out_of_range(
@@ -83,9 +86,11 @@ def parse_labels(y_true, num_classes: int, validate: bool = True):
         y_true = ops.squeeze(y_true, axis=-1)
     if len(y_true.shape) != 1:
         raise ValueError(
-            "Labels must be sparse integers of shape (B,) or (B, 1), or "
-            f"dense weights of shape (B, {num_classes}). Received: "
-            f"shape={tuple(y_true.shape)}"
+            "Argument `y_true` (the labels) must be sparse integer labels "
+            "of shape (B,) or (B, 1), or dense/soft label weights (one-hot, "
+            f"mixup) of shape (B, {num_classes}): one column per class of "
+            f"the {num_classes} logits. Received: y_true.shape="
+            f"{tuple(y_true.shape)}. Check the dataset's number of classes."
         )
     labels = ops.cast(y_true, "int32")
     invalid = None
@@ -158,9 +163,10 @@ class IPMLoss(keras.losses.Loss):
     logits of a `PrototypeLayer`. Sparse integer labels and dense or soft
     labels (one-hot, mixup targets: `sum_j y_j 1/2 (s_j - 1)^2`) are both
     accepted. Sparse labels outside `[0, c)` raise an error instead of
-    producing a silent wrong gather (under `jax.jit`: NaN loss, and
-    `ReassignCallback` raises the error at its next update; see
-    `check_label_range`).
+    producing a silent wrong gather; where a compiled graph cannot raise
+    (TensorFlow with `jit_compile=True`, `jax.jit`) the loss of the step and
+    the class statistics are NaN, and `ReassignCallback` raises the error at
+    its next update (see `check_label_range`).
 
     In the train step this loss also hands the batch's normalised features
     and label weights to the `PrototypeLayer` that produced `y_pred`, which
@@ -212,13 +218,21 @@ class IPMLoss(keras.losses.Loss):
             layer, features = pending
             if layer.num_classes != num_classes:
                 raise ValueError(
-                    f"IPMLoss received logits for {num_classes} classes but "
-                    f"the PrototypeLayer has {layer.num_classes}."
+                    "IPMLoss must receive the cosine logits of the "
+                    f"PrototypeLayer '{layer.name}', one per class "
+                    f"({layer.num_classes} classes). Received: `y_pred` "
+                    f"with {num_classes} classes (shape "
+                    f"{tuple(y_pred.shape)}). Compute the loss on the "
+                    "PrototypeLayer's output, with no layer after it."
                 )
+            stats_labels = labels
             if invalid is not None:
+                # Poison the whole batch, on an in-range class so that the
+                # NaN reaches the sums even when every label is invalid.
                 features = ops.where(invalid, float("nan"), features)
+                stats_labels = ops.clip(labels, 0, num_classes - 1)
             layer.accumulate_statistics(
-                features, labels=labels, weights=weights
+                features, labels=stats_labels, weights=weights
             )
         return _ipm(labels, weights, invalid, y_pred, self.class_scale)
 

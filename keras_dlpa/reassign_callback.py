@@ -78,7 +78,9 @@ class ReassignCallback(keras.callbacks.Callback):
     Args:
         layer: the `PrototypeLayer` to update; found in the model if `None`.
         updates_per_epoch: reassignments per epoch (`tau'`); default 1.
-        momentum: per-sample momentum `alpha` of the class representatives.
+        momentum: per-sample momentum `alpha` of the class representatives
+            (folded per interval, independent of sample order; see
+            `merge_statistics`).
         warmup_epochs: epochs (counted from 0) during which statistics are
             gathered but the assignment is kept.
         freeze_after: epoch index from which the assignment is frozen;
@@ -155,17 +157,40 @@ class ReassignCallback(keras.callbacks.Callback):
         if not self._layer.track_statistics:
             raise ValueError(
                 f"PrototypeLayer '{self._layer.name}' was created with "
-                "track_statistics=False; ReassignCallback needs "
-                "track_statistics=True."
+                "`track_statistics=False`, so no class statistics reach "
+                "ReassignCallback, which needs `track_statistics=True` (the "
+                "default). Create the layer with track_statistics=True, or "
+                "train without ReassignCallback (a frozen assignment)."
             )
+        self._check_output_classes(model)
         steps = self.params.get("steps") if self.params else None
         if self.updates_per_epoch > 1 and not steps:
             raise ValueError(
-                f"updates_per_epoch={self.updates_per_epoch} needs the number "
-                "of steps per epoch: pass steps_per_epoch to fit() or use a "
-                "dataset of known cardinality."
+                "Argument `updates_per_epoch` > 1 needs the number of steps "
+                "per epoch to place the mid-epoch updates, but fit() does "
+                f"not know it. Received: updates_per_epoch="
+                f"{self.updates_per_epoch}, steps per epoch={steps!r}. Pass "
+                "`steps_per_epoch` to fit(), use data of known length "
+                "(arrays, a tf.data.Dataset of known cardinality, a "
+                "PyDataset with __len__), or use updates_per_epoch=1."
             )
         self._steps = steps
+
+    def _check_output_classes(self, model) -> None:
+        """Single-output models: the output must be the layer's `c` logits."""
+        outputs = getattr(model, "outputs", None)
+        if not outputs or len(outputs) != 1:
+            return  # Subclassed or multi-output: IPMLoss checks in the step.
+        width = outputs[0].shape[-1]
+        if width is not None and width != self._layer.num_classes:
+            raise ValueError(
+                f"Model '{model.name}' is trained with IPMLoss on an output "
+                f"of {width} classes (shape {tuple(outputs[0].shape)}), but "
+                f"its PrototypeLayer '{self._layer.name}' has "
+                f"{self._layer.num_classes} classes. IPMLoss must receive "
+                "the PrototypeLayer's cosine logits: end the model with the "
+                "PrototypeLayer."
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch

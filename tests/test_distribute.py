@@ -69,6 +69,8 @@ def runs(tmp_path_factory):
             str(tmp / "backup"),
         ),
         "single": _start("mirrored.py", tmp / "m1.npz", "--devices", "1"),
+        "syncbn2": _start("sync_bn.py", tmp / "s2.npz", "--devices", "2"),
+        "syncbn1": _start("sync_bn.py", tmp / "s1.npz", "--devices", "1"),
     }
     for index in range(2):
         config = {
@@ -92,6 +94,8 @@ def runs(tmp_path_factory):
         "worker0": "w0.npz",
         "worker1": "w1.npz",
         "jax": "j2.npz",
+        "syncbn2": "s2.npz",
+        "syncbn1": "s1.npz",
     }
     deadline = time.monotonic() + TIMEOUT_S
     results = {}
@@ -170,6 +174,31 @@ def test_two_replicas_match_one_device(runs):
         two["train_weights"], one["train_weights"], atol=1e-5
     )
     np.testing.assert_allclose(two["train_loss"], one["train_loss"], rtol=1e-4)
+
+
+def test_synchronized_batch_norm_matches_one_device(runs):
+    # A ResNet-8 + projection classifier (9 BatchNorms) trained 4 steps of
+    # a global batch of 8 on 2 replicas vs 1 device.
+    one, two = _get(runs, "syncbn1"), _get(runs, "syncbn2")
+    assert int(one["replicas"]) == 1 and int(two["replicas"]) == 2
+    assert int(two["sync_bn_layers"]) == 9
+    assert int(two["sync_bn_synchronized"]) == 9
+    assert int(two["local_bn_synchronized"]) == 0
+    # Synchronised BatchNorm: the 1-device trajectory, to float tolerance.
+    for part in ("weights", "moving"):
+        np.testing.assert_allclose(
+            two[f"sync_{part}"], one[f"sync_{part}"], atol=1e-5, err_msg=part
+        )
+    np.testing.assert_allclose(two["sync_loss"], one["sync_loss"], rtol=1e-5)
+    # Per-replica BatchNorm (the default) normalises each half batch by its
+    # own statistics: another trajectory.
+    moving = np.abs(two["local_moving"] - one["local_moving"]).max()
+    weights = np.abs(two["local_weights"] - one["local_weights"]).max()
+    assert moving > 1e-3 and weights > 1e-3, (moving, weights)
+    # On one device the option changes nothing.
+    np.testing.assert_allclose(
+        one["sync_weights"], one["local_weights"], atol=1e-5
+    )
 
 
 def test_assignment_identical_on_every_replica(runs):
@@ -317,6 +346,29 @@ def test_multiworker_after_tf_started(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps(config))
     with pytest.raises(RuntimeError, match="before any other TensorFlow op"):
         distribute.resolve_strategy("multiworker")
+
+
+@pytest.mark.parametrize("version", ["3.16.0", "3.14.2", "4.0.0"])
+def test_multiworker_patch_refuses_other_keras_versions(monkeypatch, version):
+    import keras
+
+    (port,) = _free_ports(1)
+    config = {
+        "cluster": {"worker": [f"127.0.0.1:{port}"]},
+        "task": {"type": "worker", "index": 0},
+    }
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    monkeypatch.setattr(keras, "__version__", version)
+    # Refused before the strategy is created (and before the patch).
+    with pytest.raises(RuntimeError) as info:
+        distribute.resolve_strategy("multiworker")
+    message = str(info.value)
+    assert f"Keras {version} is installed" in message
+    assert "Keras 3.15.x" in message and "keras#20585" in message
+    with pytest.raises(RuntimeError, match=f"Keras {version} is installed"):
+        distribute._patch_multiworker_reduce(None)
+    monkeypatch.setattr(keras, "__version__", "3.15.1")
+    distribute.check_multiworker_patch_version()
 
 
 def test_valid_tf_config_is_returned():

@@ -112,9 +112,16 @@ def test_out_of_range_labels_raise_eagerly():
         keras_dlpa.ipm_loss(np.array([0, -1, 2]), logits)
 
 
-def test_out_of_range_labels_raise_inside_fit():
-    # TF: an assertion op fails the step. JAX: no host callback inside jit;
-    # the loss and the statistics turn NaN and ReassignCallback raises.
+# Every way Keras runs the train step; on JAX `jit_compile=False` runs the
+# step unjitted (eagerly), `jit_compile=True` under `jax.jit`.
+COMPILE_MODES = {
+    "eager": {"run_eagerly": True},
+    "graph": {"jit_compile": False},
+    "xla": {"jit_compile": True},
+}
+
+
+def _label_check_model(mode):
     model = keras.Sequential(
         [
             keras.Input((3,)),
@@ -122,34 +129,44 @@ def test_out_of_range_labels_raise_inside_fit():
             keras_dlpa.PrototypeLayer(unit_rows(4, 3)),
         ]
     )
-    model.compile("sgd", loss=keras_dlpa.IPMLoss())
+    model.compile("sgd", loss=keras_dlpa.IPMLoss(), **COMPILE_MODES[mode])
+    return model
+
+
+@pytest.mark.parametrize("mode", COMPILE_MODES)
+@pytest.mark.parametrize(
+    "bad_batch", [[0, 1, 2, 9], [9, 9, 9, 9], [-1, -1, -1, -1]]
+)
+def test_out_of_range_labels_stop_fit_in_every_compile_mode(mode, bad_batch):
+    # Eager and TF graph steps raise at once. XLA drops assertion ops (TF
+    # jit_compile=True) and jax.jit cannot raise: the loss and the class
+    # statistics turn NaN, and ReassignCallback raises at its update, even
+    # when every label of the batch is invalid.
+    model = _label_check_model(mode)
     x = np.ones((8, 3), "float32")
-    y = np.array([0, 1, 2, 3, 0, 1, 2, 7])
+    y = np.array([0, 1, 2, 3, *bad_batch])
     with pytest.raises(Exception, match=r"Labels must be integers in \[0, 4\)"):
         model.fit(
             x,
             y,
-            batch_size=8,
+            batch_size=4,
             epochs=1,
+            shuffle=False,
             verbose=0,
             callbacks=[keras_dlpa.ReassignCallback()],
         )
 
 
-def test_compiled_step_rejects_invalid_labels():
-    model = keras.Sequential(
-        [
-            keras.Input((3,)),
-            keras.layers.Dense(3),
-            keras_dlpa.PrototypeLayer(unit_rows(4, 3)),
-        ]
-    )
-    model.compile("sgd", loss=keras_dlpa.IPMLoss())
+@pytest.mark.parametrize("mode", COMPILE_MODES)
+def test_out_of_range_labels_fail_the_step_or_make_its_loss_nan(mode):
+    model = _label_check_model(mode)
     x = np.ones((4, 3), "float32")
     y = np.array([0, 1, 2, 9])
-    if keras.backend.backend() == "jax":
+    if mode == "xla":
         logs = model.train_on_batch(x, y, return_dict=True)
         assert np.isnan(logs["loss"])
+        layer = model.layers[-1]
+        assert np.isnan(ops.convert_to_numpy(layer.feature_sums)).any()
     else:
         with pytest.raises(Exception, match=r"Labels must be integers in"):
             model.train_on_batch(x, y)

@@ -64,6 +64,54 @@ def test_statistics_are_exact_class_means():
     assert not np.any(ops.convert_to_numpy(layer.feature_counts))
 
 
+def _statistics(layer):
+    names = ("representatives", "observed", "feature_sums", "feature_counts")
+    return {n: ops.convert_to_numpy(getattr(layer, n)).copy() for n in names}
+
+
+def test_validation_evaluate_predict_do_not_feed_statistics():
+    # fit(validation_data=...), evaluate and predict call the layer with
+    # training=False: only the training batches reach the class statistics.
+    rng = np.random.default_rng(2)
+    w = unit_rows(5, 3)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    y = rng.integers(0, 5, size=40)
+    # Validation features far from the training ones, all of class 0.
+    x_val = np.repeat(10.0 * unit_rows(1, 3, seed=9), 24, axis=0)
+    y_val = np.zeros(24, "int64")
+    model = _model(w, 3)
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=1,
+        verbose=0,
+        validation_data=(x_val, y_val),
+        callbacks=[keras_dlpa.ReassignCallback(momentum=0.0)],
+    )
+    layer = model.get_layer("protos")
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    expected = np.stack([z[y == j].mean(axis=0) for j in range(5)])
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer.representatives), expected, atol=1e-5
+    )
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(layer.observed), np.bincount(y, minlength=5)
+    )
+    # evaluate / predict leave every statistic as it was ...
+    before = _statistics(layer)
+    model.evaluate(x_val, y_val, batch_size=8, verbose=0)
+    model.predict(x_val, batch_size=8, verbose=0)
+    model.test_on_batch(x_val[:8], y_val[:8])
+    for name, value in _statistics(layer).items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    # ... and a training step changes the interval sums.
+    model.train_on_batch(x_val[:8], y_val[:8])
+    after = _statistics(layer)
+    assert after["feature_counts"][0] == before["feature_counts"][0] + 8
+    assert not np.array_equal(after["feature_sums"], before["feature_sums"])
+
+
 def test_soft_labels_weight_their_classes():
     rng = np.random.default_rng(1)
     w = unit_rows(4, 3)
@@ -238,3 +286,69 @@ def test_dynamic_assignment_beats_frozen_assignment():
         ]
     assert results["dynamic"] >= 0.9, results
     assert results["dynamic"] - results["static"] >= 0.2, results
+
+
+def _fit_one_epoch(model, x, y, **kwargs):
+    kwargs.setdefault("callbacks", [keras_dlpa.ReassignCallback()])
+    return model.fit(x, y, batch_size=4, epochs=1, verbose=0, **kwargs)
+
+
+@pytest.mark.parametrize("width", [3, 5])
+def test_soft_labels_of_the_wrong_width(width):
+    model = _model(unit_rows(4, 3), 3)
+    y = np.random.default_rng(0).dirichlet(np.ones(width), size=8)
+    with pytest.raises(ValueError) as info:
+        _fit_one_epoch(model, np.ones((8, 3), "float32"), y)
+    message = str(info.value)
+    assert "`y_true`" in message and "(B, 4)" in message
+    assert f"y_true.shape=(4, {width})" in message
+
+
+def test_loss_on_logits_of_another_class_count():
+    # A layer after the PrototypeLayer: IPMLoss no longer sees its logits.
+    inputs = keras.Input((3,))
+    cosines = keras_dlpa.PrototypeLayer(unit_rows(4, 3), name="protos")(inputs)
+    outputs = keras.layers.Dense(5)(cosines)
+    model = keras.Model(inputs, outputs)
+    model.compile("sgd", loss=keras_dlpa.IPMLoss())
+    x, y = np.ones((8, 3), "float32"), np.zeros(8)
+    # Detected when training begins, by the callback ...
+    with pytest.raises(ValueError, match="output of 5 classes") as info:
+        _fit_one_epoch(model, x, y)
+    assert "PrototypeLayer 'protos' has 4 classes" in str(info.value)
+    # ... and without it, by the loss in the first train step.
+    with pytest.raises(ValueError, match="IPMLoss must receive") as info:
+        _fit_one_epoch(model, x, y, callbacks=[])
+    message = str(info.value)
+    assert "(4 classes)" in message and "`y_pred` with 5 classes" in message
+
+
+def test_callback_needs_tracked_statistics():
+    model = _model(unit_rows(4, 3), 3, track_statistics=False)
+    with pytest.raises(ValueError, match="`track_statistics=False`") as info:
+        _fit_one_epoch(model, np.ones((8, 3), "float32"), np.zeros(8))
+    assert "needs `track_statistics=True`" in str(info.value)
+
+
+def test_mid_epoch_updates_need_the_steps_per_epoch():
+    def batches():
+        for _ in range(2):
+            yield np.ones((4, 3), "float32"), np.zeros(4)
+
+    model = _model(unit_rows(4, 3), 3)
+    callback = keras_dlpa.ReassignCallback(updates_per_epoch=2)
+    with pytest.raises(ValueError, match="updates_per_epoch=2") as info:
+        model.fit(
+            batches(), epochs=1, shuffle=False, verbose=0, callbacks=[callback]
+        )
+    message = str(info.value)
+    assert "steps per epoch=None" in message and "steps_per_epoch" in message
+    # With the steps given, the same data trains.
+    model.fit(
+        batches(),
+        steps_per_epoch=2,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[callback],
+    )

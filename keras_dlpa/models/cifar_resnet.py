@@ -108,13 +108,20 @@ def coupled_l2(weight_decay: float):
     return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
 
 
-def batch_norm(x, name, weight_decay):
-    """PyTorch-style BatchNorm (momentum 0.1, eps 1e-5), coupled L2."""
+def batch_norm(x, name, weight_decay, synchronized: bool = False):
+    """PyTorch-style BatchNorm (momentum 0.1, eps 1e-5), coupled L2.
+
+    `synchronized=True` computes the batch statistics over the global batch
+    of all replicas under a `tf.distribute` strategy (Keras
+    `BatchNormalization(synchronized=True)`; no effect without a strategy
+    and on the JAX backend, where the compiled step sees the global batch).
+    """
     return keras.layers.BatchNormalization(
         momentum=_BN_MOMENTUM,
         epsilon=_BN_EPSILON,
         gamma_regularizer=coupled_l2(weight_decay),
         beta_regularizer=coupled_l2(weight_decay),
+        synchronized=bool(synchronized),
         name=name,
     )(x)
 
@@ -137,7 +144,15 @@ def _conv3x3(x, filters, strides, name, weight_decay, pad_name):
     )(x)
 
 
-def basic_block(x, filters, strides, shortcut, weight_decay, name):
+def basic_block(
+    x,
+    filters,
+    strides,
+    shortcut,
+    weight_decay,
+    name,
+    synchronized_batch_norm: bool = False,
+):
     """Applies one ResNet BasicBlock (two 3x3 convs) to `x`.
 
     Args:
@@ -148,6 +163,8 @@ def basic_block(x, filters, strides, shortcut, weight_decay, name):
             conv + BN), used only where the shape changes.
         weight_decay: PyTorch-style coupled weight decay.
         name: block prefix, e.g. `"stage2_block1"`.
+        synchronized_batch_norm: BatchNorm statistics over all replicas
+            (see `batch_norm`).
 
     Returns:
         Tensor `(B, ceil(H / strides), ceil(W / strides), filters)`.
@@ -157,10 +174,11 @@ def basic_block(x, filters, strides, shortcut, weight_decay, name):
     y = _conv3x3(
         x, filters, strides, f"{name}_conv1", weight_decay, f"{name}_pad1"
     )
-    y = batch_norm(y, f"{name}_bn1", weight_decay)
+    sync = synchronized_batch_norm
+    y = batch_norm(y, f"{name}_bn1", weight_decay, sync)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
     y = _conv3x3(y, filters, 1, f"{name}_conv2", weight_decay, None)
-    y = batch_norm(y, f"{name}_bn2", weight_decay)
+    y = batch_norm(y, f"{name}_bn2", weight_decay, sync)
     if strides != 1 or in_filters != filters:
         if shortcut == "A":
             if filters < in_filters:
@@ -184,7 +202,9 @@ def basic_block(x, filters, strides, shortcut, weight_decay, name):
                 weight_decay,
                 f"{name}_shortcut_pad",
             )
-            residual = batch_norm(residual, f"{name}_shortcut_bn", weight_decay)
+            residual = batch_norm(
+                residual, f"{name}_shortcut_bn", weight_decay, sync
+            )
     y = keras.layers.Add(name=f"{name}_add")([y, residual])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
@@ -237,6 +257,7 @@ def cifar_resnet(
     std: Optional[Sequence[float]] = None,
     input_shape: tuple = (32, 32, 3),
     name: Optional[str] = None,
+    synchronized_batch_norm: bool = False,
 ) -> keras.Model:
     """Builds a CIFAR ResNet feature backbone (images -> features).
 
@@ -264,6 +285,14 @@ def cifar_resnet(
         std: per-channel standard deviation, same units.
         input_shape: `(H, W, C)`.
         name: model name; default `f"resnet{depth}_{variant}"`.
+        synchronized_batch_norm: if True, every BatchNorm (the feature
+            BatchNorm included) normalises with the statistics of the
+            global batch over all replicas of a `tf.distribute` strategy
+            (Keras `BatchNormalization(synchronized=True)`), so training
+            on N replicas follows the 1-device trajectory. Default False:
+            per-replica statistics, as PyTorch `DataParallel`/DDP without
+            `SyncBatchNorm`. No effect on one device or on JAX. Saved in
+            the layers' configs.
 
     Returns:
         A functional `keras.Model` mapping `(B, H, W, C)` images to
@@ -315,7 +344,8 @@ def cifar_resnet(
 
     inputs, x = image_inputs(input_shape, mean, std)
     x = _conv3x3(x, width, 1, "stem_conv", weight_decay, None)
-    x = batch_norm(x, "stem_bn", weight_decay)
+    sync = bool(synchronized_batch_norm)
+    x = batch_norm(x, "stem_bn", weight_decay, sync)
     x = keras.layers.ReLU(name="stem_relu")(x)
     for stage, (filters, strides) in enumerate(
         ((width, 1), (2 * width, 2), (4 * width, 2)), start=1
@@ -328,6 +358,7 @@ def cifar_resnet(
                 shortcut,
                 weight_decay,
                 name=f"stage{stage}_block{block}",
+                synchronized_batch_norm=sync,
             )
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if variant == "balanced":
@@ -338,7 +369,7 @@ def cifar_resnet(
             name="projection",
         )(x)
     if feature_batchnorm:
-        x = batch_norm(x, "feature_bn", weight_decay)
+        x = batch_norm(x, "feature_bn", weight_decay, sync)
     if l2_normalize:
         x = keras.layers.UnitNormalization(name="l2_normalize")(x)
     return keras.Model(inputs, x, name=name or f"resnet{depth}_{variant}")

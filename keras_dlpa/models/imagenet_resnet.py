@@ -16,7 +16,7 @@ _REGULARIZED = {
 }
 
 
-def _torch_style_resnet50(input_shape, weights, weight_decay):
+def _torch_style_resnet50(input_shape, weights, weight_decay, synchronized):
     """`keras.applications.ResNet50` trunk with PyTorch training settings.
 
     Rebuilt from its config with BN momentum 0.9 and coupled L2 on every
@@ -34,6 +34,7 @@ def _torch_style_resnet50(input_shape, weights, weight_decay):
         class_name = layer["class_name"]
         if class_name == "BatchNormalization":
             layer["config"]["momentum"] = _BN_MOMENTUM
+            layer["config"]["synchronized"] = bool(synchronized)
         for key in _REGULARIZED.get(class_name, ()):
             reg = coupled_l2(weight_decay)
             layer["config"][key] = (
@@ -54,6 +55,7 @@ def resnet50_backbone(
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
     name: str = "resnet50_backbone",
+    synchronized_batch_norm: bool = False,
 ) -> keras.Model:
     """Builds the reference's ImageNet backbone: ResNet-50 + linear head.
 
@@ -77,6 +79,9 @@ def resnet50_backbone(
             units); with `std` adds a `PerChannelNormalization` first layer.
         std: per-channel standard deviation, same units.
         name: model name.
+        synchronized_batch_norm: BatchNorm statistics over the global batch
+            of all replicas under a `tf.distribute` strategy (see
+            `cifar_resnet`); default False (per replica).
 
     Returns:
         A functional `keras.Model` mapping `(B, H, W, C)` to `(B, d)`; the
@@ -98,7 +103,9 @@ def resnet50_backbone(
             f"Received: weight_decay={weight_decay!r}"
         )
     inputs, x = image_inputs(input_shape, mean, std)
-    trunk = _torch_style_resnet50(tuple(input_shape), weights, weight_decay)
+    trunk = _torch_style_resnet50(
+        tuple(input_shape), weights, weight_decay, synchronized_batch_norm
+    )
     x = trunk(x)
     if dim is not None:
         x = keras.layers.Dense(
