@@ -17,8 +17,8 @@ import keras
 import numpy as np
 
 from keras_dlpa.ipm_loss import IPMLoss
-from keras_dlpa.models.cifar_resnet import batch_norm
 from keras_dlpa.models.cifar_resnet import coupled_l2
+from keras_dlpa.models.projection import project_features  # noqa: F401
 from keras_dlpa.prototype_layer import PrototypeLayer
 from keras_dlpa.prototypes import cached_prototypes
 from keras_dlpa.prototypes import simplex_etf
@@ -67,23 +67,6 @@ def method_prototypes(
     return cached_prototypes(
         num_classes, dim, method="auto", seed=seed, cache_dir=cache_dir
     )
-
-
-def project_features(x, dim: int, weight_decay: float = 0.0):
-    """Adds `Dense(dim, no bias)` + BatchNorm to the feature tensor `x`.
-
-    Used when a long-tailed backbone (no projection of its own, `d` = last
-    width) must produce another `d`: features are projected, then batch
-    normalised like the long-tailed feature head. Coupled L2 as the
-    backbone (`weight_decay / 2`).
-    """
-    x = keras.layers.Dense(
-        dim,
-        use_bias=False,
-        kernel_regularizer=coupled_l2(weight_decay),
-        name="feature_projection",
-    )(x)
-    return batch_norm(x, "projection_bn", weight_decay)
 
 
 def build_classifier(
