@@ -13,8 +13,7 @@ import numpy as np
 from keras_dlpa.methods import METHODS
 from keras_dlpa.methods import PROTOTYPE_METHODS
 from keras_dlpa.methods import get_method
-from keras_dlpa.models.cifar_resnet import batch_norm
-from keras_dlpa.models.cifar_resnet import coupled_l2
+from keras_dlpa.models.projection import project_features
 
 __all__ = [
     "METHODS",
@@ -39,30 +38,6 @@ def method_prototypes(
 ) -> np.ndarray | None:
     """Fixed prototypes `(c, d)` of `method`, or `None` for `"softmax"`."""
     return get_method(method).prototypes(num_classes, dim, seed, cache_dir)
-
-
-def project_features(
-    x,
-    dim: int,
-    weight_decay: float = 0.0,
-    synchronized_batch_norm: bool = False,
-):
-    """Adds `Dense(dim, no bias)` + BatchNorm to the feature tensor `x`.
-
-    Used when a long-tailed backbone (no projection of its own, `d` = last
-    width) must produce another `d`: features are projected, then batch
-    normalised like the long-tailed feature head. Coupled L2 as the
-    backbone (`weight_decay / 2`). `synchronized_batch_norm` as in
-    `keras_dlpa.models.cifar_resnet` (global-batch statistics under a
-    `tf.distribute` strategy).
-    """
-    x = keras.layers.Dense(
-        dim,
-        use_bias=False,
-        kernel_regularizer=coupled_l2(weight_decay),
-        name="feature_projection",
-    )(x)
-    return batch_norm(x, "projection_bn", weight_decay, synchronized_batch_norm)
 
 
 def build_classifier(

@@ -12,10 +12,12 @@ from keras_dlpa.models.per_channel_normalization import CIFAR100_MEAN
 from keras_dlpa.models.per_channel_normalization import CIFAR100_STD
 from keras_dlpa.models.per_channel_normalization import IMAGENET_MEAN
 from keras_dlpa.models.per_channel_normalization import IMAGENET_STD
+from keras_dlpa.models.pretrained_backbone import pretrained_backbone
 
 _BUILDERS = {
     "cifar_resnet": cifar_resnet,
     "resnet50_backbone": resnet50_backbone,
+    "pretrained_backbone": pretrained_backbone,
 }
 
 BACKBONE_PRESETS = {
@@ -85,6 +87,50 @@ BACKBONE_PRESETS = {
 }
 
 
+def _pretrained(architecture, description):
+    return {
+        "description": (
+            f"{description} Raw 0-255 RGB input (the application's own "
+            "preprocessing is inside), global average pooling, no "
+            "projection unless `dim` is given. Random init unless "
+            "weights='imagenet' (downloaded) or a file path."
+        ),
+        "builder": "pretrained_backbone",
+        "config": {
+            "architecture": architecture,
+            "weights": "none",
+            "input_shape": (224, 224, 3),
+            "dim": None,
+            "weight_decay": 0.0,
+            "trainable": True,
+        },
+    }
+
+
+BACKBONE_PRESETS.update(
+    {
+        "resnet50_keras_applications": _pretrained(
+            "ResNet50",
+            "keras.applications.ResNet50 (Keras BatchNorm settings), "
+            "d = 2048; caffe-style preprocessing.",
+        ),
+        "efficientnetv2b0": _pretrained(
+            "EfficientNetV2B0",
+            "keras.applications.EfficientNetV2B0, d = 1280.",
+        ),
+        "efficientnetv2s": _pretrained(
+            "EfficientNetV2S",
+            "keras.applications.EfficientNetV2S, d = 1280 (ImageNet "
+            "weights trained at 384 x 384).",
+        ),
+        "convnext_tiny": _pretrained(
+            "ConvNeXtTiny",
+            "keras.applications.ConvNeXtTiny, d = 768.",
+        ),
+    }
+)
+
+
 def backbone_from_preset(preset: str, **overrides) -> keras.Model:
     """Builds the backbone registered as `preset` in `BACKBONE_PRESETS`.
 
@@ -101,6 +147,11 @@ def backbone_from_preset(preset: str, **overrides) -> keras.Model:
     >>> model = backbone_from_preset("resnet32_cifar100", dim=50)
     >>> model.output_shape
     (None, 50)
+    >>> model = backbone_from_preset(
+    ...     "convnext_tiny", input_shape=(64, 64, 3), dim=128
+    ... )  # weights="imagenet" downloads the ImageNet weights.
+    >>> model.output_shape
+    (None, 128)
     """
     if preset not in BACKBONE_PRESETS:
         raise ValueError(

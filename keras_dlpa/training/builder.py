@@ -48,6 +48,8 @@ def build_model(
         "input_shape": tuple(int(s) for s in image_shape),
         "weight_decay": config.weight_decay,
     }
+    if config.sync_batch_norm:
+        overrides["synchronized_batch_norm"] = True
     project_to = None
     if preset["builder"] == "cifar_resnet":
         if config.depth is not None:
@@ -66,7 +68,10 @@ def build_model(
     backbone = backbone_from_preset(config.backbone, **overrides)
     if project_to is not None:
         features = project_features(
-            backbone.outputs[0], project_to, config.weight_decay
+            backbone.outputs[0],
+            project_to,
+            config.weight_decay,
+            synchronized_batch_norm=config.sync_batch_norm,
         )
         backbone = keras.Model(backbone.input, features, name=backbone.name)
     dim = int(backbone.outputs[0].shape[-1])

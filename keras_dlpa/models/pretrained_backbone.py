@@ -1,0 +1,398 @@
+"""Pretrained feature backbones: `keras.applications` and keras-hub trunks.
+
+`pretrained_backbone` wraps an ImageNet-style trunk into the library's
+backbone contract: raw RGB images `(B, H, W, 3)` with values in `[0, 255]`
+-> features `(B, d)`. The trunk's own input preprocessing is inside the
+model (each `keras.applications` family expects a different input range),
+followed by global average pooling and an optional projection.
+
+Model layout (layer names):
+
+- `"images"`: the `Input`.
+- `"preprocessing"`: `ImageNetPreprocessing(mode)` for the families that
+  have no built-in preprocessing (ResNet: caffe; ResNetV2 / MobileNetV2:
+  tf; DenseNet: torch), or the preset's `ImageConverter` for keras-hub.
+  EfficientNetV2, ConvNeXt and MobileNetV3 normalise inside the trunk.
+- `"trunk"`: the pretrained model, nested (freeze it with
+  `keras_dlpa.models.set_trunk_trainable`).
+- `"avg_pool"` (keras-hub only; `keras.applications` trunks pool inside).
+- `"feature_projection"`, `"projection_bn"`: `Dense(dim, no bias)` +
+  BatchNorm when `dim` is given (`project_features`).
+"""
+
+import copy
+import os
+from typing import Optional
+
+import keras
+
+from keras_dlpa.models.cifar_resnet import coupled_l2
+from keras_dlpa.models.imagenet_preprocessing import ImageNetPreprocessing
+from keras_dlpa.models.projection import project_features
+
+TRUNK_NAME = "trunk"
+KERAS_HUB_PREFIX = "keras_hub:"
+
+# `keras.applications` constructor -> preprocessing its ImageNet weights
+# expect on raw 0-255 RGB input. `None`: built into the model
+# (`include_preprocessing=True` for EfficientNetV2, ConvNeXt, MobileNetV3).
+_FAMILIES = {
+    "caffe": ("ResNet50", "ResNet101", "ResNet152"),
+    "tf": ("ResNet50V2", "ResNet101V2", "ResNet152V2", "MobileNetV2"),
+    "torch": ("DenseNet121", "DenseNet169", "DenseNet201"),
+    None: (
+        "EfficientNetV2B0",
+        "EfficientNetV2B1",
+        "EfficientNetV2B2",
+        "EfficientNetV2B3",
+        "EfficientNetV2S",
+        "EfficientNetV2M",
+        "EfficientNetV2L",
+        "ConvNeXtTiny",
+        "ConvNeXtSmall",
+        "ConvNeXtBase",
+        "ConvNeXtLarge",
+        "ConvNeXtXLarge",
+        "MobileNetV3Small",
+        "MobileNetV3Large",
+    ),
+}
+APPLICATIONS = {
+    constructor: mode
+    for mode, constructors in _FAMILIES.items()
+    for constructor in constructors
+}
+_BUILTIN_PREPROCESSING = frozenset(_FAMILIES[None])
+_WEIGHT_FILE_SUFFIXES = (".weights.h5", ".h5", ".keras")
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+_BY_KEY = {_canonical(name): name for name in APPLICATIONS}
+
+
+def application_name(architecture: str) -> str:
+    """The `keras.applications` constructor name for `architecture`.
+
+    Matching ignores case, `_` and `-`: `"resnet50"`, `"ResNet50"`,
+    `"convnext_tiny"`, `"efficientnetv2-b0"` all resolve.
+    """
+    if isinstance(architecture, str):
+        found = _BY_KEY.get(_canonical(architecture))
+        if found is not None:
+            return found
+    raise ValueError(
+        "`architecture` must be a supported keras.applications model or "
+        f"'{KERAS_HUB_PREFIX}<preset>'. Received: "
+        f"architecture={architecture!r}. Expected one of "
+        f"{sorted(APPLICATIONS)} (case, '_' and '-' are ignored)."
+    )
+
+
+def _check_weights(weights):
+    if weights is None:
+        return "none"
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(
+            '`weights` must be "imagenet", "none" or a path to a '
+            f"{'/'.join(_WEIGHT_FILE_SUFFIXES)} file. Received: "
+            f"weights={weights!r}"
+        )
+    weights = os.fspath(weights)
+    if weights in ("imagenet", "none", "preset"):
+        return weights
+    if not weights.endswith(_WEIGHT_FILE_SUFFIXES):
+        raise ValueError(
+            '`weights` must be "imagenet", "none" or a path ending in '
+            f"{', '.join(_WEIGHT_FILE_SUFFIXES)}. Received: "
+            f"weights={weights!r}"
+        )
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"`weights` file not found. Received: weights={weights!r}"
+        )
+    return weights
+
+
+def _check_input_shape(input_shape) -> tuple:
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or len(input_shape) != 3
+        or input_shape[-1] != 3
+        or not all(
+            d is None or (isinstance(d, int) and d > 0) for d in input_shape[:2]
+        )
+    ):
+        raise ValueError(
+            "`input_shape` must be (height, width, 3): RGB images, channels "
+            "last, positive height and width (or None). Received: "
+            f"input_shape={input_shape!r}"
+        )
+    return tuple(input_shape)
+
+
+def _add_weight_decay(config, weight_decay: float):
+    """Sets coupled L2 on every `*_regularizer` of every layer in `config`."""
+    if isinstance(config, dict):
+        layer_config = config.get("config")
+        if "class_name" in config and isinstance(layer_config, dict):
+            for key in layer_config:
+                if key.endswith("_regularizer") and key != (
+                    "activity_regularizer"
+                ):
+                    layer_config[key] = keras.regularizers.serialize(
+                        coupled_l2(weight_decay)
+                    )
+        for value in config.values():
+            _add_weight_decay(value, weight_decay)
+    elif isinstance(config, list):
+        for value in config:
+            _add_weight_decay(value, weight_decay)
+
+
+def _load_trunk_weights(trunk: keras.Model, path: str, architecture: str):
+    """Loads `path` into `trunk`: a weights file or a saved `.keras` model."""
+    if path.endswith(".keras"):
+        source = keras.models.load_model(path, compile=False)
+        if any(layer.name == TRUNK_NAME for layer in source.layers):
+            source = source.get_layer(TRUNK_NAME)
+        values = source.get_weights()
+        expected = [tuple(v.shape) for v in trunk.weights]
+        received = [tuple(v.shape) for v in values]
+        if expected != received:
+            raise ValueError(
+                f"`weights`={path!r} holds a model ({source.name!r}, "
+                f"{len(received)} weights) that does not match the "
+                f"{architecture} trunk ({len(expected)} weights) built for "
+                "this input shape. Pass a `.keras` file of the same "
+                "architecture (a backbone with a 'trunk' layer, or the "
+                "keras.applications model itself)."
+            )
+        trunk.set_weights(values)
+        return
+    try:
+        trunk.load_weights(path)
+    except Exception as error:
+        raise ValueError(
+            f"Could not load `weights`={path!r} into the {architecture} "
+            f"trunk: {error}. A weights file must hold the weights of the "
+            f"keras.applications.{architecture} model without its top "
+            "(`include_top=False`), e.g. the Keras ImageNet '*_notop.h5' "
+            "file or `backbone.get_layer('trunk').save_weights(...)`."
+        ) from error
+
+
+def _application_trunk(
+    architecture: str, weights: str, input_shape: tuple, weight_decay: float
+) -> keras.Model:
+    """The `keras.applications` trunk, pooled, renamed `"trunk"`.
+
+    Built by the application (which downloads ImageNet weights when asked;
+    its name selects the weights file, so it is renamed afterwards). With
+    `weight_decay` it is rebuilt from its config with coupled L2 on every
+    layer, so the regularizers survive `.keras` save/load, and the weights
+    are copied over.
+    """
+    constructor = getattr(keras.applications, architecture)
+    kwargs = {}
+    if architecture in _BUILTIN_PREPROCESSING:
+        kwargs["include_preprocessing"] = True
+    try:
+        base = constructor(
+            include_top=False,
+            weights="imagenet" if weights == "imagenet" else None,
+            input_shape=input_shape,
+            pooling="avg",
+            **kwargs,
+        )
+    except ValueError:
+        raise
+    except Exception as error:
+        if weights != "imagenet":
+            raise
+        raise RuntimeError(
+            f"Could not get the ImageNet weights of {architecture} "
+            f"(keras.applications downloads them on first use): {error}. "
+            "Download the '*_notop.h5' file on a machine with network "
+            "access (Keras caches it in ~/.keras/models/) and pass "
+            'weights="/path/to/file.h5", or use weights="none".'
+        ) from error
+    if weight_decay:
+        config = copy.deepcopy(base.get_config())
+        config["name"] = TRUNK_NAME
+        _add_weight_decay(config["layers"], weight_decay)
+        trunk = keras.Model.from_config(config)
+        trunk.set_weights(base.get_weights())
+    else:
+        trunk = base
+        trunk.name = TRUNK_NAME
+    if weights not in ("imagenet", "none"):
+        _load_trunk_weights(trunk, weights, architecture)
+    return trunk
+
+
+def _keras_hub():
+    try:
+        import keras_hub
+    except ImportError as error:
+        raise ImportError(
+            "keras-hub backbones need the optional `keras-hub` package, "
+            "which keras-dlpa does not install: `pip install keras-hub` "
+            "(tested with keras-hub 0.32.0 and keras 3.15.1)."
+        ) from error
+    return keras_hub
+
+
+def _hub_trunk(preset: str, weights: str, weight_decay: float):
+    """`(converter, trunk)` from a keras-hub preset (directory or handle)."""
+    keras_hub = _keras_hub()
+    if weight_decay:
+        raise ValueError(
+            "`weight_decay` (coupled L2) is not supported for keras-hub "
+            "backbones, whose layers are not configurable one by one. "
+            f"Received: weight_decay={weight_decay!r}. Use 0.0 and an "
+            "optimizer with decoupled weight decay (e.g. "
+            "`keras.optimizers.AdamW(weight_decay=...)`)."
+        )
+    trunk = keras_hub.models.Backbone.from_preset(
+        preset, load_weights=weights in ("imagenet", "preset"), name=TRUNK_NAME
+    )
+    if weights not in ("imagenet", "preset", "none"):
+        _load_trunk_weights(trunk, weights, f"keras-hub preset {preset!r}")
+    try:
+        converter = keras_hub.layers.ImageConverter.from_preset(
+            preset, name="preprocessing"
+        )
+    except FileNotFoundError as error:
+        raise ValueError(
+            f"The keras-hub preset {preset!r} has no image converter, so "
+            "the backbone cannot map raw 0-255 pixels to the trunk's "
+            "input range. Save one into the preset directory with "
+            "`keras_hub.layers.ImageConverter(...).save_to_preset(dir)` "
+            f"(or with the task preprocessor). Cause: {error}"
+        ) from error
+    return converter, trunk
+
+
+def pretrained_backbone(
+    architecture: str,
+    weights: Optional[str] = "none",
+    input_shape: tuple = (224, 224, 3),
+    dim: Optional[int] = None,
+    weight_decay: float = 0.0,
+    trainable: bool = True,
+    name: Optional[str] = None,
+) -> keras.Model:
+    """Builds a pretrained feature backbone: raw images -> features `(B, d)`.
+
+    The trunk is a `keras.applications` model (`include_top=False`,
+    `pooling="avg"`), or a keras-hub `Backbone` loaded with
+    `keras_hub.models.Backbone.from_preset` followed by global average
+    pooling. The trunk's input preprocessing is part of the model, so it
+    takes raw RGB pixels in `[0, 255]` (what keras-dlpa pipelines feed):
+
+    - ResNet50/101/152: caffe style (RGB -> BGR, ImageNet mean subtracted).
+    - ResNet50V2/101V2/152V2, MobileNetV2: `x / 127.5 - 1`.
+    - DenseNet121/169/201: `(x / 255 - mean) / std`, ImageNet statistics.
+    - EfficientNetV2B0-B3: built in (`include_preprocessing=True`:
+      `Rescaling(1/255)` + ImageNet mean/std); EfficientNetV2S/M/L: built
+      in (`x / 128 - 1`).
+    - ConvNeXtTiny/Small/Base/Large/XLarge: built in (ImageNet mean/std on
+      0-255 pixels).
+    - MobileNetV3Small/Large: built in (`x / 127.5 - 1`).
+    - keras-hub: the preset's `ImageConverter` (it also resizes to the
+      preset's image size).
+
+    When `dim` is given, `Dense(dim, no bias)` + BatchNorm
+    (`project_features`) maps the pooled features to `d`; otherwise `d` is
+    the trunk's width (e.g. 2048 for ResNet50, 1280 for EfficientNetV2B0,
+    768 for ConvNeXtTiny).
+
+    Args:
+        architecture: a `keras.applications` constructor name from
+            `APPLICATIONS` (case, `_` and `-` ignored: `"resnet50"`,
+            `"EfficientNetV2B0"`, `"convnext_tiny"`), or
+            `"keras_hub:<preset>"` with a keras-hub preset directory (or a
+            Kaggle / Hugging Face handle, downloaded by keras-hub). keras-hub
+            is an optional dependency.
+        weights: `"imagenet"`: the ImageNet weights, downloaded by Keras on
+            first use (for keras-hub, `"imagenet"` or `"preset"` load the
+            preset's weights). `"none"` (or None): random initialisation,
+            nothing downloaded. A path: a `.h5` / `.weights.h5` file with
+            the trunk's weights (e.g. a hand-downloaded Keras
+            `*_notop.h5` file or `backbone.get_layer("trunk").save_weights`),
+            or a `.keras` model holding a `"trunk"` layer (a saved backbone
+            or classifier) or the application model itself.
+        input_shape: `(H, W, 3)`. keras.applications need H, W >= 32.
+        dim: projection size `d`; None keeps the trunk's width.
+        weight_decay: PyTorch SGD weight decay as coupled L2 (Keras factor
+            `weight_decay / 2`) on every trunk weight whose layer takes a
+            regularizer (kernels, biases, BatchNorm/LayerNorm scales and
+            offsets; not ConvNeXt's layer-scale factors) and on the
+            projection. Not supported for keras-hub trunks (use 0.0).
+        trainable: False freezes the trunk (`trunk.trainable = False`; its
+            BatchNorm layers then run in inference mode). The projection
+            stays trainable.
+        name: model name; default `f"{architecture}_backbone"`.
+
+    Returns:
+        A functional `keras.Model`, images `(B, H, W, 3)` -> `(B, d)`, with
+        the trunk as the nested layer `"trunk"`.
+
+    Example:
+
+    >>> backbone = pretrained_backbone(
+    ...     "ResNet50", weights="none", input_shape=(64, 64, 3), dim=128
+    ... )
+    >>> backbone.output_shape
+    (None, 128)
+    """
+    weights = _check_weights(weights)
+    input_shape = _check_input_shape(input_shape)
+    if dim is not None:
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+            raise ValueError(
+                "`dim` must be a positive integer or None. "
+                f"Received: dim={dim!r}"
+            )
+    if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ValueError(
+            "`weight_decay` must be a float >= 0. "
+            f"Received: weight_decay={weight_decay!r}"
+        )
+    inputs = keras.Input(shape=input_shape, name="images")
+    if isinstance(architecture, str) and architecture.startswith(
+        KERAS_HUB_PREFIX
+    ):
+        preset = architecture[len(KERAS_HUB_PREFIX) :]
+        converter, trunk = _hub_trunk(preset, weights, weight_decay)
+        x = trunk(converter(inputs))
+        if len(x.shape) == 4:
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        elif len(x.shape) == 3:
+            x = keras.layers.GlobalAveragePooling1D(name="avg_pool")(x)
+        default_name = preset.rstrip("/").split("/")[-1]
+    else:
+        if weights == "preset":
+            raise ValueError(
+                'weights="preset" is for keras-hub backbones. Use '
+                '"imagenet", "none" or a path for keras.applications.'
+            )
+        architecture = application_name(architecture)
+        trunk = _application_trunk(
+            architecture, weights, input_shape, weight_decay
+        )
+        x = inputs
+        mode = APPLICATIONS[architecture]
+        if mode is not None:
+            x = ImageNetPreprocessing(mode, name="preprocessing")(x)
+        x = trunk(x)
+        default_name = architecture
+    trunk.trainable = bool(trainable)
+    if dim is not None:
+        x = project_features(x, dim, weight_decay)
+    return keras.Model(
+        inputs, x, name=name or f"{_canonical(default_name)}_backbone"
+    )
