@@ -18,9 +18,59 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--format",
-        default="savedmodel,onnx",
-        help="comma-separated formats: savedmodel, onnx "
-        "(default savedmodel,onnx)",
+        default=None,
+        help="comma-separated formats: savedmodel, onnx (default: those "
+        "of the layout)",
+    )
+    parser.add_argument(
+        "--layout",
+        default="default",
+        choices=("default", "tf-serving", "triton"),
+        help="default: OUT/savedmodel + OUT/model.onnx; tf-serving: "
+        "OUT/NAME/VERSION/saved_model.pb; triton: OUT/NAME/VERSION/"
+        "model.onnx + OUT/NAME/config.pbtxt",
+    )
+    parser.add_argument(
+        "--name", default="dl2pa", help="model name (serving layouts)"
+    )
+    parser.add_argument(
+        "--version", type=int, default=1, help="model version (default 1)"
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=256,
+        help="Triton max_batch_size (default 256)",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write an int8 ONNX model (static quantisation, "
+        "calibrated on --calibration-images)",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        default=None,
+        help="training images for int8 calibration: a folder, a .tar.gz "
+        "archive of <class>/ folders, or a list file",
+    )
+    parser.add_argument(
+        "--calibration-size",
+        type=int,
+        default=256,
+        help="calibration images (default 256; 64 more check the int8 model)",
+    )
+    parser.add_argument(
+        "--int8-min-agreement",
+        type=float,
+        default=0.9,
+        help="int8 check: min top-1 agreement with float32 (default 0.9)",
+    )
+    parser.add_argument(
+        "--int8-tolerance",
+        type=float,
+        default=0.05,
+        help="int8 check: max mean |cosine diff| (default 0.05)",
     )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
@@ -52,12 +102,27 @@ def _run(args: argparse.Namespace) -> int:
 
     from keras_dlpa import export as lib
 
+    if args.int8 and not args.calibration_images:
+        print(
+            "error: --int8 needs --calibration-images (training images)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        formats = lib.parse_formats(args.format)
+        formats = args.format and lib.parse_formats(args.format)
         result = lib.export_classifier(
             args.source,
             args.out,
             formats=formats,
+            layout=args.layout,
+            name=args.name,
+            version=args.version,
+            max_batch_size=args.max_batch_size,
+            int8=args.int8,
+            calibration_images=args.calibration_images,
+            calibration_size=args.calibration_size,
+            int8_min_agreement=args.int8_min_agreement,
+            int8_tolerance=args.int8_tolerance,
             top_k=args.top_k,
             parity_batch_size=args.parity_batch,
             tolerance=args.tolerance,
@@ -70,6 +135,9 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, TypeError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     meta = result.metadata
     for name, path in result.paths.items():
         print(f"wrote {name}: {path}")
@@ -87,6 +155,14 @@ def _run(args: argparse.Namespace) -> int:
         f"({parity['batch_size']} images, tolerance {parity['tolerance']:g})"
     )
     for name, r in parity["backends"].items():
+        if "label_agreement" in r:
+            print(
+                f"  {name:18s} labels agree {r['label_agreement']:.1%} "
+                f"(>= {r['min_agreement']:.0%}), mean |logit diff| "
+                f"{r['mean_abs_logit_diff']:.3g} (<= {r['tolerance']:g}) "
+                f"on {r['batch_size']} held-out images"
+            )
+            continue
         print(
             f"  {name:18s} max |logit diff| {r['max_abs_logit_diff']:.3g}  "
             f"label mismatches {r['label_mismatches']}"

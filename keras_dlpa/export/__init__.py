@@ -3,8 +3,10 @@
 The serving graph is backbone -> L2 normalise -> cosines against the
 label-ordered prototypes `W[A]` baked in as constants, with outputs
 `logits`, `label`, `score` (and optional top-k); written as a SavedModel
-and/or ONNX and checked for parity against the Keras model. Serving needs
-neither `keras_dlpa` nor the training statistics.
+and/or ONNX (optionally in TF-Serving / Triton repository layouts, and as
+an int8 ONNX copy) and checked for parity against the Keras model. Serving
+needs neither `keras_dlpa` nor the training statistics; `onnx_client` and
+`load_predictor` classify image files with any of them.
 """
 
 from keras_dlpa.export.export_classifier import FORMATS
@@ -15,9 +17,16 @@ from keras_dlpa.export.metadata import export_metadata
 from keras_dlpa.export.metadata import prototypes_sha256
 from keras_dlpa.export.onnx_model import export_onnx
 from keras_dlpa.export.parity import ParityError
+from keras_dlpa.export.parity import check_int8_parity
 from keras_dlpa.export.parity import check_parity
+from keras_dlpa.export.predictors import load_predictor
+from keras_dlpa.export.quantize import load_calibration_images
+from keras_dlpa.export.quantize import quantize_onnx
 from keras_dlpa.export.prototype_head import BakedPrototypeHead
 from keras_dlpa.export.saved_model import export_saved_model
+from keras_dlpa.export.serving_layout import LAYOUTS
+from keras_dlpa.export.serving_layout import read_triton_config
+from keras_dlpa.export.serving_layout import triton_config
 from keras_dlpa.export.serving_model import build_serving_model
 from keras_dlpa.export.serving_model import extract_backbone
 from keras_dlpa.export.source import LoadedClassifier
@@ -25,18 +34,25 @@ from keras_dlpa.export.source import load_classifier
 
 __all__ = [
     "FORMATS",
+    "LAYOUTS",
     "BakedPrototypeHead",
     "ExportResult",
     "LoadedClassifier",
     "ParityError",
     "build_serving_model",
+    "check_int8_parity",
     "check_parity",
     "export_classifier",
     "export_metadata",
     "export_onnx",
     "export_saved_model",
     "extract_backbone",
+    "load_calibration_images",
     "load_classifier",
+    "load_predictor",
     "parse_formats",
     "prototypes_sha256",
+    "quantize_onnx",
+    "read_triton_config",
+    "triton_config",
 ]

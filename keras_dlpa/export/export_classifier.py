@@ -12,11 +12,20 @@ import keras
 from keras_dlpa.export.metadata import export_metadata
 from keras_dlpa.export.onnx_model import DEFAULT_OPSET
 from keras_dlpa.export.onnx_model import export_onnx
+from keras_dlpa.export.parity import INT8_MIN_AGREEMENT
+from keras_dlpa.export.parity import INT8_TOLERANCE
 from keras_dlpa.export.parity import ParityError
 from keras_dlpa.export.parity import check_images
+from keras_dlpa.export.parity import check_int8_parity
 from keras_dlpa.export.parity import check_parity
 from keras_dlpa.export.parity import random_images
+from keras_dlpa.export.quantize import load_calibration_images
+from keras_dlpa.export.quantize import quantize_onnx
 from keras_dlpa.export.saved_model import export_saved_model
+from keras_dlpa.export.serving_layout import DEFAULT_MAX_BATCH_SIZE
+from keras_dlpa.export.serving_layout import check_layout
+from keras_dlpa.export.serving_layout import version_dir
+from keras_dlpa.export.serving_layout import write_triton_model
 from keras_dlpa.export.serving_model import build_serving_model
 from keras_dlpa.export.serving_model import image_shape
 from keras_dlpa.export.source import load_classifier
@@ -26,6 +35,9 @@ logger = logging.getLogger(__name__)
 FORMATS = ("savedmodel", "onnx")
 SAVED_MODEL_DIR = "savedmodel"
 ONNX_FILE = "model.onnx"
+INT8_ONNX_FILE = "model_int8.onnx"
+# Held-out real images (beyond the calibration set) of the int8 check.
+INT8_CHECK_SIZE = 64
 REPORT_FILE = "export.json"
 
 
@@ -61,10 +73,48 @@ def parse_formats(formats) -> tuple:
     return tuple(dict.fromkeys(items))
 
 
+def _layout_formats(layout: str, formats) -> tuple:
+    allowed = {
+        "default": FORMATS,
+        "tf-serving": ("savedmodel",),
+        "triton": ("onnx",),
+    }[layout]
+    if formats is None:
+        return allowed
+    formats = parse_formats(formats)
+    extra = [f for f in formats if f not in allowed]
+    if extra:
+        raise ValueError(
+            f"Layout {layout!r} holds {', '.join(allowed)} only. Received: "
+            f"formats={','.join(formats)}; drop the format or use "
+            "layout='default'."
+        )
+    return formats
+
+
+def _int8_images(calibration_images, size, shape, seed):
+    """(calibration batch, disjoint check batch) from one source."""
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(
+            "Argument `calibration_size` must be an int >= 1. Received: "
+            f"calibration_size={size!r}"
+        )
+    if calibration_images is None:
+        raise ValueError(
+            "int8 export needs calibration images (training images: a "
+            "folder, a .tar.gz archive or an array). Received: "
+            "calibration_images=None"
+        )
+    images = load_calibration_images(
+        calibration_images, size + INT8_CHECK_SIZE, shape, seed
+    )
+    return images[:size], images[size:]
+
+
 def export_classifier(
     source,
     out_dir,
-    formats=FORMATS,
+    formats=None,
     top_k: int | None = None,
     class_names=None,
     images=None,
@@ -73,24 +123,43 @@ def export_classifier(
     seed: int = 0,
     opset: int = DEFAULT_OPSET,
     check: bool = True,
+    layout: str = "default",
+    name: str = "dl2pa",
+    version: int = 1,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    int8: bool = False,
+    calibration_images=None,
+    calibration_size: int = 256,
+    int8_min_agreement: float = INT8_MIN_AGREEMENT,
+    int8_tolerance: float = INT8_TOLERANCE,
 ) -> ExportResult:
     """Exports a trained DL2PA classifier for serving and checks parity.
 
     Builds the serving graph (`build_serving_model`: backbone -> L2
     normalise -> cosines against `W[A]` baked in as constants; outputs
     `logits`, `label`, `score`, optional top-k), writes it as a SavedModel
-    (`out_dir/savedmodel`, signatures `serving_default` float32 and
-    `serving_uint8`) and/or ONNX (`out_dir/model.onnx`, opset 17, metadata
-    in `metadata_props`), then compares every export with the Keras model
-    on one batch and raises `ParityError` when labels or cosines differ.
-    A JSON report goes to `out_dir/export.json`.
+    (signatures `serving_default` float32 and `serving_uint8`, input
+    `images`) and/or ONNX (input `images`, batch axis `batch`, opset 17,
+    metadata in `metadata_props`), optionally an int8 ONNX copy, then
+    compares every export with the Keras model and raises `ParityError`
+    when labels or cosines differ. A JSON report goes to `export.json`.
+
+    Layouts (`layout`):
+    - `"default"`: `out_dir/savedmodel/`, `out_dir/model.onnx`,
+      `out_dir/model_int8.onnx`, `out_dir/export.json`;
+    - `"tf-serving"`: `out_dir/NAME/VERSION/` (`saved_model.pb`,
+      `variables/`), `out_dir/NAME/export.json`;
+    - `"triton"`: `out_dir/NAME/VERSION/model.onnx`,
+      `out_dir/NAME/config.pbtxt` (checked against Triton's `ModelConfig`
+      schema), `out_dir/NAME/labels.txt`; the int8 model is a second
+      Triton model `NAME_int8`.
 
     Args:
         source: a `keras.Model`, a `.keras` file or a RUN_DIR (uses
             `model.keras` and `config.json` "class_names").
         out_dir: output directory (created).
         formats: `"savedmodel,onnx"` or a sequence of `"savedmodel"`,
-            `"onnx"`.
+            `"onnx"`; default: every format of the layout.
         top_k: optional `k` for `top_k_labels`/`top_k_scores` outputs.
         class_names: optional `c` names (default: the run config, else
             `"0".."c-1"`).
@@ -98,14 +167,35 @@ def export_classifier(
             `parity_batch_size` seeded random 0-255 images.
         parity_batch_size: size of the random parity batch (default 8).
         tolerance: parity tolerance on cosines (default 1e-5).
-        seed: seed of the random parity images.
+        seed: seed of the random parity images and calibration sample.
         opset: ONNX opset (default 17).
         check: run the parity check (default True).
+        layout: `"default"`, `"tf-serving"` or `"triton"`.
+        name: model name of the serving layouts (default `"dl2pa"`).
+        version: model version of the serving layouts (default 1).
+        max_batch_size: Triton `max_batch_size` (default 256).
+        int8: also write an int8 ONNX model (`quantize_onnx`).
+        calibration_images: int8 calibration source: training images as
+            an array, a folder or a `.tar.gz` archive (see
+            `load_calibration_images`).
+        calibration_size: calibration images (default 256); 64 more,
+            disjoint, form the int8 check batch.
+        int8_min_agreement: int8 check, minimum top-1 agreement with the
+            float32 ONNX model (default 0.9).
+        int8_tolerance: int8 check, maximum mean |cosine difference|
+            (default 0.05).
 
     Returns:
         An `ExportResult`.
     """
-    formats = parse_formats(formats)
+    check_layout(layout, name, version)
+    formats = _layout_formats(layout, formats)
+    if int8 and "onnx" not in formats:
+        raise ValueError(
+            "int8 export quantises the ONNX model; add the onnx format "
+            f"(layout 'default' or 'triton'). Received: layout={layout!r}, "
+            f"formats={','.join(formats)}"
+        )
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             "keras_dlpa.export needs the TensorFlow backend. Received: "
@@ -122,19 +212,37 @@ def export_classifier(
         images = random_images(shape, parity_batch_size, seed)
     else:
         images = check_images(images, shape)
+    if int8:
+        calibration, int8_check = _int8_images(
+            calibration_images, calibration_size, shape, seed
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    if "savedmodel" in formats:
-        paths["savedmodel"] = export_saved_model(
-            serving_model, out_dir / SAVED_MODEL_DIR, metadata
+    paths = _write(
+        serving_model, out_dir, formats, metadata, opset, layout, name, version
+    )
+    names = json.loads(metadata["class_names"])
+    if layout == "triton":
+        paths["triton_config"] = write_triton_model(
+            paths["onnx"], out_dir / name, name, names, max_batch_size
         )
-        logger.info("wrote SavedModel %s", paths["savedmodel"])
-    if "onnx" in formats:
-        paths["onnx"] = export_onnx(
-            serving_model, out_dir / ONNX_FILE, metadata, opset=opset
+    if int8:
+        if layout == "triton":
+            int8_name = f"{name}_int8"
+            int8_path = version_dir(out_dir, int8_name, version) / ONNX_FILE
+        else:
+            int8_path = out_dir / INT8_ONNX_FILE
+        paths["onnx_int8"] = quantize_onnx(
+            paths["onnx"], int8_path, calibration
         )
-        logger.info("wrote ONNX %s", paths["onnx"])
+        if layout == "triton":
+            paths["triton_config_int8"] = write_triton_model(
+                int8_path,
+                out_dir / int8_name,
+                int8_name,
+                names,
+                max_batch_size,
+            )
     parity = None
     if check:
         parity = check_parity(
@@ -147,9 +255,22 @@ def export_classifier(
             top_k=top_k,
             raise_on_failure=False,
         )
-    paths["report"] = out_dir / REPORT_FILE
+        if int8:
+            int8_report = check_int8_parity(
+                paths["onnx"],
+                paths["onnx_int8"],
+                int8_check,
+                min_agreement=int8_min_agreement,
+                tolerance=int8_tolerance,
+                raise_on_failure=False,
+            )
+            parity["backends"]["onnx_int8"] = int8_report
+            parity["passed"] = parity["passed"] and int8_report["passed"]
+    report_dir = out_dir if layout == "default" else out_dir / name
+    paths["report"] = report_dir / REPORT_FILE
     report = {
         "source": loaded.source,
+        "layout": layout,
         "formats": list(formats),
         "paths": {k: str(v) for k, v in paths.items()},
         "metadata": metadata,
@@ -161,7 +282,33 @@ def export_classifier(
             k: v for k, v in parity["backends"].items() if not v["passed"]
         }
         raise ParityError(
-            f"Export parity check failed (tolerance {tolerance:g}); the "
-            f"exports in {out_dir} must not be served: {failed}"
+            f"Export parity check failed (tolerance {tolerance:g}; int8: "
+            f"label agreement >= {int8_min_agreement:g}, mean |cosine "
+            f"diff| <= {int8_tolerance:g}); the exports in {out_dir} must "
+            f"not be served: {failed}"
         )
     return ExportResult(out_dir, paths, metadata, parity)
+
+
+def _write(
+    serving_model, out_dir, formats, metadata, opset, layout, name, version
+) -> dict:
+    """Writes the SavedModel / ONNX files of a layout; returns paths."""
+    paths = {}
+    if layout == "default":
+        saved_model_dir = out_dir / SAVED_MODEL_DIR
+        onnx_path = out_dir / ONNX_FILE
+    else:
+        saved_model_dir = version_dir(out_dir, name, version)
+        onnx_path = saved_model_dir / ONNX_FILE
+    if "savedmodel" in formats:
+        paths["savedmodel"] = export_saved_model(
+            serving_model, saved_model_dir, metadata
+        )
+        logger.info("wrote SavedModel %s", paths["savedmodel"])
+    if "onnx" in formats:
+        paths["onnx"] = export_onnx(
+            serving_model, onnx_path, metadata, opset=opset
+        )
+        logger.info("wrote ONNX %s", paths["onnx"])
+    return paths

@@ -7,6 +7,20 @@ from pathlib import Path
 import tensorflow as tf
 
 DEFAULT_OPSET = 17
+BATCH_DIM = "batch"
+
+
+def name_batch_dim(proto, name: str = BATCH_DIM) -> None:
+    """Names the first (batch) axis of every graph input and output `name`.
+
+    tf2onnx names each unknown axis `unk__N` (a different N per tensor and
+    per export); servers and clients read the symbolic name, so it is made
+    stable. Only a symbolic first axis is renamed; fixed sizes stay.
+    """
+    for value in (*proto.graph.input, *proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = name
 
 
 def _require_onnx():
@@ -25,10 +39,13 @@ def export_onnx(
 ) -> Path:
     """Writes `serving_model` as an ONNX model (tf2onnx).
 
-    The ONNX graph has one float32 input `"images"` `(B, H, W, C)` (dynamic
-    batch; uint8 pixels are fed as their float32 values) and the outputs of
-    `build_serving_model` by name. `metadata` (`{str: str}`) goes into the
-    model's `metadata_props`.
+    The ONNX graph has one float32 input `"images"` `(batch, H, W, C)`
+    (uint8 pixels are fed as their float32 values) and the outputs of
+    `build_serving_model` by name (`"logits"` `(batch, c)`, `"label"`,
+    `"score"` `(batch,)`, optional `"top_k_labels"`/`"top_k_scores"`
+    `(batch, k)`), the same names as the SavedModel signatures; the
+    dynamic batch axis is named `"batch"` everywhere. `metadata`
+    (`{str: str}`) goes into the model's `metadata_props`.
 
     Args:
         serving_model: the model from `build_serving_model`.
@@ -52,6 +69,7 @@ def export_onnx(
         verbose=False,
     )
     proto = onnx.load(str(path))
+    name_batch_dim(proto)
     if metadata:
         onnx.helper.set_model_props(
             proto, {str(k): str(v) for k, v in metadata.items()}

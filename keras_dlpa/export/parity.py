@@ -166,3 +166,68 @@ def check_parity(
             f"{tolerance:g}, {images.shape[0]} images): {failed}"
         )
     return report
+
+
+INT8_MIN_AGREEMENT = 0.9
+INT8_TOLERANCE = 0.05
+
+
+def check_int8_parity(
+    fp32_path,
+    int8_path,
+    images,
+    min_agreement: float = INT8_MIN_AGREEMENT,
+    tolerance: float = INT8_TOLERANCE,
+    raise_on_failure: bool = True,
+) -> dict:
+    """Compares an int8 ONNX model with its float32 source on real images.
+
+    Quantisation moves every cosine a little, so bit-level parity is not
+    expected. The int8 model passes when its top-1 labels agree with the
+    float32 model on at least `min_agreement` of `images` and the mean
+    absolute cosine difference is at most `tolerance`. Use held-out real
+    images (not the calibration set, not random noise: noise lies outside
+    the calibrated activation ranges).
+
+    Args:
+        fp32_path: the float32 `.onnx`.
+        int8_path: the quantised `.onnx`.
+        images: `(B, H, W, C)` raw images.
+        min_agreement: minimum fraction of agreeing labels (default 0.9).
+        tolerance: maximum mean |cosine difference| (default 0.05).
+        raise_on_failure: raise `ParityError` when a check fails.
+
+    Returns:
+        `{"label_agreement", "mean_abs_logit_diff", "max_abs_logit_diff",
+        "min_agreement", "tolerance", "batch_size", "passed"}`.
+    """
+    if not 0.0 < min_agreement <= 1.0 or not tolerance > 0:
+        raise ValueError(
+            "Arguments `min_agreement` must be in (0, 1] and `tolerance` "
+            f"> 0. Received: min_agreement={min_agreement!r}, "
+            f"tolerance={tolerance!r}"
+        )
+    images = np.asarray(images, "float32")
+    ref = _run_onnx(fp32_path, images)["logits"]
+    got = _run_onnx(int8_path, images)["logits"]
+    diff = np.abs(got - ref)
+    agreement = float(np.mean(got.argmax(axis=1) == ref.argmax(axis=1)))
+    report = {
+        "label_agreement": agreement,
+        "mean_abs_logit_diff": float(diff.mean()),
+        "max_abs_logit_diff": float(diff.max()),
+        "min_agreement": float(min_agreement),
+        "tolerance": float(tolerance),
+        "batch_size": int(images.shape[0]),
+    }
+    report["passed"] = bool(
+        agreement >= min_agreement and diff.mean() <= tolerance
+    )
+    if raise_on_failure and not report["passed"]:
+        raise ParityError(
+            f"The int8 model disagrees with the float32 model: labels agree "
+            f"on {agreement:.1%} of {images.shape[0]} images (need >= "
+            f"{min_agreement:.0%}), mean |cosine diff| "
+            f"{report['mean_abs_logit_diff']:.4f} (need <= {tolerance:g})."
+        )
+    return report

@@ -1,0 +1,32 @@
+"""`keras-dlpa predict`: batch top-k predictions on image files."""
+
+import argparse
+
+
+def register(subparsers) -> None:
+    from keras_dlpa.export import onnx_client
+
+    parser = subparsers.add_parser(
+        "predict",
+        help="Classify image files with a trained or exported model.",
+        description="Top-k predictions (label, class name, cosine) for "
+        "image files, folders (recursive) or list files, in batches, with "
+        "a .keras file or run directory, a SavedModel folder, a .onnx "
+        "file, or a TF-Serving / Triton model folder. .onnx models run on "
+        "onnxruntime. Exit codes: 2 usage (bad argument, missing "
+        "model or image), 1 runtime (unreadable model or image).",
+    )
+    parser.add_argument(
+        "model",
+        help=".keras, run directory, SavedModel folder, .onnx, or a "
+        "TF-Serving/Triton model folder",
+    )
+    onnx_client.add_arguments(parser)
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from keras_dlpa.export import onnx_client
+    from keras_dlpa.export.predictors import load_predictor
+
+    return onnx_client.run(args, load_predictor)

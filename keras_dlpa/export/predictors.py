@@ -1,0 +1,144 @@
+"""`load_predictor`: one batch-prediction interface over every model kind.
+
+`.onnx` files (and Triton model folders) run on onnxruntime through
+`onnx_client` without TensorFlow; `.keras` files and run directories run
+the Keras model, SavedModel folders (and TF-Serving model folders) their
+`serving_default` signature.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from keras_dlpa.export import onnx_client
+from keras_dlpa.export.onnx_client import PredictError
+from keras_dlpa.export.onnx_client import Predictor
+
+SAVED_MODEL_FILE = "saved_model.pb"
+TRITON_CONFIG = "config.pbtxt"
+
+
+def _latest_version(folder: Path, marker: str):
+    """The highest numeric sub-folder of `folder` holding `marker`."""
+    versions = [
+        p
+        for p in folder.iterdir()
+        if p.is_dir() and p.name.isdigit() and (p / marker).exists()
+    ]
+    return max(versions, key=lambda p: int(p.name)) if versions else None
+
+
+def resolve_model_path(path) -> tuple:
+    """Returns `(kind, path)`: kind `"onnx"`, `"keras"` or `"savedmodel"`.
+
+    Accepts a `.onnx` file, a `.keras` file, a run directory
+    (`model.keras`), a SavedModel folder (`saved_model.pb`), and the
+    serving layouts of `export_classifier`: a TF-Serving model folder
+    (`NAME/VERSION/saved_model.pb`) or a Triton model folder
+    (`NAME/config.pbtxt`, `NAME/VERSION/model.onnx`); their highest
+    version is used.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No such model file or folder: {str(path)!r}")
+    if path.is_file():
+        if path.suffix == ".onnx":
+            return "onnx", path
+        if path.suffix == ".keras":
+            return "keras", path
+        raise ValueError(
+            f"Cannot tell the model kind of {str(path)!r}: expected a "
+            ".onnx or .keras file, a run directory or a SavedModel folder."
+        )
+    if (path / SAVED_MODEL_FILE).is_file():
+        return "savedmodel", path
+    if (path / "model.keras").is_file():
+        return "keras", path
+    if (path / TRITON_CONFIG).is_file():
+        version = _latest_version(path, "model.onnx")
+        if version is not None:
+            return "onnx", version / "model.onnx"
+    version = _latest_version(path, SAVED_MODEL_FILE)
+    if version is not None:
+        return "savedmodel", version
+    raise ValueError(
+        f"{str(path)!r} holds no model: expected saved_model.pb, "
+        "model.keras, or numbered version folders (TF-Serving or Triton "
+        "layout)."
+    )
+
+
+def keras_predictor(path) -> Predictor:
+    """A `Predictor` over a `.keras` file or run directory.
+
+    Runs the serving graph of the model (`build_serving_model`: the same
+    cosines as its exports) with `predict_on_batch` (one graph call per
+    batch, without the per-call setup of `model.predict`).
+    """
+    from keras_dlpa.export.serving_model import build_serving_model
+    from keras_dlpa.export.serving_model import image_shape
+    from keras_dlpa.export.source import load_classifier
+
+    try:
+        loaded = load_classifier(path)
+    except ValueError as error:  # corrupt archive, unknown layers
+        raise PredictError(str(error)) from error
+    model = loaded.model
+    try:
+        serving = build_serving_model(model)
+    except ValueError as error:  # no PrototypeLayer
+        raise PredictError(str(error)) from error
+
+    def logits(images):
+        out = serving.predict_on_batch(np.asarray(images, "float32"))
+        return np.asarray(out["logits"], "float32")
+
+    shape = image_shape(model)
+    return Predictor(logits, shape, loaded.class_names, "keras", str(path))
+
+
+def saved_model_predictor(path) -> Predictor:
+    """A `Predictor` over an exported SavedModel (`serving_uint8`)."""
+    import tensorflow as tf
+
+    from keras_dlpa.export.saved_model import METADATA_FILE
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as error:
+        raise PredictError(
+            f"Cannot load {str(path)!r} as a SavedModel: {error}"
+        ) from error
+    signatures = loaded.signatures
+    name = "serving_uint8" if "serving_uint8" in signatures else None
+    fn = signatures[name or "serving_default"]
+    spec = fn.structured_input_signature[1]["images"]
+    if "logits" not in fn.structured_outputs:
+        raise PredictError(
+            f"SavedModel {str(path)!r} has no 'logits' output; export it "
+            "with keras-dlpa export."
+        )
+    names = None
+    meta = Path(path) / "assets.extra" / METADATA_FILE
+    if meta.is_file():
+        names = json.loads(json.loads(meta.read_text())["class_names"])
+
+    def logits(images):
+        x = tf.constant(np.asarray(images).astype(spec.dtype.as_numpy_dtype))
+        return fn(images=x)["logits"].numpy()
+
+    shape = tuple(spec.shape.as_list()[1:])
+    return Predictor(logits, shape, names, "savedmodel", str(path))
+
+
+def load_predictor(path) -> Predictor:
+    """Loads any exported or trained model as a `Predictor`."""
+    kind, resolved = resolve_model_path(path)
+    if kind == "onnx":
+        return onnx_client.onnx_predictor(resolved)
+    if kind == "keras":
+        return keras_predictor(resolved)
+    return saved_model_predictor(resolved)

@@ -1,0 +1,202 @@
+"""Model-repository layouts that TF Serving and Triton load as they are.
+
+- TF Serving: `OUT/NAME/VERSION/saved_model.pb` + `variables/` (the
+  SavedModel of `export_saved_model`; its `assets.extra/` metadata is
+  ignored by the server).
+- Triton (onnxruntime backend): `OUT/NAME/VERSION/model.onnx`,
+  `OUT/NAME/config.pbtxt` and `OUT/NAME/labels.txt` (class names, used by
+  Triton's classification extension on `logits`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+LAYOUTS = ("default", "tf-serving", "triton")
+TRITON_CONFIG = "config.pbtxt"
+TRITON_LABELS = "labels.txt"
+DEFAULT_MAX_BATCH_SIZE = 256
+# ONNX TensorProto element types -> Triton DataType names.
+_TRITON_TYPES = {
+    1: "TYPE_FP32",
+    2: "TYPE_UINT8",
+    3: "TYPE_INT8",
+    6: "TYPE_INT32",
+    7: "TYPE_INT64",
+    10: "TYPE_FP16",
+    11: "TYPE_FP64",
+}
+
+
+def check_layout(layout: str, name: str, version: int) -> None:
+    """Validates the layout arguments of `export_classifier`."""
+    if layout not in LAYOUTS:
+        raise ValueError(
+            f"Unknown layout {layout!r}. Supported layouts: "
+            f"{', '.join(LAYOUTS)}."
+        )
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or (version < 1)
+    ):
+        raise ValueError(
+            "Argument `version` must be an int >= 1 (servers load numbered "
+            f"version folders). Received: version={version!r}"
+        )
+    if not name or any(c in name for c in "/\\ ") or name in (".", ".."):
+        raise ValueError(
+            "Argument `name` must be a model name without spaces or path "
+            f"separators. Received: name={name!r}"
+        )
+
+
+def version_dir(out_dir, name: str, version: int) -> Path:
+    """`out_dir/name/version`."""
+    return Path(out_dir) / name / str(int(version))
+
+
+def _tensor(value) -> tuple:
+    """`(name, Triton dtype, dims without batch)` of an ONNX graph value."""
+    tensor = value.type.tensor_type
+    if tensor.elem_type not in _TRITON_TYPES:
+        raise ValueError(
+            f"ONNX tensor {value.name!r} has element type "
+            f"{tensor.elem_type}, which has no Triton data type here."
+        )
+    dims = [
+        d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim
+    ][1:]
+    return value.name, _TRITON_TYPES[tensor.elem_type], dims
+
+
+def _block(name: str, dtype: str, dims, extra=()) -> list:
+    lines = ["  {", f'    name: "{name}"', f"    data_type: {dtype}"]
+    if dims:
+        lines.append(f"    dims: [ {', '.join(map(str, dims))} ]")
+    else:
+        # A per-image scalar, shape (batch,): Triton wants dims [ 1 ]
+        # reshaped to [ ] (model_configuration.md, "Reshape").
+        lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
+    lines += [f"    {line}" for line in extra]
+    lines.append("  }")
+    return lines
+
+
+def triton_config(
+    onnx_path,
+    name: str,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    labels: bool = True,
+) -> str:
+    """The Triton `config.pbtxt` text of an exported `.onnx` classifier.
+
+    Inputs and outputs (names, data types, dims without the batch axis)
+    are read from the ONNX graph; `platform: "onnxruntime_onnx"`,
+    `max_batch_size` (the batch axis is the ONNX `"batch"` dimension) and
+    `dynamic_batching` (requests batched up to `max_batch_size`, 100 us
+    queue delay). With `labels`, `logits` names `labels.txt` as its
+    `label_filename`.
+    """
+    import onnx
+
+    if not isinstance(max_batch_size, int) or max_batch_size < 1:
+        raise ValueError(
+            "Argument `max_batch_size` must be an int >= 1. Received: "
+            f"max_batch_size={max_batch_size!r}"
+        )
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    lines = [
+        f'name: "{name}"',
+        'platform: "onnxruntime_onnx"',
+        f"max_batch_size: {max_batch_size}",
+        "input [",
+    ]
+    blocks = []
+    for value in graph.input:
+        blocks.append(_block(*_tensor(value), ["format: FORMAT_NHWC"]))
+    lines += _join(blocks) + ["]", "output ["]
+    blocks = []
+    for value in graph.output:
+        extra = (
+            [f'label_filename: "{TRITON_LABELS}"']
+            if labels and value.name == "logits"
+            else []
+        )
+        blocks.append(_block(*_tensor(value), extra))
+    lines += _join(blocks) + ["]"]
+    preferred = sorted(
+        {b for b in (32, 64, max_batch_size) if b <= max_batch_size}
+    )
+    lines += [
+        "dynamic_batching {",
+        f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]",
+        "  max_queue_delay_microseconds: 100",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _join(blocks) -> list:
+    lines = []
+    for i, block in enumerate(blocks):
+        if i < len(blocks) - 1:
+            block = [*block[:-1], "  },"]
+        lines += block
+    return lines
+
+
+def model_config_pb2():
+    """Triton's `model_config_pb2` (from the `tritonclient` package)."""
+    try:
+        return importlib.import_module("tritonclient.grpc.model_config_pb2")
+    except (ImportError, RuntimeError) as error:
+        raise ImportError(
+            "Checking a Triton config.pbtxt needs tritonclient: pip install "
+            f"'keras-dlpa[onnx]' ({error})"
+        ) from error
+
+
+def read_triton_config(path):
+    """Parses a `config.pbtxt` into Triton's `ModelConfig` protobuf.
+
+    Raises `ValueError` naming the file when it does not parse.
+    """
+    from google.protobuf import text_format
+
+    module = model_config_pb2()
+    path = Path(path)
+    try:
+        return text_format.Parse(path.read_text(), module.ModelConfig())
+    except text_format.ParseError as error:
+        raise ValueError(
+            f"{path} is not a valid Triton model configuration: {error}"
+        ) from error
+
+
+def write_triton_model(
+    onnx_path,
+    model_dir,
+    name: str,
+    class_names=None,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+) -> Path:
+    """Writes `config.pbtxt` (+ `labels.txt`) into a Triton model folder.
+
+    `onnx_path` must already be at `model_dir/VERSION/model.onnx`. The
+    config is parsed back with Triton's own `ModelConfig` schema.
+
+    Returns:
+        The `config.pbtxt` path.
+    """
+    model_dir = Path(model_dir)
+    labels = class_names is not None
+    if labels:
+        (model_dir / TRITON_LABELS).write_text(
+            "".join(f"{n}\n" for n in class_names)
+        )
+    path = model_dir / TRITON_CONFIG
+    path.write_text(triton_config(onnx_path, name, max_batch_size, labels))
+    read_triton_config(path)
+    return path
