@@ -20,9 +20,9 @@ from keras_dlpa.export.parity import ParityError
 from keras_dlpa.export.parity import check_int8_parity
 from keras_dlpa.export.parity import check_parity
 from keras_dlpa.export.predictors import load_predictor
+from keras_dlpa.export.prototype_head import BakedPrototypeHead
 from keras_dlpa.export.quantize import load_calibration_images
 from keras_dlpa.export.quantize import quantize_onnx
-from keras_dlpa.export.prototype_head import BakedPrototypeHead
 from keras_dlpa.export.saved_model import export_saved_model
 from keras_dlpa.export.serving_layout import LAYOUTS
 from keras_dlpa.export.serving_layout import read_triton_config
