@@ -19,7 +19,7 @@ from conftest import REPO_ROOT
 from test_backends import NO_TF
 from test_resume import _images
 
-SCRIPT = REPO_ROOT / "benchmarks" / "gpu_cifar10_lt.py"
+SCRIPT = Path(REPO_ROOT) / "benchmarks" / "gpu_cifar10_lt.py"
 
 
 def _driver(tmp_path, images, *extra):
