@@ -58,6 +58,12 @@ def parse_args():
         "full-batch evaluation is ~1e11 flops)",
     )
     parser.add_argument(
+        "--large-adam-steps",
+        default="",
+        help="comma-separated Adam step counts at (10000, 512) for a "
+        "quality/time curve, e.g. 10,20,40 (default: none)",
+    )
+    parser.add_argument(
         "--skip-pairs", action="store_true", help="skip the pairs study"
     )
     return parser.parse_args()
@@ -84,6 +90,9 @@ def main():
         row["cpu_seconds"] = round(cpu, 3)  # robust to other processes
         row.update({k: round(v, 6) for k, v in q.items()})
         row.update({k: str(v) for k, v in kwargs.items()})
+        row["optimizer"] = P._resolve_optimizer(
+            c, d, kwargs.get("optimizer", "auto")
+        )
         bar = REFERENCE_BARS.get((c, d))
         if bar is not None and not kwargs:
             row["bar_max"] = round(bar, 6)
@@ -101,6 +110,8 @@ def main():
                 refine_iterations=args.large_refine,
             )
         )
+    for n in (int(x) for x in args.large_adam_steps.split(",") if x):
+        headline.append(run(10000, 512, optimizer="adam", adam_steps=n))
     bars = [run(c, d) for (c, d) in REFERENCE_BARS if (c, d) != (1000, 512)]
     bars.append(headline[1])
     pairs = []
@@ -121,7 +132,7 @@ def main():
                 pairs.append(run(c, d, method="uniformity", pairs=mode))
     cols = ["c", "d", "seconds", "cpu_seconds", "min", "max", "mean"]
     print("\nheadline")
-    print_table(headline, cols + ["steps", "refine_iterations"])
+    print_table(headline, cols + ["optimizer", "adam_steps", "steps"])
     print("\nreference bars (max cosine <= bar_max)")
     print_table(bars, cols + ["bar_max", "meets_bar"])
     if pairs:

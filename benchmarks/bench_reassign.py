@@ -11,6 +11,16 @@ training, the hardest case for the matching).
 
     python benchmarks/bench_reassign.py                      # full run
     python benchmarks/bench_reassign.py --sizes 100,1000 --skip-100k
+
+`--warm-start` times the epoch-to-epoch case instead: solve once on the
+statistics (cold, filling a `SparseWarmStart` cache), add small noise
+(`--warm-noise`, relative to the statistics' scale: "previous epoch's
+statistics + small noise"), then time the warm solve from the previous
+assignment and, unless `--no-verify`, a cold solve of the same problem,
+checking that both give the same assignment and cost.
+
+    python benchmarks/bench_reassign.py --warm-start --sizes 10000 \
+        --stats near --skip-100k
 """
 
 from __future__ import annotations
@@ -48,9 +58,61 @@ def _make_case(c, d, kind, seed=0):
 def _reassign(stats, prototypes, current, method):
     from keras_dlpa.matching import solve_assignment
 
+    return solve_assignment(_normalize(stats), prototypes, current, method)
+
+
+def _normalize(stats):
     norms = np.linalg.norm(stats, axis=1, keepdims=True)
-    q = np.divide(stats, norms, out=np.zeros_like(stats), where=norms > 0)
-    return solve_assignment(q, prototypes, current, method)
+    return np.divide(stats, norms, out=np.zeros_like(stats), where=norms > 0)
+
+
+def _warm_worker(c, d, kind, noise, verify):
+    from keras_dlpa.matching import SparseWarmStart
+    from keras_dlpa.matching import solve_assignment
+
+    stats, w, current, perm = _make_case(c, d, kind)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cache = SparseWarmStart()
+    start = time.perf_counter()
+    previous, _ = solve_assignment(
+        _normalize(stats), w, current, "sparse", warm_start=cache
+    )
+    first_s = time.perf_counter() - start
+    rng = np.random.default_rng(1)
+    scale = np.linalg.norm(stats, axis=1, keepdims=True) / np.sqrt(d)
+    q = _normalize(stats + noise * scale * rng.standard_normal((c, d)))
+    start, start_cpu = time.perf_counter(), time.process_time()
+    warm, warm_cost = solve_assignment(
+        q, w, previous, "sparse", warm_start=cache
+    )
+    row = {
+        "classes": c,
+        "dim": d,
+        "stats": kind,
+        "method": "sparse",
+        "mode": "warm",
+        "noise": noise,
+        "first_solve_s": first_s,
+        "median_s": time.perf_counter() - start,
+        "median_cpu_s": time.process_time() - start_cpu,
+        "warm_solves": cache.warm_solves,
+        "priced_rows": cache.last_priced_rows,
+        "cost": warm_cost,
+        "changed_vs_previous": float(np.mean(warm != previous)),
+        "planted_recovered": (
+            None if perm is None else float(np.mean(warm == perm))
+        ),
+    }
+    if verify:
+        start = time.perf_counter()
+        cold, cold_cost = solve_assignment(q, w, previous, "sparse")
+        row["cold_s"] = time.perf_counter() - start
+        row["identical_to_cold"] = bool(np.array_equal(cold, warm))
+        row["cost_gap_vs_cold"] = warm_cost - cold_cost
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["peak_rss_mb"] = round(peak, 1)
+    row["input_rss_mb"] = round(rss_before, 1)
+    return row
 
 
 def _worker(c, d, kind, method, repeats, warmup):
@@ -86,13 +148,12 @@ def _worker(c, d, kind, method, repeats, warmup):
     }
 
 
-def _run_case(c, d, kind, method, repeats, warmup, timeout):
-    cmd = [
-        sys.executable,
-        __file__,
-        "--worker",
-        json.dumps([c, d, kind, method, repeats, warmup]),
-    ]
+def _run_case(c, d, kind, method, repeats, warmup, timeout, warm=None):
+    if warm is None:
+        job = ["--worker", json.dumps([c, d, kind, method, repeats, warmup])]
+    else:
+        job = ["--warm-worker", json.dumps([c, d, kind, *warm])]
+    cmd = [sys.executable, __file__, *job]
     try:
         out = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, check=True
@@ -118,11 +179,34 @@ def main(argv=None):
     parser.add_argument("--big-dim", type=int, default=128)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="time a warm-started re-solve after small noise (sparse)",
+    )
+    parser.add_argument(
+        "--warm-noise",
+        type=float,
+        default=0.05,
+        help="noise std per coordinate, relative to the statistics' "
+        "scale (default 0.05)",
+    )
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="--warm-start: skip the cold solve that checks the result",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--warm-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(_worker(*json.loads(args.worker))))
         return
+    if args.warm_worker:
+        print(json.dumps(_warm_worker(*json.loads(args.warm_worker))))
+        return
+    if args.warm_start:
+        return _main_warm(args)
 
     cases = []
     for c in (int(s) for s in args.sizes.split(",") if s):
@@ -170,6 +254,41 @@ def main(argv=None):
     )
     write_results(
         "bench_reassign",
+        {"args": vars(args), "rows": rows, "machine_load": _load()},
+        args.out,
+    )
+
+
+def _main_warm(args):
+    sizes = [(int(s), args.dim) for s in args.sizes.split(",") if s]
+    if not args.skip_100k:
+        sizes.append((args.big_classes, args.big_dim))
+    warm = [args.warm_noise, not args.no_verify]
+    rows = []
+    for c, d in sizes:
+        for kind in args.stats.split(","):
+            row = _run_case(c, d, kind, "sparse", 1, 0, args.timeout, warm)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print_table(
+        rows,
+        [
+            "classes",
+            "dim",
+            "stats",
+            "noise",
+            "first_solve_s",
+            "median_s",
+            "cold_s",
+            "priced_rows",
+            "identical_to_cold",
+            "cost_gap_vs_cold",
+            "peak_rss_mb",
+            "error",
+        ],
+    )
+    write_results(
+        "bench_reassign_warm",
         {"args": vars(args), "rows": rows, "machine_load": _load()},
         args.out,
     )

@@ -33,9 +33,17 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("auto", "uniformity", "etf")
 PAIRS = ("subset", "all")
+OPTIMIZERS = ("auto", "reference", "adam")
 # Bump when a change to the optimiser changes its output: old cache
 # entries then miss instead of returning stale prototypes.
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2
+# optimizer="auto": the reference pipeline (SGD + L-BFGS) while c^2 d is
+# at most this (about a second, and measured slightly better there), the
+# full-batch Adam above (benchmarks/bench_prototypes.py).
+REFERENCE_MAX_WORK = 10**7
+# Full-batch Adam: temperature ramp (geometric) and peak learning rate.
+ADAM_TEMPERATURES = (10.0, 100.0)
+ADAM_LEARNING_RATE = 0.05
 _FORMAT = "keras_dlpa.prototypes/1"
 # Stage-2 temperatures: t = 2 (the paper's objective) up to 500, where the
 # scaled loss is within ~0.01 of the maximum pairwise cosine.
@@ -303,6 +311,85 @@ def _refine(raw, temperatures, iterations, verbose):
     return raw
 
 
+def _adam_block_grad(u, t, block_size):
+    """Tangent gradient of `log mean_{i != j} exp(2t (u_i . u_j - 1))`.
+
+    Computed in row blocks of float32, `O(block_size * c)` memory. Returns
+    the gradient w.r.t. the unit rows `u`, projected on the tangent
+    spaces (up to a positive factor), and the max pairwise cosine.
+    """
+    c = u.shape[0]
+    du = np.empty_like(u)
+    shifts, sums, top_cos = [], [], -1.0
+    for start in range(0, c, block_size):
+        stop = min(start + block_size, c)
+        a = u[start:stop] @ u.T
+        rows = np.arange(stop - start)
+        a[rows, rows + start] = -2.0
+        top_cos = max(top_cos, float(a.max()))
+        a *= np.float32(2.0 * t)
+        shift = float(a.max())
+        a -= np.float32(shift)
+        np.exp(a, out=a)
+        shifts.append(shift)
+        sums.append(float(a.sum(dtype=np.float64)))
+        du[start:stop] = a @ u
+    top = max(shifts)
+    scales = [math.exp(shift - top) for shift in shifts]
+    total = sum(s * x for s, x in zip(sums, scales))
+    for k, start in enumerate(range(0, c, block_size)):
+        du[start : start + block_size] *= np.float32(scales[k] / total)
+    du -= u * np.einsum("ij,ij->i", du, u)[:, None]
+    return du, top_cos
+
+
+def _adam(u, steps, temperatures, learning_rate, verbose, block_size=2048):
+    """Full-batch Adam on the unit sphere; returns the best iterate.
+
+    Temperature rises geometrically from `temperatures[0]` to
+    `temperatures[1]` (the loss moves from uniformity towards the max
+    pairwise cosine), the learning rate decays with a half cosine, rows
+    are renormalised after every step, and the iterate with the lowest
+    max cosine seen is returned (the max cosine comes free with the
+    gradient).
+    """
+    t0, t1 = temperatures
+    m = np.zeros_like(u)
+    v = np.zeros_like(u)
+    b1, b2 = 0.9, 0.999
+    best, best_cos = u.copy(), np.inf
+    start = time.perf_counter()
+    for i in range(steps):
+        frac = i / max(1, steps - 1)
+        t = t0 * (t1 / t0) ** frac
+        g, top_cos = _adam_block_grad(u, t, block_size)
+        if top_cos < best_cos:
+            best, best_cos = u.copy(), top_cos
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        lr = learning_rate * 0.5 * (1.0 + math.cos(math.pi * frac))
+        step = np.float32(lr / (1 - b1 ** (i + 1)))
+        denom = np.sqrt(v / np.float32(1 - b2 ** (i + 1)))
+        denom += np.float32(1e-8)  # rows without pressure stay put
+        u -= step * m / denom
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        if verbose and (i % max(1, steps // 10) == 0 or i == steps - 1):
+            logger.info(
+                "adam step %d/%d  t=%.1f  max cos %.5f  %.1fs",
+                i + 1,
+                steps,
+                t,
+                top_cos,
+                time.perf_counter() - start,
+            )
+    _, top_cos = _adam_block_grad(u, t1, block_size)
+    if top_cos < best_cos:
+        best = u
+    return best
+
+
 def estimate_prototypes(
     num_classes: int,
     dim: int,
@@ -316,8 +403,22 @@ def estimate_prototypes(
     refine_temperatures: tuple = REFINE_TEMPERATURES,
     refine_iterations: int = 100,
     verbose: bool = False,
+    optimizer: str = "auto",
+    adam_steps: int = 200,
 ) -> np.ndarray:
     """Estimates `num_classes` unit prototypes in `dim` dimensions.
+
+    `optimizer` picks how `method="uniformity"` optimises: `"reference"`
+    is the two-stage pipeline below; `"adam"` is full-batch Adam on the
+    same Gaussian-potential loss over all pairs (float32, in row blocks),
+    `adam_steps` steps with the temperature rising from 10 to 100, the
+    gradient projected on the tangent spaces, rows renormalised after
+    each step, a half-cosine learning-rate decay from 0.05, and the
+    iterate with the lowest max cosine returned; `"auto"` (default) uses
+    `"reference"` when `c^2 d <= REFERENCE_MAX_WORK` (small problems,
+    where it takes about a second) and `"adam"` above. The reference
+    stage settings (`steps`, `subset_size`, `temperature`,
+    `learning_rate`, `pairs`, `refine_*`) only apply to `"reference"`.
 
     `method="uniformity"` runs two stages:
 
@@ -360,6 +461,9 @@ def estimate_prototypes(
         refine_iterations: L-BFGS iterations per temperature (0: none).
         verbose: log progress (INFO) every tenth of the passes and after
             each refinement temperature.
+        optimizer: `"auto"`, `"reference"` or `"adam"` (see above).
+        adam_steps: full-batch Adam steps (`optimizer="adam"`); each costs
+            two `(c, c, d)` float32 matrix products.
 
     Cost: a pass is `ceil(c / subset_size)` steps of `O(subset_size^2 d)`;
     a refinement iteration is `O(c^2 d)` (about 2 GFLOP at `c=1000,
@@ -387,11 +491,23 @@ def estimate_prototypes(
         pairs=pairs,
         refine_temperatures=refine_temperatures,
         refine_iterations=refine_iterations,
+        optimizer=optimizer,
+        adam_steps=adam_steps,
     )
     method = _resolve_method(c, d, method)
     if method == "etf":
         return simplex_etf(c, d, seed=settings["seed"])
     rng = np.random.default_rng(settings["seed"])
+    if _resolve_optimizer(c, d, settings["optimizer"]) == "adam":
+        u = _unit_rows(rng.standard_normal((c, d))).astype(np.float32)
+        w = _adam(
+            u,
+            settings["adam_steps"],
+            ADAM_TEMPERATURES,
+            ADAM_LEARNING_RATE,
+            verbose,
+        )
+        return _unit_rows(w.astype(np.float64)).astype(np.float32)
     # float32 for SGD: 2-4x faster, and SGD noise dwarfs rounding.
     raw = _unit_rows(rng.uniform(-1.0, 1.0, size=(c, d))).astype(np.float32)
     _sgd_passes(
@@ -425,6 +541,8 @@ def _check_settings(
     pairs,
     refine_temperatures,
     refine_iterations,
+    optimizer="auto",
+    adam_steps=200,
 ):
     """Validates the optimiser settings; returns them as a plain dict."""
     temps = refine_temperatures
@@ -446,7 +564,16 @@ def _check_settings(
         "refine_iterations": _check_int(
             "refine_iterations", refine_iterations, 0
         ),
+        "optimizer": _check_choice("optimizer", optimizer, OPTIMIZERS),
+        "adam_steps": _check_int("adam_steps", adam_steps, 1),
     }
+
+
+def _resolve_optimizer(num_classes, dim, optimizer):
+    if optimizer != "auto":
+        return optimizer
+    small = num_classes * num_classes * dim <= REFERENCE_MAX_WORK
+    return "reference" if small else "adam"
 
 
 # ----------------------------------------------------------------------------
@@ -650,6 +777,8 @@ def _cache_entry(num_classes, dim, method, seed, cache_dir, settings):
         "pairs": "subset",
         "refine_temperatures": REFINE_TEMPERATURES,
         "refine_iterations": 100,
+        "optimizer": "auto",
+        "adam_steps": 200,
     }
     unknown = sorted(set(settings) - set(defaults))
     if unknown:
@@ -661,6 +790,7 @@ def _cache_entry(num_classes, dim, method, seed, cache_dir, settings):
     key = {"num_classes": c, "dim": d, "method": method, "seed": seed}
     if method == "uniformity":
         key.update(checked)
+        key["optimizer"] = _resolve_optimizer(c, d, checked["optimizer"])
         key["algorithm_version"] = ALGORITHM_VERSION
     digest = hashlib.sha256(
         json.dumps(key, sort_keys=True).encode()

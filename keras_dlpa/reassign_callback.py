@@ -11,6 +11,7 @@ from keras import ops
 from keras_dlpa.class_statistics import merge_statistics
 from keras_dlpa.class_statistics import normalize_rows
 from keras_dlpa.ipm_loss import IPMLoss
+from keras_dlpa.matching import SparseWarmStart
 from keras_dlpa.matching import matching_cost
 from keras_dlpa.matching import solve_assignment
 from keras_dlpa.prototype_layer import PrototypeLayer
@@ -175,6 +176,7 @@ class ReassignCallback(keras.callbacks.Callback):
                 "PyDataset with __len__), or use updates_per_epoch=1."
             )
         self._steps = steps
+        self._warm_start = SparseWarmStart()  # speed only, not results
 
     def _check_output_classes(self, model) -> None:
         """Single-output models: the output must be the layer's `c` logits."""
@@ -271,7 +273,11 @@ class ReassignCallback(keras.callbacks.Callback):
         q = normalize_rows(representatives)
         if active:
             current, _ = solve_assignment(
-                q, prototypes, current=current, method=self.method
+                q,
+                prototypes,
+                current=current,
+                method=self.method,
+                warm_start=self._warm_start,
             )
             layer.set_assignment(current)
         return matching_cost(q, prototypes, current) / layer.num_classes

@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
+from keras_dlpa.matching import SparseWarmStart
 from keras_dlpa.matching import solve_assignment
 
 pytestmark = pytest.mark.core
@@ -186,3 +187,91 @@ def test_non_finite():
         args[name][2, 1] = bad
         with pytest.raises(ValueError, match=f"{name}.*NaN or inf.*\\[2\\]"):
             solve_assignment(**args)
+
+
+def _dense_optimum(q, w):
+    from scipy.optimize import linear_sum_assignment
+
+    _, col = linear_sum_assignment(-(q @ w.T))
+    return -float(np.sum(q * w[col]))
+
+
+def test_warm_start_equals_cold_and_dense():
+    # Epochs of near-converged statistics that drift a little; some pairs
+    # of classes (i, j) turn towards each other's prototype (a, b): still
+    # 0.6 to their own, now 0.8 to the other's, which was no candidate of
+    # theirs. Only the ||q - q_ref|| bound tells the solver to re-price
+    # those rows. Warm = cold = dense optimum.
+    c, d = 2000, 32
+    rng = np.random.default_rng(4)
+    w = _unit_rows(rng.standard_normal((c, d)))
+    perm = rng.permutation(c)
+    stats = w[perm] + 0.1 * rng.standard_normal((c, d))
+    cache = SparseWarmStart()
+    current = rng.permutation(c)
+    for epoch in range(4):
+        if epoch:
+            stats = stats + 0.01 * rng.standard_normal((c, d))
+            i, j = rng.choice(c, (2, 20), replace=False)
+            a, b = current[i], current[j]
+            stats[i] = 0.6 * w[a] + 0.8 * w[b]
+            stats[j] = 0.8 * w[a] + 0.6 * w[b]
+        q = _unit_rows(stats)
+        warm, warm_cost = solve_assignment(
+            q, w, current, "sparse", warm_start=cache
+        )
+        cold, cold_cost = solve_assignment(q, w, current, "sparse")
+        np.testing.assert_array_equal(warm, cold)
+        assert warm_cost == cold_cost
+        np.testing.assert_allclose(warm_cost, _dense_optimum(q, w), atol=1e-9)
+        current = warm
+    assert (cache.cold_solves, cache.warm_solves) == (1, 3)
+    assert 0 < cache.last_priced_rows < c // 4  # the jumped rows, not all
+
+
+def test_warm_start_stale_or_foreign_cache_gives_cold_result():
+    # A resumed run may hold a cache from other statistics or other
+    # prototypes (or none): the answer must not change.
+    q, w, _ = _problem(1500, 16, seed=8, noise=0.1)
+    current = np.random.default_rng(3).permutation(1500)
+    cold, cold_cost = solve_assignment(q, w, current, "sparse")
+    stale = SparseWarmStart()
+    solve_assignment(_problem(1500, 16, seed=9)[0], w, None, "sparse",
+                     warm_start=stale)  # fmt: skip
+    foreign = SparseWarmStart()
+    solve_assignment(q, _problem(1500, 16, seed=10)[1], None, "sparse",
+                     warm_start=foreign)  # fmt: skip
+    for cache in (stale, foreign):
+        got, cost = solve_assignment(q, w, current, "sparse", warm_start=cache)
+        np.testing.assert_array_equal(got, cold)
+        assert cost == cold_cost
+    assert foreign.cold_solves == 2  # other prototypes: no reuse
+
+
+def test_warm_start_keeps_ties_like_cold():
+    # Zero statistics (unseen classes) and duplicated representatives:
+    # ties break towards `current` the same way with or without a cache.
+    q, w, _ = _problem(600, 8, seed=12, noise=0.1)
+    q[:50] = 0.0
+    q[100:110] = q[99]
+    current = np.random.default_rng(5).permutation(600)
+    cache = SparseWarmStart()
+    solve_assignment(q, w, current, "sparse", warm_start=cache)
+    cold, _ = solve_assignment(q, w, current, "sparse")
+    warm, _ = solve_assignment(q, w, current, "sparse", warm_start=cache)
+    np.testing.assert_array_equal(warm, cold)
+    assert cache.warm_solves == 1
+    # Canonical within each tied group: members keep their current
+    # prototype when it is in the group's set, the rest ascend by class.
+    for group in (np.arange(50), np.arange(99, 110)):
+        protos = set(warm[group].tolist())
+        keep = np.isin(current[group], list(protos))
+        np.testing.assert_array_equal(warm[group][keep], current[group][keep])
+        rest = warm[group][~keep]
+        assert np.all(np.diff(rest) > 0)
+    dense, _ = solve_assignment(q, w, current, "dense")
+    np.testing.assert_array_equal(dense, cold)
+    with pytest.raises(ValueError, match="warm_start"):
+        solve_assignment(q, w, current, "sparse", warm_start={})
+    with pytest.raises(ValueError, match="refresh_fraction"):
+        SparseWarmStart(refresh_fraction=0.0)

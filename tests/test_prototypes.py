@@ -228,3 +228,23 @@ def test_cli_writes_file_and_prints_quality(tmp_path, capsys):
 def test_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         P.estimate_prototypes(**kwargs)
+
+
+def test_adam_optimizer_quality_and_determinism():
+    # Random unit rows: max cosine 0.57 at (120, 40); the reference
+    # pipeline reaches 0.066, Adam 0.074 (measured).
+    a = P.estimate_prototypes(120, 40, seed=0, optimizer="adam")
+    b = P.estimate_prototypes(120, 40, seed=0, optimizer="adam")
+    assert a.dtype == np.float32 and a.tobytes() == b.tobytes()
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-6)
+    assert naive_quality(a)[1] <= 0.085
+    assert P._resolve_optimizer(100, 50, "auto") == "reference"
+    assert P._resolve_optimizer(1000, 512, "auto") == "adam"
+    # The cache key holds the resolved optimiser and the version.
+    assert P.cache_path(1000, 512) != P.cache_path(
+        1000, 512, optimizer="reference"
+    )
+    with pytest.raises(ValueError, match="`optimizer`.*'sgd'"):
+        P.estimate_prototypes(10, 3, optimizer="sgd")
+    with pytest.raises(ValueError, match="`adam_steps`"):
+        P.estimate_prototypes(10, 3, optimizer="adam", adam_steps=0)

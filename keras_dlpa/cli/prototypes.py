@@ -42,6 +42,19 @@ def register(subparsers) -> None:
         "reference optimiser alone (default 100)",
     )
     parser.add_argument(
+        "--optimizer",
+        default="auto",
+        choices=["auto", "reference", "adam"],
+        help="auto: the reference SGD + L-BFGS for small c^2 d, full-batch "
+        "Adam above (default auto)",
+    )
+    parser.add_argument(
+        "--adam-steps",
+        type=int,
+        default=200,
+        help="full-batch Adam steps (default 200)",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="do not log progress"
     )
     parser.set_defaults(func=_run)
@@ -70,6 +83,8 @@ def _run(args: argparse.Namespace) -> int:
             steps=args.steps,
             refine_iterations=args.refine_iterations,
             verbose=not args.quiet,
+            optimizer=args.optimizer,
+            adam_steps=args.adam_steps,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -77,7 +92,14 @@ def _run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     meta = {"method": method, "seed": args.seed, "seconds": round(seconds, 3)}
     if method == "uniformity":
-        meta.update(steps=args.steps, refine_iterations=args.refine_iterations)
+        meta.update(
+            steps=args.steps,
+            refine_iterations=args.refine_iterations,
+            optimizer=lib._resolve_optimizer(
+                args.num_classes, args.dim, args.optimizer
+            ),
+            adam_steps=args.adam_steps,
+        )
     path = lib.save_prototypes(args.output, w, **meta)
     q = lib.prototype_quality(w)
     print(
