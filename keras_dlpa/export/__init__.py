@@ -9,50 +9,42 @@ needs neither `keras_dlpa` nor the training statistics; `onnx_client` and
 `load_predictor` classify image files with any of them.
 """
 
-from keras_dlpa.export.export_classifier import FORMATS
-from keras_dlpa.export.export_classifier import ExportResult
-from keras_dlpa.export.export_classifier import export_classifier
-from keras_dlpa.export.export_classifier import parse_formats
-from keras_dlpa.export.metadata import export_metadata
-from keras_dlpa.export.metadata import prototypes_sha256
-from keras_dlpa.export.onnx_model import export_onnx
-from keras_dlpa.export.parity import ParityError
-from keras_dlpa.export.parity import check_int8_parity
-from keras_dlpa.export.parity import check_parity
-from keras_dlpa.export.predictors import load_predictor
-from keras_dlpa.export.prototype_head import BakedPrototypeHead
-from keras_dlpa.export.quantize import load_calibration_images
-from keras_dlpa.export.quantize import quantize_onnx
-from keras_dlpa.export.saved_model import export_saved_model
-from keras_dlpa.export.serving_layout import LAYOUTS
-from keras_dlpa.export.serving_layout import read_triton_config
-from keras_dlpa.export.serving_layout import triton_config
-from keras_dlpa.export.serving_model import build_serving_model
-from keras_dlpa.export.serving_model import extract_backbone
-from keras_dlpa.export.source import LoadedClassifier
-from keras_dlpa.export.source import load_classifier
+import importlib
 
-__all__ = [
-    "FORMATS",
-    "LAYOUTS",
-    "BakedPrototypeHead",
-    "ExportResult",
-    "LoadedClassifier",
-    "ParityError",
-    "build_serving_model",
-    "check_int8_parity",
-    "check_parity",
-    "export_classifier",
-    "export_metadata",
-    "export_onnx",
-    "export_saved_model",
-    "extract_backbone",
-    "load_calibration_images",
-    "load_classifier",
-    "load_predictor",
-    "parse_formats",
-    "prototypes_sha256",
-    "quantize_onnx",
-    "read_triton_config",
-    "triton_config",
-]
+_EXPORTS = {
+    "FORMATS": "export_classifier",
+    "ExportResult": "export_classifier",
+    "export_classifier": "export_classifier",
+    "parse_formats": "export_classifier",
+    "export_metadata": "metadata",
+    "prototypes_sha256": "metadata",
+    "export_onnx": "onnx_model",
+    "ParityError": "parity",
+    "check_int8_parity": "parity",
+    "check_parity": "parity",
+    "load_predictor": "predictors",
+    "BakedPrototypeHead": "prototype_head",
+    "load_calibration_images": "quantize",
+    "quantize_onnx": "quantize",
+    "export_saved_model": "saved_model",
+    "LAYOUTS": "serving_layout",
+    "read_triton_config": "serving_layout",
+    "triton_config": "serving_layout",
+    "build_serving_model": "serving_model",
+    "extract_backbone": "serving_model",
+    "LoadedClassifier": "source",
+    "load_classifier": "source",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+    return getattr(module, name)
+
+
+def __dir__():
+    return __all__
