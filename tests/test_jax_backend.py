@@ -37,3 +37,30 @@ def test_core_suite_passes_on_jax():
     summary = result.stdout.strip().splitlines()[-1:] or ["<no output>"]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in summary[0], summary
+
+
+def test_reassign_callback_async_dispatch_on_jax():
+    # The async-dispatch check can only fail on JAX, where Keras runs batch
+    # hooks in a worker thread; a cheap run of that one test on JAX.
+    pytest.importorskip("jax")
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_reassign_callback.py",
+            "-k",
+            "keeps_async_dispatch",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout, result.stdout[-2000:]

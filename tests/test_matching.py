@@ -275,3 +275,41 @@ def test_warm_start_keeps_ties_like_cold():
         solve_assignment(q, w, current, "sparse", warm_start={})
     with pytest.raises(ValueError, match="refresh_fraction"):
         SparseWarmStart(refresh_fraction=0.0)
+
+
+def test_auto_switches_to_sparse_above_4096_classes(caplog):
+    # `max_rounds` is a sparse-only argument: with 0 pricing rounds the
+    # sparse solver returns its starting matching (`current`) and logs a
+    # warning, while the dense solver ignores it and returns the optimum.
+    # So the result shows which solver "auto" picked.
+    for c, sparse_expected in ((4096, False), (4097, True)):
+        q, w, perm = _problem(c, 8, seed=c, noise=0.01)
+        current = np.arange(c)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="keras_dlpa.matching"):
+            assignment, _ = solve_assignment(
+                q, w, current, method="auto", max_rounds=0
+            )
+        warned = any("not certified" in r.getMessage() for r in caplog.records)
+        assert warned == sparse_expected, c
+        expected = current if sparse_expected else perm
+        np.testing.assert_array_equal(assignment, expected, err_msg=str(c))
+        # Given the rounds it needs, "auto" finds the optimum at any size.
+        if sparse_expected:
+            assignment, _ = solve_assignment(q, w, current, method="auto")
+            np.testing.assert_array_equal(assignment, perm)
+
+
+def test_sparse_equals_dense_at_thousands_of_classes():
+    # Random (unconverged) statistics at c = 3000: the sparse solver's
+    # certificate must reach the dense optimum's total cost.
+    c = 3000
+    q, w, _ = _problem(c, 32, seed=13)
+    current = np.random.default_rng(3).permutation(c)
+    dense, dense_cost = solve_assignment(q, w, current, method="dense")
+    sparse, sparse_cost = solve_assignment(q, w, current, method="sparse")
+    assert _is_permutation(sparse, c) and _is_permutation(dense, c)
+    np.testing.assert_allclose(sparse_cost, dense_cost, rtol=0, atol=1e-7)
+    # The cost returned is the cost of the returned assignment.
+    sim = np.einsum("ij,ij->", q, w[sparse])
+    np.testing.assert_allclose(sparse_cost, -sim, rtol=1e-12)

@@ -1,3 +1,5 @@
+import threading
+
 import keras
 import numpy as np
 import pytest
@@ -155,22 +157,52 @@ def test_planted_permutation_is_recovered():
     assert np.mean(logits.argmax(axis=1) == y) == 1.0
 
 
+class _BatchHookThreads(keras.callbacks.Callback):
+    """Records whether `on_train_batch_end` ran on the calling thread."""
+
+    async_safe = True  # Never itself the reason for synchronous hooks.
+
+    def __init__(self):
+        super().__init__()
+        self.caller = threading.get_ident()
+        self.on_caller_thread = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_caller_thread.append(threading.get_ident() == self.caller)
+
+
 def test_one_update_per_epoch_keeps_async_dispatch():
-    # A batch hook makes Keras fetch every step's logs from the device
-    # (a host sync per step); only mid-epoch updates may add one.
-    from keras.src.callbacks.callback_list import CallbackList
-    from keras.src.utils.python_utils import is_default
-
-    def async_train(callback):
-        return CallbackList([callback])._async_train
-
-    per_epoch = keras_dlpa.ReassignCallback()
-    assert is_default(per_epoch.on_train_batch_end)
-    # Async where the backend allows it at all (JAX; not TensorFlow).
-    assert async_train(per_epoch) == async_train(keras.callbacks.Callback())
-    mid_epoch = keras_dlpa.ReassignCallback(updates_per_epoch=2)
-    assert not is_default(mid_epoch.on_train_batch_end)
-    assert not async_train(mid_epoch)
+    # A batch hook makes Keras run the batch hooks synchronously, fetching
+    # every step's logs from the device (a host sync per step); only
+    # mid-epoch updates may add one. Keras dispatches batch hooks to a
+    # worker thread on JAX; on TensorFlow never (not thread safe), so there
+    # only the absence of the hook can be checked, and the JAX run
+    # (tests/test_jax_backend.py) is the one that can fail.
+    default_hook = keras.callbacks.Callback.on_train_batch_end
+    prototypes, _, x, y = _planted(4, 3, 8, noise=0.1, seed=5)
+    on_caller = {}
+    for updates in (1, 2):
+        callback = keras_dlpa.ReassignCallback(updates_per_epoch=updates)
+        has_hook = callback.on_train_batch_end.__func__ is not default_hook
+        assert has_hook == (updates > 1)
+        threads = _BatchHookThreads()
+        _model(prototypes, 3, name=f"p{updates}").fit(
+            x,
+            y,
+            batch_size=8,
+            epochs=1,
+            shuffle=False,
+            verbose=0,
+            callbacks=[callback, threads],
+        )
+        assert len(threads.on_caller_thread) == 4
+        on_caller[updates] = set(threads.on_caller_thread)
+    # Mid-epoch updates: synchronous hooks on every backend.
+    assert on_caller[2] == {True}
+    if keras.backend.backend() == "jax":
+        assert on_caller[1] == {False}, "batch hooks were not asynchronous"
+    else:
+        assert on_caller[1] == {True}
 
 
 def test_updates_per_epoch_and_warmup_and_freeze():
