@@ -282,3 +282,57 @@ def test_recipe_scripts_show_help():
         assert os.path.isfile(RECIPES_DIR / f"{name}.py")
         parser = build_parser(name)
         assert "--resume" in parser.format_help()
+
+
+def test_bad_flags_are_one_line_usage_errors(capsys):
+    from keras_dlpa.cli import main as cli_main
+    from keras_dlpa.cli.train import main
+
+    assert main(["--imbalance", "100"], recipe="cifar10_lt") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "imbalance" in err[0] and "(0, 1]" in err[0]
+    assert "Traceback" not in err[0]
+    missing = str(Path("no") / "such" / "folder")
+    assert cli_main(["train", "cifar10_lt", "--image-dir", missing]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "FileNotFoundError" in err[0] and "such" in err[0]
+    assert cli_main(["train", "cifar10_lt", "--time-limit", "-3"]) == 2
+
+
+@pytest.mark.large
+def test_main_job_script_quick_on_the_cifar100_archive(tmp_path):
+    """`python recipes/cifar100_lt.py --image-dir <archive> --quick`."""
+    import subprocess
+    import sys
+
+    from keras_dlpa.reproduce import CIFAR100_ARCHIVE
+
+    assert CIFAR100_ARCHIVE.is_file(), f"shared data: {CIFAR100_ARCHIVE}"
+    out = tmp_path / "run"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = str(RECIPES_DIR.parent)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(RECIPES_DIR / "cifar100_lt.py"),
+            "--image-dir",
+            str(CIFAR100_ARCHIVE),
+            "--quick",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+        ],  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Epoch 1/1" in result.stdout and "last" in result.stdout
+    config, evaluation = _check_run_dir(
+        out, "dl2pa", 100, 128, test=False, plots=True
+    )
+    assert config["class_names"][:3] == ["apple", "aquarium_fish", "baby"]
+    assert config["val_size"] == 1000  # 10 of each class's 100 (--quick)
+    assert config["train_counts"][0] == 90 and config["mixup_alpha"] == 1.0
