@@ -320,22 +320,27 @@ def quickstart(data: dict, methods: tuple[str, ...] = ()) -> list[str]:
 
 
 def fig4a_cpu(data: dict) -> list[str]:
+    """Rows of `keras_dlpa.reproduce.summarise` (paper top-1 is in %)."""
+
     def mean_std(row, key):
         std = row.get(f"{key}_std")
         text = pct(row.get(key))
-        return text if std is None else f"{text} ± {pct(std)}"
+        return text if not std else f"{text} ± {pct(std)}"
 
     header = ["setting", "method", "d", "seeds", "last top-1", "best top-1"]
-    header += ["last many", "last medium", "last few", "paper top-1"]
-    header += ["wall s", "train images/s"]
-    body = [
-        [r.get("setting"), r.get("method"), r.get("dim"), r.get("seeds_done")]
-        + [mean_std(r, "last_top1"), mean_std(r, "best_top1")]
-        + [mean_std(r, f"last_{k}") for k in ("many", "medium", "few")]
-        + [pct(r.get("paper_top1")), num(r.get("wall_time_s"))]
-        + [num(r.get("train_images_per_s"))]
-        for r in data["rows"]
-    ]
+    header += ["last many", "last medium", "last few"]
+    header += ["paper top-1 (best test epoch)", "wall s", "train images/s"]
+    body = []
+    for r in data["rows"]:
+        paper = r.get("paper_top1")
+        seeds = f"{r.get('seeds_done')}/{r.get('seeds', '?')}"
+        body.append(
+            [r.get("setting"), r.get("method"), r.get("dim"), seeds]
+            + [mean_std(r, "last_top1"), mean_std(r, "best_top1")]
+            + [mean_std(r, f"last_{k}") for k in ("many", "medium", "few")]
+            + ["-" if paper is None else f"{paper:.2f}"]
+            + [num(r.get("wall_time_s")), num(r.get("train_images_per_s"))]
+        )
     return table(header, body)
 
 
