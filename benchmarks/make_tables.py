@@ -367,44 +367,30 @@ def h100_r11(files: dict[str, dict]) -> list[str]:
 
 R, B = "README.md", "BENCHMARKS.md"
 H = "train_step_jax_h100_"
-QS = ["quickstart.json"]
+R11 = [H + "resnet32_r11.json", H + "head1000_r11.json"]
+SHORT = [H + "resnet32.json", H + "head1000.json"]
+JAX_HEAD = ["train_step_jax_head1000.json"]
 TS = "train_step_*.json"
 # NAME: (document, renderer of {file: data}[, files or a glob]); the
 # files default to [NAME.json].
 TABLES = {
     "quickstart": (R, one(quickstart, methods=("dl2pa",))),
-    "quickstart_methods": (R, one(quickstart), QS),
+    "quickstart_methods": (R, one(quickstart), ["quickstart.json"]),
     "fig4a_cpu": (R, one(fig4a_cpu)),
     "gpu_summary": (R, one(gpu_lt), ["gpu_cifar10_lt_h100.json"]),
     "train_step_ratios": (R, ratio_ranges, TS),
     "train_step_jax_head1000": (B, one(train_step)),
-    "train_step_jax_head1000_profile": (
-        B,
-        one(train_step_profile),
-        ["train_step_jax_head1000.json"],
-    ),
+    "train_step_jax_head1000_profile": (B, one(train_step_profile), JAX_HEAD),
     "train_step_tensorflow_head1000": (B, one(train_step)),
     "train_step_tensorflow_resnet32": (B, one(train_step)),
     "train_step_jax_resnet32": (B, one(train_step)),
     "train_step_tensorflow_head1000_soft": (B, one(train_step, per_round=0)),
-    "train_step_h100_r11": (
-        B,
-        h100_r11,
-        [H + "resnet32_r11.json", H + "head1000_r11.json"],
-    ),
-    "train_step_h100_short": (
-        B,
-        merged(train_step, per_round=False),
-        [H + "resnet32.json", H + "head1000.json"],
-    ),
-    "train_step_h100_profile": (
-        B,
-        one(train_step_profile),
-        [H + "head1000.json"],
-    ),
+    "train_step_h100_r11": (B, h100_r11, R11),
+    "train_step_h100_short": (B, merged(train_step, per_round=False), SHORT),
+    "train_step_h100_profile": (B, one(train_step_profile), SHORT[1:]),
     "train_step_h100_fit": (
         B,
-        one(train_step, per_round=False),
+        one(train_step, per_round=0),
         [H + "resnet32_fit.json"],
     ),
     "train_step_bar": (B, train_step_bar, TS),
