@@ -284,7 +284,6 @@ def test_dl2pa_head_trains_and_frozen_trunk_stays():
     )
 
 
-@pytest.mark.core
 def test_discriminative_optimizer_scales_the_trunk_step():
     """One SGD step with lr 0.01 on the trunk and 0.1 on the head moves the
     trunk a tenth as far as one SGD(0.1) step, and the head as far."""
@@ -364,6 +363,7 @@ print("ok")
 """
 
 
+@pytest.mark.large
 def test_keras_round_trip_in_a_fresh_process(tmp_path):
     """A backbone (tf-mode preprocessing layer, trunk rebuilt with L2,
     projection) and a compiled DL2PA classifier with a discriminative
