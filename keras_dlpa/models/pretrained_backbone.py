@@ -11,7 +11,8 @@ Model layout (layer names):
 - `"images"`: the `Input`.
 - `"preprocessing"`: `ImageNetPreprocessing(mode)` for the families that
   have no built-in preprocessing (ResNet: caffe; ResNetV2 / MobileNetV2:
-  tf; DenseNet: torch), or the preset's `ImageConverter` for keras-hub.
+  tf; DenseNet: torch), or a `Rescaling` with the keras-hub preset image
+  converter's scale and offset.
   EfficientNetV2, ConvNeXt and MobileNetV3 normalise inside the trunk.
 - `"trunk"`: the pretrained model, nested (freeze it with
   `keras_dlpa.models.set_trunk_trainable`).
@@ -246,7 +247,16 @@ def _keras_hub():
 
 
 def _hub_trunk(preset: str, weights: str, weight_decay: float):
-    """`(converter, trunk)` from a keras-hub preset (directory or handle)."""
+    """`(preprocessing, trunk)` from a keras-hub preset (directory/handle).
+
+    The preprocessing is the preset image converter's `x * scale + offset`
+    as a plain `keras.layers.Rescaling`, without its resize: in Keras
+    3.15.1 a `Resizing` layer (which the converter runs) declares
+    `training=True` by default and, inside a model called without
+    `training`, puts the BatchNorm layers after it into training mode.
+    Images must therefore arrive at `input_shape` (resize in the data
+    pipeline). Only the trunk is a keras-hub class in the saved model.
+    """
     keras_hub = _keras_hub()
     if weight_decay:
         raise ValueError(
@@ -256,15 +266,8 @@ def _hub_trunk(preset: str, weights: str, weight_decay: float):
             "optimizer with decoupled weight decay (e.g. "
             "`keras.optimizers.AdamW(weight_decay=...)`)."
         )
-    trunk = keras_hub.models.Backbone.from_preset(
-        preset, load_weights=weights in ("imagenet", "preset"), name=TRUNK_NAME
-    )
-    if weights not in ("imagenet", "preset", "none"):
-        _load_trunk_weights(trunk, weights, f"keras-hub preset {preset!r}")
     try:
-        converter = keras_hub.layers.ImageConverter.from_preset(
-            preset, name="preprocessing"
-        )
+        converter = keras_hub.layers.ImageConverter.from_preset(preset)
     except FileNotFoundError as error:
         raise ValueError(
             f"The keras-hub preset {preset!r} has no image converter, so "
@@ -273,7 +276,20 @@ def _hub_trunk(preset: str, weights: str, weight_decay: float):
             "`keras_hub.layers.ImageConverter(...).save_to_preset(dir)` "
             f"(or with the task preprocessor). Cause: {error}"
         ) from error
-    return converter, trunk
+    config = converter.get_config()
+    scale = config.get("scale")
+    offset = config.get("offset")
+    preprocessing = keras.layers.Rescaling(
+        1.0 if scale is None else scale,
+        0.0 if offset is None else offset,
+        name="preprocessing",
+    )
+    trunk = keras_hub.models.Backbone.from_preset(
+        preset, load_weights=weights in ("imagenet", "preset"), name=TRUNK_NAME
+    )
+    if weights not in ("imagenet", "preset", "none"):
+        _load_trunk_weights(trunk, weights, f"keras-hub preset {preset!r}")
+    return preprocessing, trunk
 
 
 def pretrained_backbone(
@@ -302,8 +318,9 @@ def pretrained_backbone(
     - ConvNeXtTiny/Small/Base/Large/XLarge: built in (ImageNet mean/std on
       0-255 pixels).
     - MobileNetV3Small/Large: built in (`x / 127.5 - 1`).
-    - keras-hub: the preset's `ImageConverter` (it also resizes to the
-      preset's image size).
+    - keras-hub: the preset `ImageConverter`'s `x * scale + offset` (not
+      its resize: images must arrive at `input_shape`, e.g. the preset's
+      image size for ViT-like trunks).
 
     When `dim` is given, `Dense(dim, no bias)` + BatchNorm
     (`project_features`) maps the pooled features to `d`; otherwise `d` is
@@ -367,8 +384,8 @@ def pretrained_backbone(
         KERAS_HUB_PREFIX
     ):
         preset = architecture[len(KERAS_HUB_PREFIX) :]
-        converter, trunk = _hub_trunk(preset, weights, weight_decay)
-        x = trunk(converter(inputs))
+        preprocessing, trunk = _hub_trunk(preset, weights, weight_decay)
+        x = trunk(preprocessing(inputs))
         if len(x.shape) == 4:
             x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         elif len(x.shape) == 3:
