@@ -13,7 +13,7 @@ names) held in memory; executors yield float32 images in the raw 0-255
 range (the model normalises them, see `channel_stats`).
 """
 
-import importlib
+from keras_dlpa.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "ImageData": "image_data",
@@ -45,12 +45,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-    return getattr(module, name)
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -9,7 +9,7 @@ needs neither `keras_dlpa` nor the training statistics; `onnx_client` and
 `load_predictor` classify image files with any of them.
 """
 
-import importlib
+from keras_dlpa.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "FORMATS": "export_classifier",
@@ -39,12 +39,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-    return getattr(module, name)
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
