@@ -262,12 +262,16 @@ def reassign(data: dict) -> list[str]:
 
 
 def pipeline(data: dict) -> list[str]:
+    executors = any("executor" in r for r in data["results"])
     body = [
-        [r["pipeline"], r["images_per_epoch"], num(r["images_per_s_median"])]
+        [r["pipeline"]]
+        + ([r.get("executor", "tf")] if executors else [])
+        + [r["images_per_epoch"], num(r["images_per_s_median"])]
         + [num(r["images_per_s_min"])]
         for r in data["results"]
     ]
-    header = ["pipeline", "images per epoch", "median images/s"]
+    header = ["pipeline"] + (["executor"] if executors else [])
+    header += ["images per epoch", "median images/s"]
     return table(header + ["min images/s"], body)
 
 

@@ -133,3 +133,26 @@ def test_tf_and_jax_from_the_same_weights_agree(images, tmp_path):
     assert [c["executor"] for c in configs] == ["tf", "grain"]
     for key in ("train_counts", "channel_mean", "steps_per_epoch"):
         assert configs[0][key] == configs[1][key]
+
+
+@pytest.mark.large
+def test_strategy_flag_maps_to_data_parallel_on_jax(images, tmp_path):
+    env = _env(tmp_path, "jax")
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    out = tmp_path / "dp"
+    args = _args(images, out, "--strategy", "mirrored", "--no-report")
+    args[args.index("--epochs") + 1] = "1"
+    _run(args, env)
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_replicas"] == 2 and config["backend"] == "jax"
+    state = np.load(out / "final_state.npz")
+    assert sorted(state["assignment"]) == list(range(6))
+    # An uneven split of the global batch is a one-line error.
+    bad = _args(images, tmp_path / "bad", "--strategy", "mirrored")
+    bad[bad.index("--batch-size") + 1] = "7"
+    result = subprocess.run(
+        [sys.executable, str(WORKER), *bad],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "divisible by the number of replicas (2)" in result.stderr

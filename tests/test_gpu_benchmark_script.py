@@ -30,7 +30,8 @@ def _driver(tmp_path, images, *extra):
     command = [
         sys.executable, str(SCRIPT), "--data", str(images),
         "--runs-dir", str(tmp_path / "runs"), "--low-dim", "--dim", "3",
-        "--quick", "--epochs", "2", "--out", str(out), *extra,
+        "--quick", "--epochs", "2", "--methods", "dl2pa,static",
+        "--parallel", "2", "--out", str(out), *extra,
     ]  # fmt: skip
     result = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=900
