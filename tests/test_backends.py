@@ -67,17 +67,45 @@ def images(tmp_path_factory):
     return _images(tmp_path_factory.mktemp("backends") / "images")
 
 
-@pytest.mark.large
-def test_recipe_on_jax_without_tensorflow_resumes_exactly(images, tmp_path):
+@pytest.fixture(scope="module")
+def start(images, tmp_path_factory):
+    """Initial weights built on TensorFlow, and a full JAX run from them
+    in a process where TensorFlow cannot be imported."""
+    from keras_dlpa.cli.train import build_parser
+    from keras_dlpa.cli.train import config_from_args
+    from keras_dlpa.data.stats import channel_stats
+    from keras_dlpa.training.builder import build_model
+    from keras_dlpa.training.sources import load_data
+    from keras_dlpa.training.sources import make_splits
+
+    tmp_path = tmp_path_factory.mktemp("start")
+    os.environ["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
+    args = build_parser("cifar10_lt").parse_args(
+        _args(images, tmp_path / "unused")
+    )
+    config = config_from_args("cifar10_lt", args)
+    train, _ = make_splits(load_data(config)[0], config)
+    mean, std = channel_stats(train.images)
+    model = build_model(config, train.num_classes, mean, std, train.image_shape)
+    weights = tmp_path / "init.weights.h5"
+    model.save_weights(weights)
+    init = ("--init-weights", str(weights))
     env = _env(tmp_path, "jax")
     check = subprocess.run(
         [sys.executable, "-c", "import tensorflow"], env=env, text=True,
         capture_output=True,
     )  # fmt: skip
     assert check.returncode != 0 and "blocked" in check.stderr
-    full = tmp_path / "full"
-    result = _run(_args(images, full), env)
-    assert "Epoch 1/2" in result.stdout  # per-epoch progress lines
+    full = tmp_path / "jax_full"
+    result = _run(_args(images, full, *init), env)
+    return tmp_path, init, full, result.stdout
+
+
+@pytest.mark.large
+def test_recipe_on_jax_without_tensorflow_resumes_exactly(images, start):
+    tmp_path, init, full, stdout = start
+    env = _env(tmp_path, "jax")
+    assert "Epoch 1/2" in stdout  # per-epoch progress lines
     for name in RUN_FILES:
         assert (full / name).is_file(), name
     assert list((full / "plots").glob("*.png"))
@@ -86,8 +114,9 @@ def test_recipe_on_jax_without_tensorflow_resumes_exactly(images, tmp_path):
     assert "tensorflow_version" not in config
     # Killed after the first epoch's checkpoint, then resumed.
     cut = tmp_path / "cut"
-    _kill_when(_args(images, cut), env, lambda: _manifest(cut, 1).is_file())
-    _run(_args(images, cut, "--resume"), env)
+    args = _args(images, cut, *init)
+    _kill_when(args, env, lambda: _manifest(cut, 1).is_file())
+    _run(args + ["--resume"], env)
     a, b = np.load(full / "final_state.npz"), np.load(cut / "final_state.npz")
     for key in ("assignment", "representatives", "observed"):
         np.testing.assert_array_equal(a[key], b[key], key)
@@ -97,39 +126,17 @@ def test_recipe_on_jax_without_tensorflow_resumes_exactly(images, tmp_path):
 
 
 @pytest.mark.large
-def test_tf_and_jax_from_the_same_weights_agree(images, tmp_path):
-    from keras_dlpa.cli.train import build_parser
-    from keras_dlpa.cli.train import config_from_args
-    from keras_dlpa.data.stats import channel_stats
-    from keras_dlpa.training.builder import build_model
-    from keras_dlpa.training.sources import load_data
-    from keras_dlpa.training.sources import make_splits
-
-    os.environ["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
-    args = build_parser("cifar10_lt").parse_args(
-        _args(images, tmp_path / "unused")
-    )
-    config = config_from_args("cifar10_lt", args)
-    train, val = make_splits(load_data(config)[0], config)
-    mean, std = channel_stats(train.images)
-    model = build_model(config, train.num_classes, mean, std, train.image_shape)
-    weights = tmp_path / "init.weights.h5"
-    model.save_weights(weights)
-    runs = {}
-    for backend in ("tensorflow", "jax"):
-        out = tmp_path / backend
-        extra = ("--init-weights", str(weights), "--no-report")
-        _run(_args(images, out, *extra), _env(tmp_path, backend))
-        runs[backend] = json.loads((out / "metrics.json").read_text())
-    tf_rows, jax_rows = runs["tensorflow"], runs["jax"]
+def test_tf_and_jax_from_the_same_weights_agree(images, start):
+    tmp_path, init, full, _ = start
+    out = tmp_path / "tensorflow"
+    _run(_args(images, out, *init, "--no-report"), _env(tmp_path, "tensorflow"))
+    tf_rows = json.loads((out / "metrics.json").read_text())
+    jax_rows = json.loads((full / "metrics.json").read_text())
     assert len(tf_rows) == len(jax_rows) == 2
     for a, b in zip(tf_rows, jax_rows):
         assert a["loss"] == pytest.approx(b["loss"], rel=2e-3)
         assert a["assignment_changed"] == b["assignment_changed"]
-    configs = [
-        json.loads((tmp_path / b / "config.json").read_text())
-        for b in ("tensorflow", "jax")
-    ]
+    configs = [json.loads((d / "config.json").read_text()) for d in (out, full)]
     assert [c["executor"] for c in configs] == ["tf", "grain"]
     for key in ("train_counts", "channel_mean", "steps_per_epoch"):
         assert configs[0][key] == configs[1][key]
