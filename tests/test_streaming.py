@@ -255,7 +255,7 @@ def test_finetune_quick_pretrained_backbone(images, tmp_path):
         "--image-size", "32", "--batch-size", "8", "--workers", "0",
         "--verbose", "0", "--out", str(out),
     ]  # fmt: skip
-    _recipe("finetune", args, _env(tmp_path, "jax"))
+    _recipe("finetune", args, _env(tmp_path))
     config, _ = _done(out, 4)
     assert config["backbone"] == "mobilenetv3small"
     assert config["freeze_epochs"] == 1 and config["trunk_lr_scale"] == 0.1
@@ -270,13 +270,14 @@ def _final(out):
 
 
 def test_killed_streaming_run_resumes_exactly(images, tmp_path):
-    env = _env(tmp_path, "jax")
+    env = _env(tmp_path)
 
     def args(out):
         return [
             "--quick", "--epochs", "3", "--image-dir", str(images),
             "--image-size", "32", "--batch-size", "8", "--workers", "0",
             "--verbose", "0", "--no-report", "--seed", "2", "--out", str(out),
+            "--deterministic", "--cutmix", "0",
         ]  # fmt: skip
 
     reference = tmp_path / "reference"
