@@ -229,6 +229,7 @@ def test_imagenet_lt_quick_list_file_with_worker_processes(images, tmp_path):
     assert "1/3" in result.stdout  # progress from the first batch
     config, _ = _done(out, 4)
     assert config["auto_augment"] == "trivial"
+    assert config["executor"] == "grain"  # decode worker processes
     assert config["cutmix_alpha"] == 1.0 and config["mixup_alpha"] == 0.2
     assert config["backbone"] == "resnet8_tiny" and config["dim"] == 512
     assert config["train_size"] == 28 and config["val_size"] == 12

@@ -205,7 +205,12 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
     # Multi-worker collectives must be set up before TensorFlow runs an op.
     distribution = resolve_distribution(config.strategy)
     check_global_batch(config.batch_size, distribution.num_replicas)
-    executor = resolve_executor(config.executor)
+    if config.streaming:
+        # JPEG decoding scales with processes, not threads: grain worker
+        # processes unless tf.data is asked for explicitly.
+        executor = "tf" if config.executor == "tf" else "grain"
+    else:
+        executor = resolve_executor(config.executor)
     started = time.perf_counter()
     seed_everything(config.seed)
     if config.deterministic and keras.backend.backend() == "tensorflow":
