@@ -306,3 +306,22 @@ def test_killed_streaming_run_resumes_exactly(images, tmp_path):
         np.testing.assert_array_equal(state_a[key], state_b[key], key)
     for a, b in zip(weights_a, weights_b):
         np.testing.assert_array_equal(a, b)
+
+
+def test_tfds_records_stream_without_decoding_up_front():
+    import tensorflow_datasets as tfds
+
+    from keras_dlpa.data.labelled_paths import load_tfds_records
+
+    with tfds.testing.mock_data(num_examples=24):
+        data = load_tfds_records("cifar10", "train")
+        assert len(data) == 24 and data.num_classes == 10
+        assert data.items.tolist() == list(range(24))  # indices, no pixels
+        x, y = StreamBatchMaker(data, 8, 0, StreamAugmentation(16))(0)
+    assert x.shape == (8, 16, 16, 3) and y.shape == (8,)
+    np.testing.assert_array_equal(y, data.labels[_first(data)])
+
+
+def _first(data):
+    plan = stream_epoch_plan(data.labels, 8, 0, 0, StreamAugmentation(16))
+    return plan.indices[0]
