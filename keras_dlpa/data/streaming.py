@@ -157,13 +157,12 @@ def grain_stream_dataset(
     epochs: int,
     augmentation: StreamAugmentation,
     workers: int | None = None,
-    shard: tuple[int, int] = (0, 1),
 ):
     """Planned, streamed training batches of epochs `initial_epoch..`.
 
     Args:
         data: the training `LabelledPaths`.
-        batch_size: images per batch (per shard).
+        batch_size: images per batch.
         seed: run seed of the plans.
         initial_epoch: first epoch (resume).
         epochs: one past the last epoch.
@@ -172,8 +171,6 @@ def grain_stream_dataset(
             (at most 8); 0: decode in this process. The calling script
             needs an `if __name__ == "__main__":` guard (spawned
             workers).
-        shard: `(index, count)`: this worker reads `data.subset` of every
-            `count`-th image starting at `index` (multi-host input).
 
     Returns:
         `(dataset, steps_per_epoch)`: a `grain.IterDataset`.
@@ -181,9 +178,6 @@ def grain_stream_dataset(
     import grain
 
     _check(data, initial_epoch, epochs)
-    index, count = shard
-    if count > 1:
-        data = data.subset(np.arange(index, len(data), count))
     maker = StreamBatchMaker(data, batch_size, seed, augmentation)
     steps = maker.steps
     dataset = grain.MapDataset.range(

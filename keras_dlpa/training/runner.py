@@ -205,6 +205,12 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
     # Multi-worker collectives must be set up before TensorFlow runs an op.
     distribution = resolve_distribution(config.strategy)
     check_global_batch(config.batch_size, distribution.num_replicas)
+    if config.streaming and config.strategy == "multiworker":
+        raise ValueError(
+            "Streamed input (`streaming=True`) does not support "
+            "strategy='multiworker' yet (each worker would read every "
+            "batch). Use one host (--strategy mirrored over its GPUs)."
+        )
     if config.streaming:
         # JPEG decoding scales with processes, not threads: grain worker
         # processes unless tf.data is asked for explicitly.
