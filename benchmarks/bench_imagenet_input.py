@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def _tree_rss(pid):
 
 
 def rss(root, out):
-    run_dir = Path(out).with_suffix(".run")
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-imagenet-")) / "run"
     args = [
         sys.executable, str(REPO / "recipes" / "imagenet_lt.py"),
         "--image-dir", str(root), "--quick", "--epochs", "1",
