@@ -5,14 +5,12 @@ from keras_dlpa.training import checkpoint_epoch
 from keras_dlpa.training import read_metrics
 from keras_dlpa.training import run_experiment
 from keras_dlpa.training.sources import load_data
-from keras_dlpa.training.sources import load_image_list
 from keras_dlpa.training.sources import make_splits
 
 __all__ = [
     "ExperimentConfig",
     "checkpoint_epoch",
     "load_data",
-    "load_image_list",
     "make_splits",
     "read_metrics",
     "run_experiment",

@@ -180,3 +180,45 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
             "final_learning_rate": self.final_learning_rate,
             "name": self.name,
         }
+
+
+@register
+class FrozenThenScaled(keras.optimizers.schedules.LearningRateSchedule):
+    """`scale * schedule(step)`, and 0 for the first `frozen_steps` steps.
+
+    The trunk's rate in fine-tuning: a frozen-trunk warm-up (rate 0, so
+    SGD leaves the trunk's weights unchanged) followed by discriminative
+    learning rates (the trunk at `scale` times the head's rate). A pure
+    function of the iteration counter, so resume stays exact and no
+    re-compile is needed when the trunk starts learning.
+
+    Args:
+        schedule: the head's `LearningRateSchedule`.
+        scale: factor of the trunk's rate (> 0).
+        frozen_steps: optimizer steps with rate 0.
+    """
+
+    def __init__(self, schedule, scale: float = 1.0, frozen_steps: int = 0):
+        if isinstance(schedule, dict):
+            schedule = keras.optimizers.schedules.deserialize(schedule)
+        if not scale > 0:
+            raise ValueError(
+                f"Argument `scale` must be > 0. Received: scale={scale!r}"
+            )
+        self.schedule = schedule
+        self.scale = float(scale)
+        self.frozen_steps = _check_positive_int(
+            "frozen_steps", frozen_steps, minimum=0
+        )
+
+    def __call__(self, step):
+        rate = self.scale * self.schedule(step)
+        step = ops.cast(step, "float32")
+        return ops.where(step < float(self.frozen_steps), 0.0, rate)
+
+    def get_config(self):
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "scale": self.scale,
+            "frozen_steps": self.frozen_steps,
+        }

@@ -138,6 +138,38 @@ def test_cifar100_lt_defaults_are_the_paper_setting():
     assert not balanced.class_scale and balanced.imbalance is None
 
 
+def test_imagenet_recipes_defaults_are_the_reference_settings():
+    lt = config_from_args(
+        "imagenet_lt", build_parser("imagenet_lt").parse_args([])
+    )
+    assert (lt.epochs, lt.batch_size, lt.learning_rate) == (105, 1024, 0.5)
+    assert (lt.warmup_epochs, lt.lr_decay, lt.weight_decay) == (
+        5,
+        "cosine",
+        2e-5,
+    )
+    assert (lt.backbone, lt.dim, lt.streaming) == (
+        "resnet50_imagenet",
+        512,
+        True,
+    )
+    assert (lt.auto_augment, lt.random_erasing) == ("trivial", 0.1)
+    assert (lt.mixup_alpha, lt.cutmix_alpha) == (0.2, 1.0)
+    one_k = config_from_args(
+        "imagenet",
+        build_parser("imagenet").parse_args(["--classes", "200"]),
+    )
+    assert one_k.epochs == 100 and one_k.class_subset == "200"
+    tune = config_from_args(
+        "finetune",
+        build_parser("finetune").parse_args(
+            ["--image-dir", "x", "--backbone", "convnext_tiny"]
+        ),
+    )
+    assert (tune.backbone, tune.weights) == ("convnext_tiny", "imagenet")
+    assert tune.freeze_epochs == 1 and tune.trunk_lr_scale == 0.1
+
+
 def test_imbalance_outside_unit_interval_is_an_error():
     args = build_parser("cifar10_lt").parse_args(["--imbalance", "100"])
     with pytest.raises(ValueError, match=r"imbalance.*\(0, 1\]"):
@@ -272,13 +304,21 @@ def test_imagenet_lt_one_epoch_image_list(tmp_path):
     ]
     _run("imagenet_lt", argv)
     config, _ = _check_run_dir(out, "dl2pa", 8, 512, test=True, plots=True)
-    assert config["backbone"] == "resnet50_imagenet"
+    assert config["backbone"] == "resnet8_tiny"  # the --quick backbone
+    assert config["streaming"] is True
     assert config["image_size"] == 64 and config["lr_decay"] == "cosine"
     assert config["train_size"] == 24 and config["val_size"] == 8
 
 
 def test_recipe_scripts_show_help():
-    for name in ("cifar100_lt", "cifar10_lt", "cifar100", "imagenet_lt"):
+    for name in (
+        "cifar100_lt",
+        "cifar10_lt",
+        "cifar100",
+        "imagenet_lt",
+        "imagenet",
+        "finetune",
+    ):
         assert os.path.isfile(RECIPES_DIR / f"{name}.py")
         parser = build_parser(name)
         assert "--resume" in parser.format_help()

@@ -13,6 +13,7 @@ import time
 
 from keras_dlpa.cli.errors import UsageError
 from keras_dlpa.cli.errors import run_command
+from keras_dlpa.models import BACKBONE_PRESETS
 from keras_dlpa.training.recipes import RECIPES
 
 
@@ -71,12 +72,68 @@ def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
         add("--train-list", default=None, help="list file or class folder")
         add("--val-list", default=None)
         add("--test-list", default=None)
+    if d.get("streaming"):
+        add(
+            "--val-dir",
+            default=None,
+            help="validation class folder (instead of a split of the train)",
+        )
+        add("--test-dir", default=None, help="test class folder")
+        add(
+            "--tfds",
+            action="store_true",
+            help=f"read the TFDS builder {d['dataset']!r} (ArrayRecord; "
+            "ImageNet tars in --manual-dir)",
+        )
         add(
             "--image-size",
             type=int,
             default=None,
             help=f"default {d['image_size']}",
         )
+        add(
+            "--classes",
+            default=None,
+            help="keep the first N classes (200: ImageNet-200) or the "
+            "classes named in a file (one per line)",
+        )
+        add(
+            "--auto-augment",
+            default=None,
+            choices=("none", "trivial"),
+            help=f"default {d.get('auto_augment', 'none')}",
+        )
+        add("--random-erasing", type=float, default=None)
+        add("--cutmix", type=float, default=None, help="alpha; 0 = off")
+        add(
+            "--workers",
+            type=int,
+            default=None,
+            help="decode processes (default: one per core, at most 8)",
+        )
+        add(
+            "--freeze-epochs",
+            type=int,
+            default=None,
+            help="frozen-trunk warm-up epochs (pretrained backbones)",
+        )
+        add(
+            "--trunk-lr-scale",
+            type=float,
+            default=None,
+            help="trunk rate / head rate after the warm-up",
+        )
+    add(
+        "--backbone",
+        default=None,
+        choices=sorted(BACKBONE_PRESETS),
+        help=f"backbone preset (default {d.get('backbone')})",
+    )
+    add(
+        "--weights",
+        default=None,
+        help="pretrained backbones: imagenet (downloads), none, or a file",
+    )
     add("--out", default=None, help="run dir (default runs/<recipe>-...)")
     add("--seed", type=int, default=0)
     add("--quick", action="store_true", help="tiny smoke run (minutes)")
@@ -86,7 +143,13 @@ def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
         default="auto",
         choices=("auto", "default", "mirrored", "multiworker"),
     )
-    add("--verbose", type=int, default=2, choices=(0, 1, 2))
+    add(
+        "--verbose",
+        type=int,
+        default=None,
+        choices=(0, 1, 2),
+        help="1: progress bar per batch, 2: one line per epoch",
+    )
     add("--deterministic", action="store_true", help="TF op determinism")
     add("--no-report", action="store_true", help="skip the plots")
     add(
@@ -156,7 +219,9 @@ def config_from_args(recipe: str, args):
         seed=args.seed,
         resume=args.resume,
         strategy=args.strategy,
-        verbose=args.verbose,
+        verbose=values.get("verbose", 2)
+        if args.verbose is None
+        else args.verbose,
         deterministic=args.deterministic,
         report=not args.no_report,
         precision=args.precision,
@@ -179,18 +244,38 @@ def config_from_args(recipe: str, args):
         "weight_decay": args.weight_decay,
         "mixup_alpha": args.mixup,
     }
-    if spec["config"]["source"] == "image_list":
-        explicit["image_size"] = args.image_size
+    explicit["backbone"] = args.backbone
+    explicit["weights"] = args.weights
+    if spec["config"].get("streaming"):
+        explicit.update(
+            image_size=args.image_size,
+            class_subset=args.classes,
+            auto_augment=args.auto_augment,
+            random_erasing=args.random_erasing,
+            cutmix_alpha=args.cutmix,
+            data_workers=args.workers,
+            freeze_epochs=args.freeze_epochs,
+            trunk_lr_scale=args.trunk_lr_scale,
+            val_list=args.val_dir,
+            test_list=args.test_dir,
+        )
     values.update({k: v for k, v in explicit.items() if v is not None})
     if args.image_dir:
         values.update(source="image_dir", image_dir=args.image_dir)
         values["test_split"] = None
+    if spec["config"].get("streaming") and args.tfds:
+        values["source"] = "tfds"
+        # imagenet_lt: train / validation / test; imagenet2012: its
+        # validation split is the usual test set.
+        values["test_split"] = (
+            "test" if values["dataset"] == "imagenet_lt" else "validation"
+        )
     if spec["config"]["source"] == "image_list":
         values.update(
             image_root=args.root,
             train_list=args.train_list,
-            val_list=args.val_list,
-            test_list=args.test_list,
+            val_list=args.val_list or values.get("val_list"),
+            test_list=args.test_list or values.get("test_list"),
         )
     imb = "bal" if values["imbalance"] is None else f"{values['imbalance']:g}"
     values["out"] = args.out or (

@@ -8,9 +8,12 @@ with bit-identical batches: `pipeline` (tf.data, TensorFlow backend) and
 `load_tfds` needs tensorflow-datasets. Names are imported lazily, so
 nothing here imports TensorFlow unless a TensorFlow part is used.
 
-Every source returns an `ImageData` (uint8 images, int64 labels, class
-names) held in memory; executors yield float32 images in the raw 0-255
-range (the model normalises them, see `channel_stats`).
+In-memory sources return an `ImageData` (uint8 images, int64 labels, class
+names); streamed sources (`load_labelled_paths`, `load_tfds_records`)
+return a `LabelledPaths` (paths and labels only; the splits and the
+long-tailed profile work on both), decoded per batch by `streaming` from a
+`StreamPlan`. Executors yield float32 images in the raw 0-255 range (the
+model normalises them, see `channel_stats`).
 """
 
 from keras_dlpa.lazy_exports import lazy_exports
@@ -28,6 +31,21 @@ _EXPORTS = {
     "resolve_executor": "executor",
     "train_dataset": "executor",
     "load_image_folder": "image_folder",
+    "list_image_folder": "image_folder",
+    "read_image_list": "image_folder",
+    "extract_archive": "image_folder",
+    "LabelledPaths": "labelled_paths",
+    "load_labelled_paths": "labelled_paths",
+    "load_tfds_records": "labelled_paths",
+    "select_classes": "labelled_paths",
+    "StreamAugmentation": "stream_plan",
+    "StreamPlan": "stream_plan",
+    "stream_epoch_plan": "stream_plan",
+    "StreamBatchMaker": "streaming",
+    "StreamEvalBatches": "streaming",
+    "grain_stream_dataset": "streaming",
+    "tf_stream_dataset": "streaming",
+    "stream_train_dataset": "streaming",
     "long_tailed_counts": "long_tail",
     "long_tailed_indices": "long_tail",
     "long_tailed_train_val": "long_tail",

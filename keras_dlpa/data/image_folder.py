@@ -49,19 +49,152 @@ def _find_root(path: Path) -> Path:
         path = inner
 
 
-def _read_folder(path: Path) -> dict[str, list[tuple[str, bytes]]]:
+def _list_folder(path: Path) -> dict[str, list[Path]]:
+    """`{class name: image files}` of a class-folder tree (the one rule set).
+
+    Hidden entries (`.name`, `__MACOSX`) are skipped, a single wrapper
+    directory is descended into (`_find_root`), and only files with an
+    extension in `IMAGE_EXTENSIONS` (any case) count as images.
+    """
     root = _find_root(path)
     class_dirs = [
         e for e in root.iterdir() if e.is_dir() and not _hidden([e.name])
     ]
-    classes = {}
-    for class_dir in class_dirs:
-        classes[class_dir.name] = [
-            (str(f), f.read_bytes())
+    return {
+        class_dir.name: [
+            f
             for f in class_dir.iterdir()
             if f.is_file() and not _hidden([f.name]) and _is_image(f.name)
         ]
-    return classes
+        for class_dir in class_dirs
+    }
+
+
+def _sorted_classes(classes: dict, where) -> list[str]:
+    """Class names in sorted order; empty folders are an error."""
+    if not classes:
+        raise ValueError(
+            f"Image folder {where} has no class sub-directories. Expected "
+            f"{_EXPECTED}."
+        )
+    names = sorted(classes)
+    for name in names:
+        if not classes[name]:
+            raise ValueError(
+                f"Class folder {name!r} in {where} contains no images "
+                f"with extension {', '.join(IMAGE_EXTENSIONS)}. Remove it or "
+                "add images."
+            )
+    return names
+
+
+def list_image_folder(
+    path: str | os.PathLike,
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """Lists `root/<class>/*.{jpg,jpeg,png}` without reading any image.
+
+    The same rules as `load_image_folder`: hidden entries skipped, one
+    wrapper directory descended into, classes in sorted order (label k is
+    the k-th name), files sorted by name within a class.
+
+    Returns:
+        `(files, labels, class_names)`: absolute file paths `(N,)`, int64
+        labels `(N,)` and the class names.
+    """
+    path = Path(path)
+    classes = _list_folder(path)
+    class_names = _sorted_classes(classes, path)
+    files, labels = [], []
+    for label, name in enumerate(class_names):
+        members = sorted(classes[name], key=lambda f: f.name)
+        files.extend(str(f.absolute()) for f in members)
+        labels.extend([label] * len(members))
+    return files, np.asarray(labels, np.int64), class_names
+
+
+def read_image_list(
+    list_file: str | os.PathLike, root: str | os.PathLike | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Reads a `path label` list file (the ImageNet-LT format).
+
+    One entry per line, e.g. `train/n01440764/n01440764_190.JPEG 0` from
+    `ImageNet_LT_train.txt`; blank lines are skipped. Paths are relative to
+    `root` (default: the list file's directory); labels are integers >= 0.
+
+    Returns:
+        `(files, labels)`: absolute paths and int64 labels `(N,)`.
+    """
+    list_file = Path(list_file)
+    root = Path(root) if root is not None else list_file.parent
+    files, labels = [], []
+    with open(list_file, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise ValueError(
+                    f"{list_file}, line {number}: expected 'path label' with "
+                    f"an integer label >= 0. Received: {line!r}"
+                )
+            if not _is_image(parts[0]):
+                raise ValueError(
+                    f"{list_file}, line {number}: {parts[0]!r} does not end "
+                    f"with an image extension {IMAGE_EXTENSIONS}."
+                )
+            files.append(str((root / parts[0]).absolute()))
+            labels.append(int(parts[1]))
+    if not files:
+        raise ValueError(f"Image list {list_file} has no entries.")
+    return files, np.asarray(labels, np.int64)
+
+
+def extract_archive(
+    path: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+) -> Path:
+    """Extracts a `.tar.gz`/`.tgz` once into the cache; returns the folder.
+
+    For streaming: a gzip stream has no random access, so batches cannot
+    read members out of order; the archive is extracted once (members
+    streamed by `tarfile`, never the whole archive in memory) into
+    `cache_dir/<stem>-<size>-<mtime_ns>/` (a temporary directory renamed
+    atomically), and later runs reuse it. Only regular files inside the
+    folder are written (`filter="data"`: no links, devices or absolute
+    paths). List the result with `list_image_folder`.
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(_ARCHIVE_SUFFIXES):
+        raise ValueError(
+            f"`path` must be a .tar.gz/.tgz archive. Received: {path}."
+        )
+    target = _cache_path(path, cache_dir).with_suffix("")
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                parts = PurePosixPath(member.name).parts
+                if member.isfile() and not _hidden(parts):
+                    tar.extract(member, tmp, filter="data")
+        os.replace(tmp, target)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.is_dir():
+            raise
+    logger.info("Extracted %s to %s", path, target)
+    return target
+
+
+def _read_folder(path: Path) -> dict[str, list[tuple[str, bytes]]]:
+    return {
+        name: [(str(f), f.read_bytes()) for f in files]
+        for name, files in _list_folder(path).items()
+    }
 
 
 def _octal(field: bytes) -> int:
@@ -208,21 +341,10 @@ def _decode_blobs(names: list[str], blobs: list[bytes]) -> np.ndarray:
 
 
 def _to_image_data(classes, where) -> ImageData:
-    if not classes:
-        raise ValueError(
-            f"Image folder {where} has no class sub-directories. Expected "
-            f"{_EXPECTED}."
-        )
-    class_names = sorted(classes)
+    class_names = _sorted_classes(classes, where)
     names, blobs, labels = [], [], []
     for label, class_name in enumerate(class_names):
         files = sorted(classes[class_name])
-        if not files:
-            raise ValueError(
-                f"Class folder {class_name!r} in {where} contains no images "
-                f"with extension {', '.join(IMAGE_EXTENSIONS)}. Remove it or "
-                "add images."
-            )
         names.extend(f for f, _ in files)
         blobs.extend(b for _, b in files)
         labels.extend([label] * len(files))

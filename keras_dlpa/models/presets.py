@@ -84,6 +84,22 @@ BACKBONE_PRESETS = {
             "std": IMAGENET_STD,
         },
     },
+    "resnet8_tiny": {
+        "description": (
+            "CIFAR-style ResNet-8, widths 8/16/32, BatchNorm feature head, "
+            "d = 32; the small backbone of the ImageNet recipes' --quick "
+            "runs (any image size; ImageNet statistics)."
+        ),
+        "builder": "cifar_resnet",
+        "config": {
+            "depth": 8,
+            "variant": "long_tailed",
+            "width": 8,
+            "weight_decay": 2e-5,
+            "mean": IMAGENET_MEAN,
+            "std": IMAGENET_STD,
+        },
+    },
 }
 
 
@@ -122,6 +138,11 @@ BACKBONE_PRESETS.update(
             "EfficientNetV2S",
             "keras.applications.EfficientNetV2S, d = 1280 (ImageNet "
             "weights trained at 384 x 384).",
+        ),
+        "mobilenetv3small": _pretrained(
+            "MobileNetV3Small",
+            "keras.applications.MobileNetV3Small, d = 576 (quick runs and "
+            "tests).",
         ),
         "convnext_tiny": _pretrained(
             "ConvNeXtTiny",

@@ -10,6 +10,7 @@ from keras_dlpa.classifier import project_features
 from keras_dlpa.methods import get_method
 from keras_dlpa.models import BACKBONE_PRESETS
 from keras_dlpa.models import backbone_from_preset
+from keras_dlpa.schedules import FrozenThenScaled
 from keras_dlpa.schedules import WarmupCosine
 from keras_dlpa.schedules import WarmupMultiStep
 from keras_dlpa.training.config import ExperimentConfig
@@ -43,11 +44,33 @@ def build_model(
     """Backbone (`config.backbone` preset) + the head of `config.method`."""
     preset = BACKBONE_PRESETS[config.backbone]
     overrides = {
-        "mean": tuple(float(v) for v in mean),
-        "std": tuple(float(v) for v in std),
         "input_shape": tuple(int(s) for s in image_shape),
         "weight_decay": config.weight_decay,
     }
+    weights = config.weights
+    if preset["builder"] == "pretrained_backbone":
+        # The trunk's own preprocessing is inside: raw 0-255 input.
+        if weights is not None:
+            overrides["weights"] = weights
+        if config.dim is not None:
+            overrides["dim"] = config.dim
+        if config.sync_batch_norm:
+            raise ValueError(
+                "`sync_batch_norm` is not supported with the pretrained "
+                f"backbone {config.backbone!r}."
+            )
+    else:
+        overrides["mean"] = tuple(float(v) for v in mean)
+        overrides["std"] = tuple(float(v) for v in std)
+        if preset["builder"] == "resnet50_backbone":
+            if weights is not None:
+                overrides["weights"] = None if weights == "none" else weights
+        elif weights not in (None, "none"):
+            raise ValueError(
+                f"`weights` must be None or 'none' for the backbone "
+                f"{config.backbone!r} (no pretrained weights; use "
+                f"`init_weights`). Received: weights={weights!r}"
+            )
     if config.sync_batch_norm:
         overrides["synchronized_batch_norm"] = True
     project_to = None
@@ -63,7 +86,7 @@ def build_model(
                 project_to = config.dim
         else:
             overrides["dim"] = config.dim or preset["config"].get("dim")
-    elif config.dim is not None:
+    elif config.dim is not None and preset["builder"] != "pretrained_backbone":
         overrides["dim"] = config.dim
     backbone = backbone_from_preset(config.backbone, **overrides)
     if project_to is not None:
@@ -104,3 +127,32 @@ def make_schedule(config: ExperimentConfig, steps_per_epoch: int):
         milestones=config.milestones,
         gamma=config.gamma,
     )
+
+
+def make_optimizer(
+    config: ExperimentConfig, model: keras.Model, schedule, steps_per_epoch
+):
+    """SGD (momentum, no Nesterov) on `schedule`.
+
+    With `freeze_epochs` or `trunk_lr_scale` (models with a pretrained
+    `"trunk"`), a `discriminative_optimizer`: the trunk runs on
+    `FrozenThenScaled(schedule, trunk_lr_scale or 1, freeze_epochs *
+    steps_per_epoch)`, i.e. rate 0 during the frozen warm-up, then a
+    fraction of the head's rate.
+    """
+
+    def sgd(rate):
+        return keras.optimizers.SGD(
+            learning_rate=rate, momentum=config.momentum, nesterov=False
+        )
+
+    if not config.freeze_epochs and config.trunk_lr_scale is None:
+        return sgd(schedule)
+    from keras_dlpa.models.fine_tuning import discriminative_optimizer
+
+    trunk_rate = FrozenThenScaled(
+        schedule,
+        config.trunk_lr_scale or 1.0,
+        config.freeze_epochs * steps_per_epoch,
+    )
+    return discriminative_optimizer(model, sgd(schedule), sgd(trunk_rate))

@@ -9,6 +9,7 @@ from keras_dlpa.methods import get_method
 from keras_dlpa.models import BACKBONE_PRESETS
 
 SOURCES = ("tfds", "image_dir", "image_list", "numpy")
+AUTO_AUGMENTS = ("none", "trivial")
 PRECISIONS = ("float32", "bfloat16")
 
 
@@ -31,11 +32,36 @@ class ExperimentConfig:
             carved from the training data BEFORE the long-tailed profile.
         imbalance: `n_min / n_max` in `(0, 1]` of the long-tailed profile
             applied to the training part; `None` keeps it as it is.
-        image_size: side of the square images of the `"image_list"` source
-            (shorter side resized, then centre crop).
+        image_size: side of the square training and evaluation images of
+            streamed sources (random-resized crop for training; shorter
+            side resized to `image_size / 0.875`, then centre crop, for
+            evaluation).
+        streaming: keep only paths and labels in memory and decode each
+            batch in worker processes (`keras_dlpa.data.streaming`), with
+            the ImageNet augmentation of `StreamAugmentation`. Sources
+            `"image_dir"`, `"image_list"` (always streamed) and `"tfds"`
+            (ArrayRecord `tfds.data_source`).
+        class_subset: keep a subset of the classes (ImageNet-200): an
+            integer as text (`"200"`: the first 200 classes in label
+            order) or a file with one class name per line.
+        auto_augment: `"trivial"` (TrivialAugment wide) or `"none"`
+            (streaming only).
+        random_erasing: random-erasing probability (streaming only).
+        cutmix_alpha: cutmix `Beta(alpha, alpha)`, 0 = off; with
+            `mixup_alpha` too, each batch picks one (streaming only).
+        data_workers: decode processes of the streaming executor
+            (`None`: one per core, at most 8; 0: in the training process).
     Model:
         method: `"dl2pa"`, `"static"`, `"etf"` or `"softmax"`.
         backbone: a key of `keras_dlpa.models.BACKBONE_PRESETS`.
+        weights: initial weights of a pretrained preset (or
+            `resnet50_imagenet`): `"imagenet"` (downloaded by Keras),
+            `"none"` or a file path; `None`: the preset's default.
+        freeze_epochs: epochs of frozen-trunk warm-up (trunk learning rate
+            0) for presets with a pretrained `"trunk"`.
+        trunk_lr_scale: the trunk's learning rate as a fraction of the
+            head's after the warm-up (discriminative learning rates);
+            `None`: one optimizer for everything (unless freeze_epochs).
         depth, width: CIFAR ResNet overrides (`None`: the preset's).
         dim: feature size `d`. `None`: the backbone's own. For a long-tailed
             CIFAR backbone (no projection, `d = 4 * width`) another `d` adds
@@ -84,11 +110,20 @@ class ExperimentConfig:
     test_list: str | None = None
     numpy_path: str | None = None
     image_size: int = 224
+    streaming: bool = False
+    class_subset: str | None = None
+    auto_augment: str = "none"
+    random_erasing: float = 0.0
+    cutmix_alpha: float = 0.0
+    data_workers: int | None = None
     train_per_class: int | None = None
     val_fraction: float = 0.1
     imbalance: float | None = 0.01
     method: str = "dl2pa"
     backbone: str = "resnet32_lt_cifar100"
+    weights: str | None = None
+    freeze_epochs: int = 0
+    trunk_lr_scale: float | None = None
     depth: int | None = None
     width: int | None = None
     dim: int | None = None
@@ -171,5 +206,36 @@ class ExperimentConfig:
             raise ValueError(
                 f"`executor` must be one of {EXECUTORS}. Received: "
                 f"executor={self.executor!r}"
+            )
+        if self.auto_augment not in AUTO_AUGMENTS:
+            raise ValueError(
+                f"`auto_augment` must be one of {AUTO_AUGMENTS}. Received: "
+                f"auto_augment={self.auto_augment!r}"
+            )
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(
+                "`random_erasing` must be a probability in [0, 1]. "
+                f"Received: random_erasing={self.random_erasing!r}"
+            )
+        if self.cutmix_alpha < 0:
+            raise ValueError(
+                f"`cutmix_alpha` must be >= 0. Received: {self.cutmix_alpha}"
+            )
+        if self.source == "image_list":
+            self.streaming = True
+        if self.source == "numpy" and self.streaming:
+            raise ValueError(
+                "source='numpy' is in memory; `streaming` needs an image "
+                "folder, a list file or a TFDS builder."
+            )
+        if self.freeze_epochs < 0 or self.freeze_epochs > self.epochs:
+            raise ValueError(
+                "`freeze_epochs` must be in [0, epochs]. Received: "
+                f"freeze_epochs={self.freeze_epochs}, epochs={self.epochs}"
+            )
+        if self.trunk_lr_scale is not None and not self.trunk_lr_scale > 0:
+            raise ValueError(
+                "`trunk_lr_scale` must be > 0 or None. Received: "
+                f"trunk_lr_scale={self.trunk_lr_scale}"
             )
         self.milestones = tuple(int(m) for m in self.milestones)

@@ -55,8 +55,11 @@ from keras_dlpa.evaluation import EvaluationCallback
 from keras_dlpa.evaluation import classification_metrics
 from keras_dlpa.evaluation import format_metrics_table
 from keras_dlpa.methods import get_method
+from keras_dlpa.models.per_channel_normalization import IMAGENET_MEAN
+from keras_dlpa.models.per_channel_normalization import IMAGENET_STD
 from keras_dlpa.reassign_callback import find_prototype_layer
 from keras_dlpa.training.builder import build_model
+from keras_dlpa.training.builder import make_optimizer
 from keras_dlpa.training.builder import make_schedule
 from keras_dlpa.training.builder import precision_policy
 from keras_dlpa.training.checkpoint import RunCheckpoint
@@ -106,11 +109,34 @@ def _state_arrays(model) -> dict:
     }
 
 
-def _evaluate(model, data: ImageData, train_counts, batch_size) -> dict:
-    logits = model.predict(EvalBatches(data, batch_size), verbose=0)
+def _eval_batches(data, batch_size: int, image_size: int):
+    """In-order evaluation batches of in-memory or streamed data."""
+    if isinstance(data, ImageData):
+        return EvalBatches(data, batch_size)
+    from keras_dlpa.data.streaming import StreamEvalBatches
+
+    return StreamEvalBatches(data, batch_size, image_size)
+
+
+def _evaluate(model, data, train_counts, batch_size, image_size) -> dict:
+    batches = _eval_batches(data, batch_size, image_size)
+    logits = model.predict(batches, verbose=0)
     metrics = classification_metrics(data.labels, logits, train_counts)
     metrics.pop("num_examples", None)
     return metrics
+
+
+def _stream_augmentation(config: ExperimentConfig):
+    from keras_dlpa.data.stream_plan import StreamAugmentation
+
+    return StreamAugmentation(
+        image_size=config.image_size,
+        flip=config.flip,
+        auto_augment=config.auto_augment,
+        random_erasing=config.random_erasing,
+        mixup_alpha=config.mixup_alpha,
+        cutmix_alpha=config.cutmix_alpha,
+    )
 
 
 def checkpoint_epoch(run_dir) -> int:
@@ -179,7 +205,18 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
     # Multi-worker collectives must be set up before TensorFlow runs an op.
     distribution = resolve_distribution(config.strategy)
     check_global_batch(config.batch_size, distribution.num_replicas)
-    executor = resolve_executor(config.executor)
+    if config.streaming and config.strategy == "multiworker":
+        raise ValueError(
+            "Streamed input (`streaming=True`) does not support "
+            "strategy='multiworker' yet (each worker would read every "
+            "batch). Use one host (--strategy mirrored over its GPUs)."
+        )
+    if config.streaming:
+        # JPEG decoding scales with processes, not threads: grain worker
+        # processes unless tf.data is asked for explicitly.
+        executor = "tf" if config.executor == "tf" else "grain"
+    else:
+        executor = resolve_executor(config.executor)
     started = time.perf_counter()
     seed_everything(config.seed)
     if config.deterministic and keras.backend.backend() == "tensorflow":
@@ -193,21 +230,28 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
     train_full, val, test = load_data(config)
     train, val = make_splits(train_full, config, val)
     train_counts = train.class_counts()
-    mean, std = channel_stats(train.images)
+    streaming = not isinstance(train, ImageData)
+    if streaming:
+        # Streamed sets are not read twice for statistics: the ImageNet
+        # ones (the pretrained trunks normalise inside anyway).
+        mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+        image_shape = (config.image_size, config.image_size, 3)
+        augmentation = _stream_augmentation(config)
+    else:
+        mean, std = channel_stats(train.images)
+        image_shape = train.image_shape
+        augmentation = Augmentation(
+            config.crop_padding, config.flip, config.mixup_alpha
+        )
     steps = steps_per_epoch(len(train), config.batch_size)
     num_classes = train.num_classes
     method = get_method(config.method)
-    augmentation = Augmentation(
-        config.crop_padding, config.flip, config.mixup_alpha
-    )
     soft = augmentation.soft_labels
 
     with precision_policy(config.precision), distribution.scope():
-        model = build_model(config, num_classes, mean, std, train.image_shape)
+        model = build_model(config, num_classes, mean, std, image_shape)
         schedule = make_schedule(config, steps)
-        optimizer = keras.optimizers.SGD(
-            learning_rate=schedule, momentum=config.momentum, nesterov=False
-        )
+        optimizer = make_optimizer(config, model, schedule, steps)
         model.compile(
             optimizer=optimizer,
             loss=method.loss(config.class_scale, soft),
@@ -232,6 +276,7 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
             "channel_std": [float(v) for v in std],
             "num_replicas": distribution.num_replicas,
             "executor": executor,
+            "streaming": streaming,
             **_versions(),
         }
     )
@@ -255,7 +300,7 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         )
         + [
             EvaluationCallback(
-                EvalBatches(val, config.eval_batch_size),
+                _eval_batches(val, config.eval_batch_size, config.image_size),
                 val.labels,
                 train_counts=train_counts,
                 prefix="val_",
@@ -267,15 +312,29 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         + list(callbacks or [])
     )
     if initial_epoch < config.epochs:
-        train_ds, steps = train_dataset(
-            train,
-            config.batch_size,
-            config.seed,
-            initial_epoch,
-            config.epochs,
-            augmentation,
-            executor=executor,
-        )
+        if streaming:
+            from keras_dlpa.data.streaming import stream_train_dataset
+
+            train_ds, steps = stream_train_dataset(
+                train,
+                config.batch_size,
+                config.seed,
+                initial_epoch,
+                config.epochs,
+                augmentation,
+                executor=executor,
+                workers=config.data_workers,
+            )
+        else:
+            train_ds, steps = train_dataset(
+                train,
+                config.batch_size,
+                config.seed,
+                initial_epoch,
+                config.epochs,
+                augmentation,
+                executor=executor,
+            )
         if config.strategy == "multiworker" and executor == "tf":
             from keras_dlpa.distribute import shard_by_data
 
@@ -311,7 +370,7 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         keras.saving.load_model(best_path) if best_path.is_file() else model
     )
     best_epoch = best_row["epoch"] if best_row else last_epoch
-    bs = config.eval_batch_size
+    bs, size = config.eval_batch_size, config.image_size
     train_times = [r["train_time_s"] for r in rows if r.get("train_time_s")]
     completed = last_epoch + 1 >= config.epochs
     evaluation = {
@@ -321,22 +380,22 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         "train_counts": train_counts.tolist(),
         "class_names": list(train.class_names),
         "last": {
-            **_evaluate(model, val, train_counts, bs),
+            **_evaluate(model, val, train_counts, bs, size),
             "epoch": last_epoch,
         },
         "best": {
-            **_evaluate(best_model, val, train_counts, bs),
+            **_evaluate(best_model, val, train_counts, bs, size),
             "epoch": best_epoch,
         },
     }
     if test is not None:
         evaluation["test"] = {
             "last": {
-                **_evaluate(model, test, train_counts, bs),
+                **_evaluate(model, test, train_counts, bs, size),
                 "epoch": last_epoch,
             },
             "best": {
-                **_evaluate(best_model, test, train_counts, bs),
+                **_evaluate(best_model, test, train_counts, bs, size),
                 "epoch": best_epoch,
             },
         }

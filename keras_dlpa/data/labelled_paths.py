@@ -1,0 +1,232 @@
+"""`LabelledPaths`: a streaming image set that holds only paths and labels.
+
+The in-memory `ImageData` suits CIFAR-sized sets; ImageNet at 224 px would
+need 17 GB (ImageNet-LT) to 190 GB (ImageNet-1K). A `LabelledPaths` keeps
+the file paths (or record indices of a random-access source) and the int64
+labels; images are decoded per batch by the streaming executor
+(`keras_dlpa.data.streaming`). It has the `labels`, `class_names`,
+`num_classes`, `class_counts()`, `subset()` and `len()` of `ImageData`, so
+`split_train_val`, `make_long_tailed` and `long_tailed_train_val` work on
+it unchanged (they only look at labels).
+
+Sources (`load_labelled_paths`): class folders, `path label` list files
+(ImageNet-LT format), `.tar.gz` archives (extracted once into the cache,
+see `image_folder.extract_archive`) and TFDS builders prepared as
+ArrayRecord (`tfds.data_source`, readable without TensorFlow).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from keras_dlpa.data.image_data import check_labels
+from keras_dlpa.data.image_folder import _ARCHIVE_SUFFIXES
+from keras_dlpa.data.image_folder import extract_archive
+from keras_dlpa.data.image_folder import list_image_folder
+from keras_dlpa.data.image_folder import read_image_list
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LabelledPaths:
+    """Paths (or record indices) and labels of images decoded on demand.
+
+    Args:
+        items: `(N,)` array: file paths (str) or, with `records`, integer
+            indices into it.
+        labels: int `(N,)` labels in `[0, len(class_names))`.
+        class_names: one name per class, in label order.
+        records: optional random-access source (`records[i]` is a dict
+            with the encoded image under `"image"`), e.g. a
+            `tfds.data_source` with the image decoding skipped.
+
+    Example:
+
+    >>> data = LabelledPaths(["a.jpg", "b.jpg"], [0, 1], ["cat", "dog"])
+    >>> len(data), data.class_counts().tolist()
+    (2, [1, 1])
+    """
+
+    items: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    records: object = None
+
+    def __post_init__(self):
+        items = np.asarray(self.items)
+        labels = np.asarray(self.labels)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                "`labels` must be a 1-D integer array of shape (N,). Received "
+                f"shape {labels.shape} and dtype {labels.dtype}."
+            )
+        if items.shape != labels.shape:
+            raise ValueError(
+                "`items` and `labels` must have the same length. Received "
+                f"{items.shape} items and {labels.shape} labels."
+            )
+        class_names = [str(name) for name in self.class_names]
+        if not class_names:
+            raise ValueError("`class_names` must not be empty.")
+        check_labels(labels, len(class_names))
+        if self.records is None and items.size:
+            items = items.astype(str)
+        object.__setattr__(self, "items", items)
+        object.__setattr__(self, "labels", labels.astype(np.int64))
+        object.__setattr__(self, "class_names", class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def class_counts(self) -> np.ndarray:
+        """Number of images per class, int64 `(num_classes,)`."""
+        return np.bincount(self.labels, minlength=self.num_classes)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> LabelledPaths:
+        """The entries at `indices` (same class names and records)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return LabelledPaths(
+            self.items[indices],
+            self.labels[indices],
+            self.class_names,
+            self.records,
+        )
+
+    def read(self, index: int) -> bytes:
+        """The encoded image (JPEG/PNG bytes) of entry `index`."""
+        item = self.items[int(index)]
+        if self.records is not None:
+            return bytes(self.records[int(item)]["image"])
+        with open(item, "rb") as f:
+            return f.read()
+
+
+def select_classes(
+    data: LabelledPaths, classes: int | Sequence[str] | str | os.PathLike
+) -> LabelledPaths:
+    """Keeps a subset of the classes and renumbers them (ImageNet-200).
+
+    Args:
+        data: the full set.
+        classes: an int `k` (the first `k` classes in label order), a list
+            of class names, or a text file with one class name per line
+            (kept in the file's order).
+
+    Returns:
+        A `LabelledPaths` with labels `0 .. len(kept) - 1`.
+    """
+    if isinstance(classes, (int, np.integer)):
+        if not 1 <= int(classes) <= data.num_classes:
+            raise ValueError(
+                f"`classes` must be in [1, {data.num_classes}]. Received: "
+                f"classes={classes}"
+            )
+        names = data.class_names[: int(classes)]
+    else:
+        if isinstance(classes, (str, os.PathLike)):
+            text = Path(classes).read_text(encoding="utf-8")
+            classes = [line.strip() for line in text.splitlines()]
+        names = [str(c) for c in classes if str(c)]
+        unknown = sorted(set(names) - set(data.class_names))
+        if unknown or not names:
+            raise ValueError(
+                "Every class of `classes` must be a class of the data. "
+                f"Unknown: {unknown[:5]} (of {len(names)} given); known "
+                f"classes start {data.class_names[:3]}."
+            )
+    old = np.array([data.class_names.index(n) for n in names], np.int64)
+    remap = np.full((data.num_classes,), -1, np.int64)
+    remap[old] = np.arange(old.size)
+    keep = np.flatnonzero(remap[data.labels] >= 0)
+    return LabelledPaths(
+        data.items[keep], remap[data.labels[keep]], names, data.records
+    )
+
+
+def _tfds_records(name: str, split: str, data_dir, manual_dir, download):
+    """A `tfds.data_source` with the image left encoded + labels, names."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if download:
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+        builder.download_and_prepare(
+            download_config=config, file_format="array_record"
+        )
+    source = tfds.data_source(
+        name,
+        split=split,
+        data_dir=data_dir,
+        decoders={"image": tfds.decode.SkipDecoding()},
+        download=False,
+    )
+    labels = np.asarray([source[i]["label"] for i in range(len(source))])
+    names = builder.info.features["label"].names
+    return source, labels.astype(np.int64), list(names)
+
+
+def load_labelled_paths(
+    path: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
+    class_names: Sequence[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> LabelledPaths:
+    """Lists a class folder, a `path label` list file or a `.tar.gz`.
+
+    One set of rules with `load_image_folder` (hidden entries, wrapper
+    directory, extensions, sorted classes and files). Nothing is decoded.
+
+    Args:
+        path: a class-folder directory, a `.tar.gz`/`.tgz` of one
+            (extracted once into the cache) or a list file of `path label`
+            lines relative to `root`.
+        root: directory the list file's paths are relative to (default:
+            the list file's directory).
+        class_names: names of a list file's labels (default `"0"`, ...).
+        cache_dir: where archives are extracted (default
+            `$KERAS_DLPA_CACHE/image_folder`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"Image folder, archive or list file not found: {path} "
+            f"(absolute: {path.absolute()})."
+        )
+    if path.is_file() and path.name.lower().endswith(_ARCHIVE_SUFFIXES):
+        path = extract_archive(path, cache_dir)
+    if path.is_dir():
+        files, labels, names = list_image_folder(path)
+        return LabelledPaths(np.asarray(files), labels, names)
+    files, labels = read_image_list(path, root)
+    if class_names is None:
+        class_names = [str(k) for k in range(int(labels.max()) + 1)]
+    return LabelledPaths(np.asarray(files), labels, list(class_names))
+
+
+def load_tfds_records(
+    name: str,
+    split: str = "train",
+    data_dir=None,
+    manual_dir=None,
+    download: bool = True,
+) -> LabelledPaths:
+    """A TFDS split as `LabelledPaths` over ArrayRecord records.
+
+    `imagenet_lt` and `imagenet2012` need the ImageNet archives in
+    `manual_dir`; preparing the ArrayRecord files once needs TensorFlow,
+    reading them (`tfds.data_source`) does not. Labels are read once
+    (a pass over the records); images stay encoded until a batch needs
+    them.
+    """
+    source, labels, names = _tfds_records(
+        name, split, data_dir, manual_dir, download
+    )
+    return LabelledPaths(np.arange(len(labels)), labels, names, source)
