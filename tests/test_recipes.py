@@ -43,11 +43,14 @@ def _recipe(name):
     return module
 
 
-def _run(name, argv):
+def _run(name, argv, expect=0):
+    """Runs the recipe's `main`; asserts its exit code (errors: 1 line)."""
     from keras_dlpa.cli.train import main
 
     assert _recipe(name).main is main  # the script is the shared entry
-    return main(argv, recipe=name)
+    code = main(argv, recipe=name)
+    assert code == expect
+    return code
 
 
 def _check_run_dir(run_dir, method, num_classes, dim, test, plots):
@@ -224,7 +227,7 @@ def test_cifar100_balanced_one_epoch_tfds(tmp_path):
     assert config["imbalance"] is None and config["mixup_alpha"] == 0.0
 
 
-def test_cifar10_lt_one_epoch_image_folder(tmp_path):
+def test_cifar10_lt_one_epoch_image_folder(tmp_path, capsys):
     folder = _image_folder(tmp_path / "train", 10, 12)
     out = tmp_path / "run"
     argv = TINY + [
@@ -251,11 +254,11 @@ def test_cifar10_lt_one_epoch_image_folder(tmp_path):
     assert evaluation["train_counts"] == expected
     assert config["val_size"] == 10
     # Resuming a finished run is refused without --resume.
-    with pytest.raises(FileExistsError):
-        _run("cifar10_lt", argv)
+    _run("cifar10_lt", argv, expect=1)
+    assert "FileExistsError" in capsys.readouterr().err
 
 
-def test_etf_with_too_small_dim_is_a_clear_error(tmp_path):
+def test_etf_with_too_small_dim_is_a_clear_error(tmp_path, capsys):
     folder = _image_folder(tmp_path / "train", 10, 4)
     argv = TINY + [
         "--width",
@@ -269,8 +272,9 @@ def test_etf_with_too_small_dim_is_a_clear_error(tmp_path):
         "--out",
         str(tmp_path / "run"),
     ]
-    with pytest.raises(ValueError, match=r"d=8 and c=10"):
-        _run("cifar10_lt", argv)
+    _run("cifar10_lt", argv, expect=1)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ValueError" in err[0] and "d=8 and c=10" in err[0]
 
 
 @pytest.mark.large
