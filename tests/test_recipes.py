@@ -263,6 +263,8 @@ def test_etf_with_too_small_dim_is_a_clear_error(tmp_path, capsys):
     argv = TINY + [
         "--width",
         "2",  # d = 8 < c - 1 = 9
+        "--batch-size",
+        "8",
         "--method",
         "etf",
         "--imbalance",
@@ -380,3 +382,42 @@ def test_main_job_script_quick_on_the_cifar100_archive(tmp_path):
     assert config["class_names"][:3] == ["apple", "aquarium_fish", "baby"]
     assert config["val_size"] == 1000  # 10 of each class's 100 (--quick)
     assert config["train_counts"][0] == 90 and config["mixup_alpha"] == 1.0
+
+
+@pytest.mark.large
+def test_balanced_cifar100_script_quick_in_a_subprocess(tmp_path):
+    """`python recipes/cifar100.py --quick` on a generated class folder."""
+    import subprocess
+    import sys
+
+    folder = _image_folder(tmp_path / "train", 6, 30, size=16)
+    out = tmp_path / "run"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = str(RECIPES_DIR.parent)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(RECIPES_DIR / "cifar100.py"),
+            "--image-dir",
+            str(folder),
+            "--quick",
+            "--epochs",
+            "1",
+            "--dim",
+            "3",
+            "--method",
+            "static",
+            "--batch-size",
+            "16",
+            "--no-report",
+            "--out",
+            str(out),
+        ],  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    config, _ = _check_run_dir(out, "static", 6, 3, test=False, plots=False)
+    assert config["imbalance"] is None and config["mixup_alpha"] == 0.0
