@@ -12,10 +12,10 @@ needs neither `keras_dlpa` nor the training statistics; `onnx_client` and
 from keras_dlpa.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "FORMATS": "export_classifier",
-    "ExportResult": "export_classifier",
-    "export_classifier": "export_classifier",
-    "parse_formats": "export_classifier",
+    "FORMATS": "classifier_export",
+    "ExportResult": "classifier_export",
+    "export_classifier": "classifier_export",
+    "parse_formats": "classifier_export",
     "export_metadata": "metadata",
     "prototypes_sha256": "metadata",
     "export_onnx": "onnx_model",
