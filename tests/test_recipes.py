@@ -375,7 +375,7 @@ def test_main_job_script_quick_on_the_cifar100_archive(tmp_path):
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Epoch 1/1" in result.stdout and "last" in result.stdout
+    assert "/step" in result.stdout and "last" in result.stdout
     config, evaluation = _check_run_dir(
         out, "dl2pa", 100, 128, test=False, plots=True
     )
