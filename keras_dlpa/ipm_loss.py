@@ -155,6 +155,12 @@ def ipm_loss(y_true, y_pred, class_scale: bool = False, validate=True):
     return _ipm(*parsed, y_pred, class_scale)
 
 
+def _stale(features, y_pred) -> bool:
+    """Whether pending features belong to a batch of another size."""
+    a, b = features.shape[0], y_pred.shape[0]
+    return a is not None and b is not None and int(a) != int(b)
+
+
 @register
 class IPMLoss(keras.losses.Loss):
     """Input-to-prototype mapping loss of DL2PA (paper Eq. 6).
@@ -214,6 +220,10 @@ class IPMLoss(keras.losses.Loss):
             y_true, num_classes, validate=self.validate_labels
         )
         pending = pop_pending_features()
+        if pending is not None and _stale(pending[1], y_pred):
+            # Left by a training-mode call outside a train step (e.g.
+            # `model(x, training=True)`) for another batch: not ours.
+            pending = None
         if pending is not None:
             layer, features = pending
             if layer.num_classes != num_classes:

@@ -183,3 +183,17 @@ def test_config_round_trip():
     assert clone.class_scale and clone.name == "lt"
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(restored, keras_dlpa.IPMLoss) and restored.class_scale
+
+
+def test_stale_training_call_of_another_batch_is_ignored():
+    """A `layer(x, training=True)` outside a train step leaves features
+    pending; a later loss on a batch of another size must not use them."""
+    from keras_dlpa import PrototypeLayer
+
+    layer = PrototypeLayer(np.eye(5, 16, dtype="float32"))
+    layer(np.ones((8, 16), "float32"), training=True)
+    logits = _random_logits(5, 5)
+    labels = np.array([0, 1, 2, 3, 4])
+    loss = keras_dlpa.IPMLoss()(labels, logits)
+    expected = 0.5 * (logits[np.arange(5), labels] - 1.0) ** 2
+    np.testing.assert_allclose(float(loss), expected.mean(), rtol=1e-6)
