@@ -376,8 +376,9 @@ def test_main_job_script_quick_on_the_cifar100_archive(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "/step" in result.stdout and "last" in result.stdout
+    # --quick: ResNet-8 of width 8, so d = 4 * 8 = 32.
     config, evaluation = _check_run_dir(
-        out, "dl2pa", 100, 128, test=False, plots=True
+        out, "dl2pa", 100, 32, test=False, plots=True
     )
     assert config["class_names"][:3] == ["apple", "aquarium_fish", "baby"]
     assert config["val_size"] == 1000  # 10 of each class's 100 (--quick)
