@@ -28,6 +28,10 @@ and their images/s at batch 256.
 
     python benchmarks/bench_inference.py [--repeats 5] [--out FILE]
         [--run-dir runs/quickstart]
+
+`benchmarks/make_tables.py` renders the JSON (images/s, ratio to Keras
+predict, GFLOP/s, the int8 / float32 speed-up per batch size and the
+`--run-dir` top-1 table) into BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -193,13 +197,20 @@ def int8_accuracy(run_dir, tmp, repeats):
     )
     x = val.images.astype("float32")
     row = {"run": str(run_dir), "val_images": len(x)}
+    row["calibration"] = "256 images of the run's training split"
+    row["int8_parity"] = (
+        (result.parity or {}).get("backends", {}).get("onnx_int8")
+    )
     speeds = {}
     for name, key in (("fp32", "onnx"), ("int8", "onnx_int8")):
         session = _session(result.paths[key], 0)
-        logits = session.run(["logits"], {"images": x})[0]
-        row[f"top1_{name}"] = 100 * float(
-            np.mean(logits.argmax(1) == val.labels)
+        labels = np.concatenate(
+            [
+                session.run(["label"], {"images": x[i : i + 256]})[0].ravel()
+                for i in range(0, len(x), 256)
+            ]
         )
+        row[f"top1_{name}"] = 100 * float(np.mean(labels == val.labels))
         batch = x[:256]
         median, _ = time_call(
             lambda s=session, b=batch: s.run(["logits"], {"images": b}),
@@ -241,6 +252,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    load_start = list(os.getloadavg())
 
     model, what = build_classifier()
     print(f"model: {what}")
@@ -341,6 +353,10 @@ def main(argv=None):
             "throughput": rows,
             "head_cost": head_rows,
             "int8_accuracy": accuracy,
+            "loadavg_start": load_start,
+            "command": " ".join(
+                ["python benchmarks/bench_inference.py", *sys.argv[1:]]
+            ),
         },
         args.out,
     )

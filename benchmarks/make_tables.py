@@ -241,6 +241,30 @@ def prototypes(data: dict) -> list[str]:
     return table(header + ["bar (reference)", "meets bar"], body)
 
 
+def prototypes_curve(data: dict) -> list[str]:
+    """Quality/time curve of the full-batch Adam optimiser (one run each)."""
+    goal = data["goal"]
+    rows = data["curve"]
+    c, d = rows[0]["c"], rows[0]["d"]
+    lines = [
+        f"(c, d) = ({c}, {d}); one `estimate_prototypes(c, d, "
+        f'optimizer="adam", adam_steps=n)` per row, {data["blas_threads"]} '
+        f"BLAS threads. Goal: max cosine <= {goal['max_cos']:g} within "
+        f"{goal['seconds']:g} s.",
+        "",
+    ]
+    body = [
+        [r["adam_steps"], f"{r['seconds']:.1f}", f"{r['cpu_seconds']:.1f}"]
+        + [f"{r['seconds_per_step']:.2f}", f"{r['max']:.4f}"]
+        + [f"{r['mean']:.5f}", r["meets_goal"]]
+        + ["/".join(f"{x:.1f}" for x in r["loadavg_before"])]
+        for r in rows
+    ]
+    header = ["Adam steps", "seconds (wall)", "CPU s", "s/step", "max cos"]
+    header += ["mean cos", "meets goal", "load average before"]
+    return lines + table(header, body)
+
+
 def reassign(data: dict) -> list[str]:
     rows = data["rows"]
     dense = {
@@ -299,24 +323,80 @@ def pipeline(data: dict) -> list[str]:
 
 
 def inference(data: dict) -> list[str]:
+    """Throughput per runtime, GFLOP/s, the int8 speed-up and its top-1."""
     parity = data["parity"]
     diffs = ", ".join(
         f"{k} {v['max_abs_logit_diff']:.2g}"
         for k, v in parity["backends"].items()
     )
+    flops = data.get("flops_per_image")
     lines = [
         f"Model: {data['model']}; {data['repeats']} repeats. Parity (batch "
         f"{parity['batch_size']}, tolerance {parity['tolerance']:g}): passed "
         f"= {parity['passed']}; max abs logit difference: {diffs}.",
-        "",
     ]
+    if flops:
+        lines.append(
+            f"FLOPs/image: {flops / 1e6:.1f} M ("
+            + data.get("flops_counted", "counted on the ONNX graph")
+            + "); GFLOP/s = images/s x FLOPs/image (int8: the same "
+            "operations in int8)."
+        )
+    if data.get("int8_calibration"):
+        lines.append(f"int8 calibration images: {data['int8_calibration']}.")
+    lines.append("")
+
+    def gflops(r):
+        if "gflop_per_s" in r:
+            return num(r["gflop_per_s"], 1)
+        return num(r["images_per_s"] * flops / 1e9, 1) if flops else "-"
+
     body = [
         [r["batch"], r["runtime"], num(r["images_per_s"], 1)]
-        + [f"{r['vs_keras_predict']:.2f}x"]
+        + [f"{r['vs_keras_predict']:.2f}x", gflops(r)]
         for r in data["throughput"]
     ]
-    header = ["batch", "runtime", "images/s", "vs keras predict"]
-    return lines + table(header, body)
+    header = ["batch", "runtime", "images/s", "vs keras predict", "GFLOP/s"]
+    out = lines + table(header, body)
+    speedups = [
+        f"{r['int8_vs_fp32_onnx']:.2f}x at batch {r['batch']}"
+        for r in data["throughput"]
+        if "int8_vs_fp32_onnx" in r
+    ]
+    if speedups:
+        out += [
+            "",
+            "int8 / float32 ONNX Runtime images/s (untrained weights): "
+            + ", ".join(speedups)
+            + ".",
+        ]
+    accuracy = data.get("int8_accuracy")
+    if accuracy:
+        out += [
+            "",
+            f"int8 on a trained model: `{accuracy['run']}`"
+            + (
+                f" ({accuracy['flops_per_image'] / 1e6:.1f} MFLOPs/image)"
+                if accuracy.get("flops_per_image")
+                else ""
+            )
+            + f", top-1 on its validation split ({accuracy['val_images']} "
+            "images), images/s at batch 256 (goal: int8 >= 1.5x the float32 "
+            "images/s, <= 0.5 points of top-1 lost):",
+            "",
+        ]
+        out += table(
+            ["top-1 fp32 %", "top-1 int8 %", "change (points)"]
+            + ["fp32 images/s", "int8 images/s", "int8 speed-up"],
+            [
+                [f"{accuracy['top1_fp32']:.2f}", f"{accuracy['top1_int8']:.2f}"]
+                + [f"{accuracy['top1_change_points']:+.2f}"]
+                + [num(accuracy["images_per_s_fp32"], 1)]
+                + [num(accuracy["images_per_s_int8"], 1)]
+                + [f"{accuracy['int8_speedup']:.2f}x"]
+            ],
+        )
+    return out
 
 
 def inference_head(data: dict) -> list[str]:
@@ -422,6 +502,7 @@ TABLES = {
     ),
     "train_step_bar": (B, train_step_bar, TS),
     "prototypes_quiet": (B, one(prototypes)),
+    "prototypes_10k_curve_quiet": (B, one(prototypes_curve)),
     "prototypes": (B, one(prototypes)),
     "bench_reassign_quiet": (B, one(reassign)),
     "bench_reassign_100k_quiet": (B, one(reassign)),

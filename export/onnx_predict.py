@@ -4,7 +4,8 @@ A light serving client: needs only numpy, onnxruntime and pillow (no
 TensorFlow, no Keras). It is a thin wrapper over
 `keras_dlpa/export/onnx_client.py`, loaded by file path so that neither
 `keras_dlpa` nor its Keras imports run; `keras-dlpa predict` uses the same
-code. Reads class names from the model's ONNX metadata, takes image files,
+code. MODEL: a `.onnx` file or a Triton model folder (highest version).
+Reads class names from the model's ONNX metadata, takes image files,
 folders (searched recursively for .jpg/.jpeg/.png) or .txt/.lst list
 files, converts them to the model's channels, resizes them to the model's
 input size (unless --no-resize) and prints one line per image

@@ -8,6 +8,8 @@ TensorFlow or Keras raises.
 
 import csv
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ from keras_dlpa.models import PerChannelNormalization
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PREDICT_SCRIPT = REPO_ROOT / "export" / "onnx_predict.py"
+NO_TF = Path(__file__).with_name("no_tensorflow")
 NAMES = ["ant", "bee", "cat", "dog"]
 BLOCKER = """
 import importlib.abc, runpy, sys
@@ -200,3 +203,56 @@ def test_onnx_client_runs_without_tensorflow_or_keras(setup, tmp_path):
         cwd=REPO_ROOT,
     )
     assert proc.returncode != 0 and "blocked import" in proc.stderr
+
+
+def _console_script(*args, cwd=None):
+    """Runs `keras-dlpa ARGS` as pip installs it (pyproject's entry point)
+    in a subprocess where importing keras, tensorflow or jax raises."""
+    text = (REPO_ROOT / "pyproject.toml").read_text()
+    entry = re.search(r'^keras-dlpa = "([\w.]+):(\w+)"$', text, re.M)
+    module, func = entry.groups()
+    code = f"import sys; from {module} import {func}; sys.exit({func}())"
+    env = dict(os.environ, KERAS_DLPA_BLOCK_IMPORTS="keras,jax")
+    env["PYTHONPATH"] = os.pathsep.join([str(NO_TF), str(REPO_ROOT)])
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def test_console_script_predicts_onnx_without_keras(setup, tmp_path):
+    # `keras-dlpa predict model.onnx` needs numpy, pillow and onnxruntime
+    # only: the console script must not import keras_dlpa (whose
+    # __init__ imports Keras) on that path.
+    onnx_path = setup["result"].paths["onnx"]
+    out = tmp_path / "p.csv"
+    proc = _console_script(
+        "predict", onnx_path, setup["folder"], "--out", out, "--top-k", "2"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "predict: 7/7 images (100%)" in proc.stderr
+    _check_rows(_read_csv(out), setup, 2)
+    # A Triton model folder (highest version) takes the same path.
+    triton = tmp_path / "repo" / "dl2pa"
+    (triton / "3").mkdir(parents=True)
+    (triton / "config.pbtxt").write_text('name: "dl2pa"\n')
+    (triton / "3" / "model.onnx").write_bytes(onnx_path.read_bytes())
+    proc = _console_script(
+        "predict", triton, setup["folder"], "--out", out, "--quiet"
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    _check_rows(_read_csv(out), setup, 1)
+    # The same errors as the full CLI (one line, exit code 2 or 1).
+    proc = _console_script("predict", onnx_path, tmp_path / "none.jpg")
+    assert proc.returncode == 2 and "none.jpg" in proc.stderr
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    proc = _console_script("predict", broken, setup["paths"][0], "--quiet")
+    assert proc.returncode == 1 and "Cannot load" in proc.stderr
+    # The blocker works: a .keras model needs Keras, and fails here.
+    proc = _console_script("predict", setup["run_dir"], setup["paths"][0])
+    assert proc.returncode != 0
+    assert "blocked: KERAS_DLPA_BLOCK_IMPORTS" in proc.stderr

@@ -184,3 +184,78 @@ def test_fig4a_cpu_region_follows_its_file(tmp_path):
     assert "keras-dlpa reproduce --grid fig4a_cpu" in region(
         readme, "fig4a_cpu"
     )
+
+
+def test_prototype_curve_region_follows_its_file(tmp_path):
+    results, readme, benchmarks = copy_docs(tmp_path)
+    paths = dict(results=results, readme=readme, benchmarks=benchmarks)
+    name = "prototypes_10k_curve_quiet"
+    (results / f"{name}.json").unlink(missing_ok=True)
+    assert make_tables(**paths).returncode == 0
+    assert "not measured yet" in region(benchmarks, name)
+
+    def row(steps, seconds, top):
+        return {
+            "c": 10000, "d": 512, "adam_steps": steps, "seconds": seconds,
+            "cpu_seconds": 2 * seconds, "seconds_per_step": seconds / steps,
+            "min": -0.2, "max": top, "mean": -0.0001,
+            "meets_goal": top <= 0.15 and seconds <= 120,
+            "loadavg_before": [0.21, 0.3, 0.4], "loadavg_after": [1, 1, 1],
+        }  # fmt: skip
+
+    data = {
+        "blas_threads": 2,
+        "goal": {"max_cos": 0.15, "seconds": 120.0},
+        "command": "python benchmarks/bench_prototypes.py --curve 10,80",
+        "curve": [row(10, 14.2, 0.1121), row(80, 131.0, 0.0712)],
+    }
+    (results / f"{name}.json").write_text(json.dumps(data))
+    result = make_tables("--check", **paths)
+    assert result.returncode == 1 and f"BENCHMARKS.md:{name}" in result.stdout
+    assert make_tables(**paths).returncode == 0
+    got = rows(benchmarks, name)
+    assert [r["Adam steps"] for r in got] == ["10", "80"]
+    assert got[0]["seconds (wall)"] == "14.2" and got[0]["max cos"] == "0.1121"
+    assert got[0]["s/step"] == "1.42" and got[0]["meets goal"] == "True"
+    assert got[1]["meets goal"] == "False"  # too slow
+    assert got[0]["load average before"] == "0.2/0.3/0.4"
+    text = region(benchmarks, name)
+    assert "(c, d) = (10000, 512)" in text and "--curve 10,80" in text
+
+
+def test_inference_table_shows_flops_and_int8(tmp_path):
+    results, readme, benchmarks = copy_docs(tmp_path)
+    paths = dict(results=results, readme=readme, benchmarks=benchmarks)
+    path = results / "bench_inference.json"
+    data = json.loads(path.read_text())
+    flops = 138_000_000
+    data.update(flops_per_image=flops, int8_calibration="cifar10-jpeg-train")
+    data["flops_counted"] = "2 x MACs of Conv/MatMul/Gemm in the ONNX graph"
+    for r in data["throughput"]:
+        r["gflop_per_s"] = r["images_per_s"] * flops / 1e9
+    int8 = {"batch": 256, "runtime": "onnxruntime_int8"}
+    int8.update(images_per_s=2000.0, vs_keras_predict=40.0, gflop_per_s=276.0)
+    int8["int8_vs_fp32_onnx"] = 1.625
+    data["throughput"].append(int8)
+    data["int8_accuracy"] = {
+        "run": "runs/resnet32", "val_images": 2000, "top1_fp32": 71.25,
+        "top1_int8": 70.9, "top1_change_points": -0.35,
+        "images_per_s_fp32": 1040.0, "images_per_s_int8": 1690.0,
+        "int8_speedup": 1.625,
+    }  # fmt: skip
+    path.write_text(json.dumps(data))
+    assert make_tables(**paths).returncode == 0
+    got = rows(benchmarks, "bench_inference")[: len(data["throughput"])]
+    for row, r in zip(got, data["throughput"], strict=True):
+        assert row["runtime"] == r["runtime"]
+        assert row["GFLOP/s"] == f"{r['gflop_per_s']:,.1f}"
+    assert got[-1]["GFLOP/s"] == "276.0"
+    text = region(benchmarks, "bench_inference")
+    assert "FLOPs/image: 138.0 M (2 x MACs of Conv/MatMul/Gemm" in text
+    assert "1.62x at batch 256" in text  # 1.625 rounds half to even
+    assert "`runs/resnet32`" in text and "(2000 images)" in text
+    lines = [x for x in text.splitlines() if x.startswith("|")]
+    accuracy = lines[-1].strip("|").split("|")
+    assert [c.strip() for c in accuracy] == [
+        "71.25", "70.90", "-0.35", "1,040.0", "1,690.0", "1.62x"
+    ]  # fmt: skip

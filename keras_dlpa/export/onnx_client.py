@@ -2,9 +2,11 @@
 
 Needs only numpy, pillow and (for `.onnx` models) onnxruntime: this module
 imports nothing from TensorFlow, Keras or `keras_dlpa`, so it also runs as
-a stand-alone file (`export/onnx_predict.py` loads it by path). The Keras
-and SavedModel runners of `keras-dlpa predict` (`keras_dlpa.export.
-predictors`) plug into the same `Predictor` interface.
+a stand-alone file: `export/onnx_predict.py` and the `keras-dlpa` console
+script (`keras_dlpa_cli`, for `.onnx` models and Triton folders) load it
+by path, without importing `keras_dlpa`. The Keras and SavedModel runners
+of `keras-dlpa predict` (`keras_dlpa.export.predictors`) plug into the
+same `Predictor` interface.
 
 Images: a folder (searched recursively for .jpg/.jpeg/.png), an image
 file, or a list file (`.txt`/`.lst`: one path per line, relative to the
@@ -29,6 +31,63 @@ from PIL import Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LIST_SUFFIXES = (".txt", ".lst")
+
+
+# ------------------------------------------------------------ model paths
+
+
+SAVED_MODEL_FILE = "saved_model.pb"
+TRITON_CONFIG = "config.pbtxt"
+
+
+def _latest_version(folder: Path, marker: str):
+    """The highest numeric sub-folder of `folder` holding `marker`."""
+    versions = [
+        p
+        for p in folder.iterdir()
+        if p.is_dir() and p.name.isdigit() and (p / marker).exists()
+    ]
+    return max(versions, key=lambda p: int(p.name)) if versions else None
+
+
+def resolve_model_path(path) -> tuple:
+    """Returns `(kind, path)`: kind `"onnx"`, `"keras"` or `"savedmodel"`.
+
+    Accepts a `.onnx` file, a `.keras` file, a run directory
+    (`model.keras`), a SavedModel folder (`saved_model.pb`), and the
+    serving layouts of `export_classifier`: a TF-Serving model folder
+    (`NAME/VERSION/saved_model.pb`) or a Triton model folder
+    (`NAME/config.pbtxt`, `NAME/VERSION/model.onnx`); their highest
+    version is used.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No such model file or folder: {str(path)!r}")
+    if path.is_file():
+        if path.suffix == ".onnx":
+            return "onnx", path
+        if path.suffix == ".keras":
+            return "keras", path
+        raise ValueError(
+            f"Cannot tell the model kind of {str(path)!r}: expected a "
+            ".onnx or .keras file, a run directory or a SavedModel folder."
+        )
+    if (path / SAVED_MODEL_FILE).is_file():
+        return "savedmodel", path
+    if (path / "model.keras").is_file():
+        return "keras", path
+    if (path / TRITON_CONFIG).is_file():
+        version = _latest_version(path, "model.onnx")
+        if version is not None:
+            return "onnx", version / "model.onnx"
+    version = _latest_version(path, SAVED_MODEL_FILE)
+    if version is not None:
+        return "savedmodel", version
+    raise ValueError(
+        f"{str(path)!r} holds no model: expected saved_model.pb, "
+        "model.keras, or numbered version folders (TF-Serving or Triton "
+        "layout)."
+    )
 
 
 class PredictError(RuntimeError):
@@ -138,6 +197,21 @@ def onnx_predictor(path) -> Predictor:
     return Predictor(
         logits, shape, metadata.get("class_names"), "onnx", str(path)
     )
+
+
+def load_onnx(path) -> Predictor:
+    """`onnx_predictor` of a `.onnx` file or a Triton model folder.
+
+    Raises `ValueError` for the other kinds of `resolve_model_path`.
+    """
+    kind, resolved = resolve_model_path(path)
+    if kind != "onnx":
+        raise ValueError(
+            f"{str(path)!r} is a {kind} model; this client runs ONNX models "
+            "only (a .onnx file or a Triton model folder); `keras-dlpa "
+            "predict` runs the others."
+        )
+    return onnx_predictor(resolved)
 
 
 # ------------------------------------------------------------ image files
@@ -427,6 +501,8 @@ def main(argv=None) -> int:
         description="Classify image files with an exported DL2PA ONNX "
         "model (numpy + onnxruntime + pillow only)."
     )
-    parser.add_argument("model", help="exported .onnx model")
+    parser.add_argument(
+        "model", help="exported .onnx model or Triton model folder"
+    )
     add_arguments(parser)
-    return run(parser.parse_args(argv), onnx_predictor)
+    return run(parser.parse_args(argv), load_onnx)

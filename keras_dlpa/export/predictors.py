@@ -16,59 +16,14 @@ import numpy as np
 from keras_dlpa.export import onnx_client
 from keras_dlpa.export.onnx_client import PredictError
 from keras_dlpa.export.onnx_client import Predictor
+from keras_dlpa.export.onnx_client import resolve_model_path
 
-SAVED_MODEL_FILE = "saved_model.pb"
-TRITON_CONFIG = "config.pbtxt"
-
-
-def _latest_version(folder: Path, marker: str):
-    """The highest numeric sub-folder of `folder` holding `marker`."""
-    versions = [
-        p
-        for p in folder.iterdir()
-        if p.is_dir() and p.name.isdigit() and (p / marker).exists()
-    ]
-    return max(versions, key=lambda p: int(p.name)) if versions else None
-
-
-def resolve_model_path(path) -> tuple:
-    """Returns `(kind, path)`: kind `"onnx"`, `"keras"` or `"savedmodel"`.
-
-    Accepts a `.onnx` file, a `.keras` file, a run directory
-    (`model.keras`), a SavedModel folder (`saved_model.pb`), and the
-    serving layouts of `export_classifier`: a TF-Serving model folder
-    (`NAME/VERSION/saved_model.pb`) or a Triton model folder
-    (`NAME/config.pbtxt`, `NAME/VERSION/model.onnx`); their highest
-    version is used.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No such model file or folder: {str(path)!r}")
-    if path.is_file():
-        if path.suffix == ".onnx":
-            return "onnx", path
-        if path.suffix == ".keras":
-            return "keras", path
-        raise ValueError(
-            f"Cannot tell the model kind of {str(path)!r}: expected a "
-            ".onnx or .keras file, a run directory or a SavedModel folder."
-        )
-    if (path / SAVED_MODEL_FILE).is_file():
-        return "savedmodel", path
-    if (path / "model.keras").is_file():
-        return "keras", path
-    if (path / TRITON_CONFIG).is_file():
-        version = _latest_version(path, "model.onnx")
-        if version is not None:
-            return "onnx", version / "model.onnx"
-    version = _latest_version(path, SAVED_MODEL_FILE)
-    if version is not None:
-        return "savedmodel", version
-    raise ValueError(
-        f"{str(path)!r} holds no model: expected saved_model.pb, "
-        "model.keras, or numbered version folders (TF-Serving or Triton "
-        "layout)."
-    )
+__all__ = [
+    "keras_predictor",
+    "load_predictor",
+    "resolve_model_path",
+    "saved_model_predictor",
+]
 
 
 def keras_predictor(path) -> Predictor:
