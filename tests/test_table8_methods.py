@@ -52,6 +52,7 @@ def _data():
     return x, y
 
 
+@pytest.mark.core
 def test_uniformity_matches_numpy_and_the_prototype_loss():
     rng = np.random.default_rng(1)
     kernel = rng.normal(size=(D, C))
@@ -69,6 +70,7 @@ def test_uniformity_matches_numpy_and_the_prototype_loss():
         UniformityRegularizer(-1.0)
 
 
+@pytest.mark.core
 def test_psc_star_loss_is_cross_entropy_plus_uniformity():
     x, y = _data()
     model = _head_model("psc_star")
@@ -86,6 +88,7 @@ def test_psc_star_loss_is_cross_entropy_plus_uniformity():
     assert got == pytest.approx(cross_entropy, rel=1e-5)
 
 
+@pytest.mark.core
 def test_psc_star_gradient_reaches_the_dense_kernel():
     x, y = _data()
     psc, plain = _head_model("psc_star"), _head_model("softmax")
