@@ -216,7 +216,13 @@ def test_sweep_blocks_a_job_whose_dependency_is_not_complete(tmp_path, capsys):
     jobs = [
         # Exits at once with a usage error: not complete.
         Job("softmax", "cifar100", ["--method", "nope"], str(tmp_path / "a")),
-        Job("ours", "cifar100", [], str(tmp_path / "b"), after=("softmax",)),
+        Job(
+            "ours",
+            "cifar100",
+            ["--method", "nope"],  # would fail at once if it were started
+            str(tmp_path / "b"),
+            after=("softmax",),
+        ),
         Job("other", "cifar100", [], str(done)),
     ]
     results = run_jobs(jobs, tmp_path / "logs", parallel=2, poll_s=0.1)
