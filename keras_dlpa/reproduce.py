@@ -1,4 +1,5 @@
-"""The paper's CIFAR experiments as named, resumable sweeps with a report.
+"""The paper's CIFAR / SVHN / STL-10 experiments as named, resumable
+sweeps with a report.
 
 `reproduce(grid, out, ...)` runs every run of a grid as its own recipe
 process (`keras_dlpa.sweep`: several at once, a deadline each, complete
@@ -18,10 +19,15 @@ paper's number), `out/report.json` and plots. Grids (`GRIDS`):
   6 epochs, lr 0.05, d in {3, 10, 25}, dl2pa / static / softmax).
 - `table6`: CIFAR-10-LT, SVHN-LT and STL-10-LT at the three imbalances,
   softmax / etf / dl2pa (d = 64). The SVHN (`svhn_cropped`) and STL-10
-  (`stl10`, 96x96 images) cells read TensorFlow Datasets (`--dataset`,
-  downloaded and prepared on first use: where the network allows, or
-  prepared beforehand in the TFDS data dir, `tfds_data_dir`); `datasets`
-  restricts a sweep to some of them (e.g. only `cifar10` offline).
+  (`stl10`) cells read TensorFlow Datasets (`--dataset`, downloaded and
+  prepared on first use: where the network allows, or prepared
+  beforehand in the TFDS data dir, `tfds_data_dir`; offline and
+  unprepared, such a run fails after TFDS's retries and the others go
+  on); `datasets` restricts a sweep to some of them (e.g. only `cifar10`
+  offline). STL-10 is trained at its native 96x96 (the paper does not
+  say whether it resized) from its 500-per-class `train` split; the
+  SVHN classes are unequal, so the profile's head size is the smallest
+  class (`long_tailed_train_val`). Test split: each builder's `test`.
 - `table7`: prototype quality (max / min pairwise cosine) at c = 100, d in
   {50, 100}; no training.
 - `table8`: the prototype-distribution ablation on balanced CIFAR-100
@@ -34,7 +40,7 @@ paper's number), `out/report.json` and plots. Grids (`GRIDS`):
   of CIFAR-100-LT (43 % in Table 4), so the grid is balanced. Each
   `ours_star` job runs after its softmax job (`sweep.Job.after`); if that
   one is not complete (failed, or stopped by the deadline), the
-  `ours_star` job is left for the next sweep.
+  `ours_star` job is left for the next sweep. `quick`: the d = 16 cells.
 
 The paper reports the best TEST epoch (model selection on the test set);
 we report the last epoch and the best epoch by validation accuracy, on a

@@ -263,7 +263,9 @@ def test_quick_table8_end_to_end(tmp_path, monkeypatch, capsys):
         sweep,
         data=tmp_path / "train",
         quick=True,
-        parallel=2,
+        # Three slots: without `Job.after`, ours_star would start at once
+        # with its softmax run (and fail); with it, dl2pa takes the slot.
+        parallel=3,
         extra_args=tiny + ("--no-report",),
     )
     log = capsys.readouterr().out
