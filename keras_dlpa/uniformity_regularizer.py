@@ -18,7 +18,10 @@ def hyperspherical_uniformity(vectors, temperature: float = 2.0):
     `keras_dlpa.prototypes.uniformity_loss(v, pairs="all")` (the loss the
     prototypes are estimated with), in `keras.ops`. The literal Eq. 5 with
     the whole set (`c-hat = c`) normalises by `1 / c` instead of `1 / c^2`:
-    the same loss plus the constant `log c`, so the same gradient.
+    the same loss plus the constant `log c`, so the same gradient. (The
+    reference code's prototype estimation averages over the pairs `i < j`
+    only, `pairs="subset"`: its gradient is this one times
+    `(S + c) / S`, with `S` the off-diagonal sum.)
 
     Args:
         vectors: float tensor `(c, d)`, one vector per row (any norm).
