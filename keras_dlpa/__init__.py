@@ -7,7 +7,7 @@ TensorFlow-only parts live in their own subpackages: `keras_dlpa.data`
 (tf.data pipelines), `keras_dlpa.distribute` and `keras_dlpa.export`.
 
 `import keras_dlpa` registers every serialisable object of the library
-(layers, losses, learning-rate schedules) with Keras, so
+(layers, losses, regularizers, learning-rate schedules) with Keras, so
 `keras.saving.load_model` loads a saved model without `custom_objects`.
 """
 
@@ -31,6 +31,9 @@ from keras_dlpa.reassign_callback import ReassignCallback
 from keras_dlpa.reassign_callback import find_prototype_layer
 from keras_dlpa.schedules import WarmupCosine
 from keras_dlpa.schedules import WarmupMultiStep
+from keras_dlpa.softmax_prototypes import softmax_prototypes
+from keras_dlpa.uniformity_regularizer import UniformityRegularizer
+from keras_dlpa.uniformity_regularizer import hyperspherical_uniformity
 
 __version__ = "0.1.0"
 
@@ -39,6 +42,7 @@ __all__ = [
     "IPMLoss",
     "PrototypeLayer",
     "ReassignCallback",
+    "UniformityRegularizer",
     "WarmupCosine",
     "WarmupMultiStep",
     "cached_prototypes",
@@ -46,6 +50,7 @@ __all__ = [
     "estimate_prototypes",
     "find_prototype_layer",
     "format_metrics_table",
+    "hyperspherical_uniformity",
     "ipm_loss",
     "load_prototypes",
     "merge_statistics",
@@ -54,5 +59,6 @@ __all__ = [
     "save_prototypes",
     "shot_groups",
     "simplex_etf",
+    "softmax_prototypes",
     "solve_assignment",
 ]

@@ -1,6 +1,7 @@
 """Classifier assembly per method (function API over `keras_dlpa.methods`).
 
-Methods: `"dl2pa"`, `"static"`, `"etf"`, `"softmax"`; each is a
+Methods: `"dl2pa"`, `"static"`, `"etf"`, `"softmax"` and the Table 8
+ablations `"psc_star"`, `"ours_star"` (which needs `prototypes`); each is a
 `keras_dlpa.methods.Method` object, and the functions here are the
 function-style entry points to it.
 """
@@ -57,7 +58,8 @@ def build_classifier(
         num_classes: `c`.
         method: one of `METHODS`.
         prototypes: `(c, d)` prototypes for the prototype methods; made
-            with `method_prototypes(method, c, d, seed)` when `None`.
+            with `method_prototypes(method, c, d, seed)` when `None`
+            (`"ours_star"` needs them: `softmax_prototypes(run)`).
         weight_decay: coupled L2 of the softmax head (`Dense(c)`).
         initial_assignment: `PrototypeLayer` initial assignment.
         seed: prototype seed (when `prototypes` is `None`).

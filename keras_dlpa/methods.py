@@ -9,6 +9,14 @@ the callbacks. `get_method(name)` returns the registered object:
 - `"static"`: the same prototypes and loss, assignment frozen.
 - `"etf"`: simplex ETF prototypes (needs `d >= c - 1`), frozen assignment.
 - `"softmax"`: `Dense(c)` + cross-entropy (the paper's PSC baseline).
+- `"psc_star"`: PSC* of paper Table 8, the softmax head with
+  `1e-2 x L_uni` (the Gaussian-potential uniformity of Eq. 4 on its unit
+  class weight vectors, `UniformityRegularizer`) added to cross-entropy.
+- `"ours_star"`: Ours* of paper Table 8, DL2PA (`PrototypeLayer` +
+  `IPMLoss` + `ReassignCallback`) on the unit class weights of a trained
+  softmax classifier (`softmax_run`: its run directory or `.keras` file,
+  read by `keras_dlpa.softmax_prototypes`) instead of the estimated
+  prototypes; labels start on their own softmax weights (identity).
 
 The prototype head and the softmax logits compute in float32 under a
 mixed-precision policy.
@@ -27,6 +35,8 @@ from keras_dlpa.prototype_layer import PrototypeLayer
 from keras_dlpa.prototypes import cached_prototypes
 from keras_dlpa.prototypes import simplex_etf
 from keras_dlpa.reassign_callback import ReassignCallback
+from keras_dlpa.softmax_prototypes import softmax_prototypes
+from keras_dlpa.uniformity_regularizer import UniformityRegularizer
 
 
 def _accuracy_metrics(num_classes: int, soft_labels: bool) -> list:
@@ -52,24 +62,47 @@ class Method:
         uses_prototypes: fixed prototypes + `PrototypeLayer` + `IPMLoss`.
         dynamic: the assignment is re-optimised (`ReassignCallback`).
         etf: the prototypes are the simplex ETF.
+        from_softmax: the prototypes are the unit class weights of a
+            trained softmax classifier (`softmax_run`).
+        uniformity: the strength `lambda` of the uniformity regulariser on
+            a softmax head's class weights (0: none).
     """
 
     name: str
     uses_prototypes: bool = True
     dynamic: bool = False
     etf: bool = False
+    from_softmax: bool = False
+    uniformity: float = 0.0
 
     def prototypes(
-        self, num_classes: int, dim: int, seed: int = 0, cache_dir=None
+        self,
+        num_classes: int,
+        dim: int,
+        seed: int = 0,
+        cache_dir=None,
+        softmax_run=None,
     ) -> np.ndarray | None:
         """Fixed prototypes `(c, d)`, or `None` for a softmax head.
 
         Estimated methods use `cached_prototypes(c, d, "auto", seed)` (the
         simplex ETF when `d >= c - 1`, else the paper's uniformity loss,
-        cached on disk); `"etf"` raises when `d < c - 1`.
+        cached on disk); `"etf"` raises when `d < c - 1`; `"ours_star"`
+        reads `softmax_prototypes(softmax_run, c, d)` and raises without
+        `softmax_run`.
         """
         if not self.uses_prototypes:
             return None
+        if self.from_softmax:
+            if softmax_run is None:
+                raise ValueError(
+                    f"method={self.name!r} takes its prototypes from a "
+                    "trained softmax classifier: pass `softmax_run` (the "
+                    "run directory of a finished softmax run, or its "
+                    "`.keras` file; --softmax-run). Received: "
+                    "softmax_run=None"
+                )
+            return softmax_prototypes(softmax_run, num_classes, dim)
         if self.etf:
             if dim < num_classes - 1:
                 raise ValueError(
@@ -95,14 +128,21 @@ class Method:
         """Logits `(B, c)` in label order from features `(B, d)`."""
         dim = int(features.shape[-1])
         if not self.uses_prototypes:
+            kernel_regularizer = coupled_l2(weight_decay)
+            if self.uniformity:
+                # The L2 factor of `coupled_l2(weight_decay)`.
+                kernel_regularizer = UniformityRegularizer(
+                    self.uniformity, l2=weight_decay / 2.0
+                )
             return keras.layers.Dense(
                 num_classes,
-                kernel_regularizer=coupled_l2(weight_decay),
+                kernel_regularizer=kernel_regularizer,
                 bias_regularizer=coupled_l2(weight_decay),
                 dtype="float32",
                 name="logits",
             )(features)
         if prototypes is None:
+            # ours_star raises here: its prototypes need `softmax_run`.
             prototypes = self.prototypes(num_classes, dim, seed)
         prototypes = np.asarray(prototypes)
         if prototypes.shape != (num_classes, dim):
@@ -148,6 +188,10 @@ _METHODS = {
     "static": Method("static"),
     "etf": Method("etf", etf=True),
     "softmax": Method("softmax", uses_prototypes=False),
+    # Paper Table 8: PSC* = CE + 1e-2 x L_uni; Ours* = DL2PA on the
+    # prototypes of a trained softmax classifier.
+    "psc_star": Method("psc_star", uses_prototypes=False, uniformity=1e-2),
+    "ours_star": Method("ours_star", dynamic=True, from_softmax=True),
 }
 METHODS = tuple(_METHODS)
 PROTOTYPE_METHODS = tuple(n for n, m in _METHODS.items() if m.uses_prototypes)

@@ -1,4 +1,5 @@
-"""The paper's CIFAR experiments as named, resumable sweeps with a report.
+"""The paper's CIFAR / SVHN / STL-10 experiments as named, resumable
+sweeps with a report.
 
 `reproduce(grid, out, ...)` runs every run of a grid as its own recipe
 process (`keras_dlpa.sweep`: several at once, a deadline each, complete
@@ -16,10 +17,30 @@ paper's number), `out/report.json` and plots. Grids (`GRIDS`):
 - `fig4a_cpu`: a reduced fig4a that fits 2 CPU cores in under an hour
   (ResNet-8 of width 8, 100 images per class of which 20 for validation,
   6 epochs, lr 0.05, d in {3, 10, 25}, dl2pa / static / softmax).
-- `table6`: CIFAR-10-LT at the three imbalances, softmax / etf / dl2pa
-  (d = 64).
+- `table6`: CIFAR-10-LT, SVHN-LT and STL-10-LT at the three imbalances,
+  softmax / etf / dl2pa (d = 64). The SVHN (`svhn_cropped`) and STL-10
+  (`stl10`) cells read TensorFlow Datasets (`--dataset`, downloaded and
+  prepared on first use: where the network allows, or prepared
+  beforehand in the TFDS data dir, `tfds_data_dir`; offline and
+  unprepared, such a run fails after TFDS's retries and the others go
+  on); `datasets` restricts a sweep to some of them (e.g. only `cifar10`
+  offline). STL-10 is trained at its native 96x96 (the paper does not
+  say whether it resized) from its 500-per-class `train` split; the
+  SVHN classes are unequal, so the profile's head size is the smallest
+  class (`long_tailed_train_val`). Test split: each builder's `test`.
 - `table7`: prototype quality (max / min pairwise cosine) at c = 100, d in
   {50, 100}; no training.
+- `table8`: the prototype-distribution ablation on balanced CIFAR-100
+  (ResNet-32 + Dense(64 -> d), the `cifar100` recipe), d in {16, 32, 64}:
+  softmax (PSC), `psc_star` (PSC*: cross-entropy + 1e-2 x the uniformity
+  loss of the classifier weights), `ours_star` (Ours*: DL2PA on the
+  normalised class weights of the softmax run of the same seed and d) and
+  dl2pa (Ours). The paper does not state the imbalance of Table 8; its
+  PSC numbers (62-63 %) are those of balanced CIFAR-100 (Table 1), not
+  of CIFAR-100-LT (43 % in Table 4), so the grid is balanced. Each
+  `ours_star` job runs after its softmax job (`sweep.Job.after`); if that
+  one is not complete (failed, or stopped by the deadline), the
+  `ours_star` job is left for the next sweep. `quick`: the d = 16 cells.
 
 The paper reports the best TEST epoch (model selection on the test set);
 we report the last epoch and the best epoch by validation accuracy, on a
@@ -80,20 +101,77 @@ _TABLE6 = {
     ("0.01", "softmax", 64): 72.8,
     ("0.02", "softmax", 64): 78.6,
 }
+
+
+def _lt_paper(dataset: str, rows: dict) -> dict:
+    """`{(dataset, imbalance, method, 64): top-1}` of paper Table 6."""
+    return {
+        (dataset, setting, method, 64): value
+        for method, values in rows.items()
+        for setting, value in zip(("0.005", "0.01", "0.02"), values)
+    }
+
+
+# Table 6, SVHN-LT and STL-10-LT (imbalance 0.005 / 0.01 / 0.02).
+_TABLE6.update(
+    _lt_paper(
+        "svhn_cropped",
+        {
+            "softmax": (40.5, 40.9, 49.3),
+            "etf": (42.8, 45.7, 49.8),
+            "dl2pa": (40.9, 47.0, 49.7),
+        },
+    )
+)
+_TABLE6.update(
+    _lt_paper(
+        "stl10",
+        {
+            "softmax": (33.1, 37.9, 38.8),
+            "etf": (33.5, 37.2, 37.9),
+            "dl2pa": (35.7, 35.6, 38.0),
+        },
+    )
+)
+# Table 8 (balanced CIFAR-100, ResNet-32), d = 16 / 32 / 64.
+_TABLE8 = {
+    ("balanced", method, dim): value
+    for method, values in (
+        ("softmax", (62.62, 61.81, 63.23)),
+        ("psc_star", (62.54, 64.18, 64.53)),
+        ("ours_star", (60.51, 63.43, 64.71)),
+        ("dl2pa", (62.72, 65.09, 65.94)),
+    )
+    for dim, value in zip((16, 32, 64), values)
+}
 # Paper Table 7 (c = 100): max / min pairwise cosine of its prototypes.
 _TABLE7 = {50: (0.01, -1.0)}
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One cell of a grid (before seeds)."""
+    """One cell of a grid (before seeds).
 
-    setting: str  # imbalance as text, or "balanced"
+    Attributes:
+        setting: the imbalance as text (`"0.01"`), or `"balanced"`.
+        method: a `keras_dlpa.methods` name.
+        dim: the feature size `d`.
+        dataset: a TFDS builder name for a cell that reads TensorFlow
+            Datasets (`--dataset`, no `--image-dir`); `None`: the grid's
+            dataset (its archive when there is one).
+    """
+
+    setting: str
     method: str
     dim: int
+    dataset: str | None = None
 
     def key(self):
-        return (self.setting, self.method, self.dim)
+        """The key of `Grid.paper`: `(setting, method, dim)`, with the
+        dataset in front for a cell of another dataset."""
+        if self.dataset is None:
+            return (self.setting, self.method, self.dim)
+        return (self.dataset, self.setting, self.method, self.dim)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,11 +182,14 @@ class Grid:
         name: grid name.
         title: the paper table or figure it reproduces.
         recipe: the recipe each run uses.
-        dataset: `"cifar100"` or `"cifar10"` (which archive `--image-dir`).
+        dataset: `"cifar100"` or `"cifar10"` (which archive `--image-dir`)
+            of the cells without a `Run.dataset` of their own.
         runs: the cells.
         paper: paper top-1 % per cell key (missing: not reported).
         args: extra recipe flags for every run.
         quick_args: flags added with `quick=True` (tiny CI runs).
+        quick_dims: the `d` of the cells of a quick run; `None`: imbalance
+            0.01, or balanced with d <= 10.
     """
 
     name: str
@@ -119,26 +200,52 @@ class Grid:
     paper: dict
     args: tuple = ()
     quick_args: tuple = ("--quick",)
+    quick_dims: tuple | None = None
 
-    def cells(self, quick: bool = False) -> tuple:
-        """The runs; with `quick` only imbalance 0.01 / d <= 10 (CI)."""
+    def datasets(self) -> tuple:
+        """The datasets of the cells, in order."""
+        names = [r.dataset or self.dataset for r in self.runs]
+        return tuple(dict.fromkeys(names))
+
+    def cells(self, quick: bool = False, datasets=None) -> tuple:
+        """The runs; with `quick` only imbalance 0.01 / d <= 10 (or
+        `quick_dims`); with `datasets` only the cells of those datasets."""
+        runs = self.runs
+        if datasets is not None:
+            unknown = sorted(set(datasets) - set(self.datasets()))
+            if unknown:
+                raise ValueError(
+                    f"Grid {self.name!r} has the datasets {self.datasets()}. "
+                    f"Received: datasets={tuple(datasets)}"
+                )
+            runs = tuple(
+                r for r in runs if (r.dataset or self.dataset) in datasets
+            )
         if not quick:
-            return self.runs
+            return runs
+        if self.quick_dims is not None:
+            return tuple(r for r in runs if r.dim in self.quick_dims)
         return tuple(
             r
-            for r in self.runs
+            for r in runs
             if r.setting == "0.01" or (r.setting == "balanced" and r.dim <= 10)
         )
 
 
-def _lt_runs(methods_dims, imbalances=("0.005", "0.01", "0.02")):
-    return tuple(Run(i, m, d) for i in imbalances for m, d in methods_dims)
+def _lt_runs(methods_dims, imbalances=("0.005", "0.01", "0.02"), dataset=None):
+    return tuple(
+        Run(i, m, d, dataset) for i in imbalances for m, d in methods_dims
+    )
 
 
 def _balanced_runs(dims, methods, extra=()):
     runs = [Run("balanced", m, d) for d in dims for m in methods]
     return tuple(runs) + tuple(extra)
 
+
+_TABLE6_CELLS = (("softmax", 64), ("etf", 64), ("dl2pa", 64))
+# Softmax first: the ours_star run of each (seed, d) reads its weights.
+_TABLE8_METHODS = ("softmax", "psc_star", "ours_star", "dl2pa")
 
 GRIDS = {
     "table4": Grid(
@@ -192,11 +299,23 @@ GRIDS = {
     ),
     "table6": Grid(
         "table6",
-        "Table 6: CIFAR-10-LT, ResNet-32 (d = 64)",
+        "Table 6: CIFAR-10-LT, SVHN-LT, STL-10-LT, ResNet-32 (d = 64)",
         "cifar10_lt",
         "cifar10",
-        _lt_runs((("softmax", 64), ("etf", 64), ("dl2pa", 64))),
+        _lt_runs(_TABLE6_CELLS)
+        + _lt_runs(_TABLE6_CELLS, dataset="svhn_cropped")
+        + _lt_runs(_TABLE6_CELLS, dataset="stl10"),
         _TABLE6,
+    ),
+    "table8": Grid(
+        "table8",
+        "Table 8: balanced CIFAR-100, ResNet-32, prototype distribution "
+        "(PSC = softmax, PSC* = psc_star, Ours* = ours_star, Ours = dl2pa)",
+        "cifar100",
+        "cifar100",
+        _balanced_runs((16, 32, 64), _TABLE8_METHODS),
+        _TABLE8,
+        quick_dims=(16,),
     ),
 }
 GRID_NAMES = tuple(GRIDS) + ("table7",)
@@ -206,7 +325,10 @@ def _run_args(grid: Grid, run: Run, seed: int, data, quick: bool) -> list:
     args = ["--method", run.method, "--dim", str(run.dim), "--seed", str(seed)]
     if run.setting != "balanced":
         args += ["--imbalance", run.setting]
-    if data is not None:
+    if run.dataset is not None:
+        # A TFDS cell: `data` is the archive of the grid's own dataset.
+        args += ["--dataset", run.dataset]
+    elif data is not None:
         args += ["--image-dir", str(data)]
     args += list(grid.args)
     if quick:
@@ -215,24 +337,59 @@ def _run_args(grid: Grid, run: Run, seed: int, data, quick: bool) -> list:
 
 
 def _name(run: Run, seed: int) -> str:
-    return f"{run.method}-d{run.dim}-{run.setting}-s{seed}"
+    name = f"{run.method}-d{run.dim}-{run.setting}-s{seed}"
+    return name if run.dataset is None else f"{run.dataset}-{name}"
+
+
+def _softmax_cell(run: Run) -> Run:
+    """The softmax cell whose weights the `ours_star` cell `run` reads."""
+    return dataclasses.replace(run, method="softmax")
 
 
 def grid_jobs(
-    grid: Grid, out, seeds, data=None, quick=False, extra_args=()
+    grid: Grid,
+    out,
+    seeds,
+    data=None,
+    quick=False,
+    extra_args=(),
+    datasets=None,
+    tfds_data_dir=None,
 ) -> list[Job]:
-    """The `sweep.Job`s of `grid` for each seed (run dirs under `out`)."""
+    """The `sweep.Job`s of `grid` for each seed (run dirs under `out`).
+
+    An `ours_star` job gets `--softmax-run` (the run directory of the
+    softmax job of the same cell and seed, which must be in the grid) and
+    runs after it (`Job.after`). `tfds_data_dir` goes to the TFDS cells
+    as `--data-dir`.
+    """
+    from keras_dlpa.methods import get_method
+
     out = Path(out)
+    cells = grid.cells(quick, datasets)
     jobs = []
-    for run in grid.cells(quick):
+    for run in cells:
         for seed in seeds:
             args = _run_args(grid, run, seed, data, quick)
+            if run.dataset is not None and tfds_data_dir is not None:
+                args += ["--data-dir", str(tfds_data_dir)]
+            after = ()
+            if get_method(run.method).from_softmax:
+                softmax = _softmax_cell(run)
+                if softmax not in cells:
+                    raise ValueError(
+                        f"Grid {grid.name!r}: the {run.method} cell {run} "
+                        f"needs the softmax cell {softmax} in the grid."
+                    )
+                after = (_name(softmax, seed),)
+                args += ["--softmax-run", str(out / "runs" / after[0])]
             jobs.append(
                 Job(
                     name=_name(run, seed),
                     recipe=grid.recipe,
                     args=args + [str(a) for a in extra_args],
                     out=str(out / "runs" / _name(run, seed)),
+                    after=after,
                 )
             )
     return jobs
@@ -253,17 +410,18 @@ def _fmt(mean, std, scale=100.0):
     return f"{scale * mean:.2f} ± {scale * std:.2f}"
 
 
-def summarise(grid: Grid, out, seeds, quick=False) -> list[dict]:
+def summarise(grid: Grid, out, seeds, quick=False, datasets=None) -> list:
     """One row per cell: seeds done, mean ± std of the metrics, paper."""
     out = Path(out)
     rows = []
-    for run in grid.cells(quick):
+    for run in grid.cells(quick, datasets):
         evaluations = []
         for seed in seeds:
             path = out / "runs" / _name(run, seed) / "evaluation.json"
             if path.is_file():
                 evaluations.append(json.loads(path.read_text()))
         row = {
+            "dataset": run.dataset or grid.dataset,
             "setting": run.setting,
             "method": run.method,
             "dim": run.dim,
@@ -293,10 +451,14 @@ def summarise(grid: Grid, out, seeds, quick=False) -> list[dict]:
 
 
 def _table(rows) -> str:
+    """The Markdown table; a dataset column when the rows have several."""
+    several = len({r.get("dataset") for r in rows}) > 1
     header = (
-        "| setting | method | d | seeds | last top-1 | best top-1 (val) "
+        ("| dataset " if several else "")
+        + "| setting | method | d | seeds | last top-1 | best top-1 (val) "
         "| many | medium | few | paper | wall s | img/s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        + ("|---" if several else "")
+        + "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
@@ -305,7 +467,8 @@ def _table(rows) -> str:
         rate = r["train_images_per_s"]
         rate = "–" if rate is None else f"{rate:.0f}"
         lines.append(
-            f"| {r['setting']} | {r['method']} | {r['dim']} | "
+            (f"| {r['dataset']} " if several else "")
+            + f"| {r['setting']} | {r['method']} | {r['dim']} | "
             f"{r['seeds_done']}/{r['seeds']} | "
             f"{_fmt(r['last_top1'], r['last_top1_std'])} | "
             f"{_fmt(r['best_top1'], r['best_top1_std'])} | "
@@ -390,7 +553,9 @@ def _plots(grid: Grid, out: Path, rows, seeds) -> list[str]:
     return files
 
 
-def write_report(grid_name: str, out, seeds, quick=False) -> dict:
+def write_report(
+    grid_name: str, out, seeds, quick=False, datasets=None
+) -> dict:
     """Writes `out/report.md` and `out/report.json`; returns the JSON."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -398,7 +563,7 @@ def write_report(grid_name: str, out, seeds, quick=False) -> dict:
         "Ours: top-1 on a validation split carved from the training "
         "archive (mean ± std over seeds; last epoch, and the best epoch by "
         "validation accuracy). Paper: the best TEST epoch (model selection "
-        "on the test set), official CIFAR test split."
+        "on the test set), official test split."
     )
     if grid_name == "table7":
         rows = table7_rows()
@@ -417,7 +582,7 @@ def write_report(grid_name: str, out, seeds, quick=False) -> dict:
         (out / "report.md").write_text("\n".join(lines) + "\n")
     else:
         grid = GRIDS[grid_name]
-        rows = summarise(grid, out, seeds, quick)
+        rows = summarise(grid, out, seeds, quick, datasets)
         plots = _plots(grid, out, rows, seeds)
         text = f"# {grid.title}\n\n{note}\n\n{_table(rows)}"
         for plot in plots:
@@ -461,6 +626,8 @@ def reproduce(
     deadline: float | None = None,
     report_only: bool = False,
     extra_args=(),
+    datasets=None,
+    tfds_data_dir=None,
 ) -> dict:
     """Runs (or resumes) the grid `grid_name`, then writes the report.
 
@@ -475,6 +642,9 @@ def reproduce(
         deadline: Unix time passed to every run (`--deadline`).
         report_only: only write the report from the runs on disk.
         extra_args: more recipe flags for every run (e.g. `--epochs 2`).
+        datasets: only the cells of these datasets (`Grid.datasets()`,
+            e.g. `("cifar10",)` for table6 without the TFDS cells).
+        tfds_data_dir: TFDS data dir of the TFDS cells (`--data-dir`).
 
     Returns:
         The report dict (`report.json`).
@@ -490,6 +660,15 @@ def reproduce(
     if grid_name != "table7" and not report_only:
         grid = GRIDS[grid_name]
         data = data if data is not None else default_data(grid_name)
-        jobs = grid_jobs(grid, out, seeds, data, quick, extra_args)
+        jobs = grid_jobs(
+            grid,
+            out,
+            seeds,
+            data,
+            quick,
+            extra_args,
+            datasets=datasets,
+            tfds_data_dir=tfds_data_dir,
+        )
         run_jobs(jobs, out / "logs", parallel=parallel, deadline=deadline)
-    return write_report(grid_name, out, seeds, quick)
+    return write_report(grid_name, out, seeds, quick, datasets)

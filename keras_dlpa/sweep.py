@@ -8,7 +8,12 @@ the last epoch that fits and can be resumed later), and
 
 - a job whose `evaluation.json` says `completed: true` is skipped;
 - a job with a checkpoint is resumed (`--resume`);
-- a failed job is reported without stopping the others.
+- a failed job is reported without stopping the others;
+- a job with `after` (names of earlier jobs, e.g. the softmax run whose
+  weights an `ours_star` run reads) starts only once those have finished,
+  and only if they are complete; otherwise it is `"blocked"` (not
+  started; the next sweep runs it once they are). Other jobs keep the
+  `parallel` slots busy meanwhile.
 """
 
 from __future__ import annotations
@@ -33,12 +38,15 @@ class Job:
             `recipes/RECIPE.py`.
         args: recipe flags (without `--out`, `--resume`, `--deadline`).
         out: the run directory.
+        after: names of earlier jobs of the same sweep that must be
+            complete before this one starts.
     """
 
     name: str
     recipe: str
     args: list
     out: str
+    after: tuple = ()
 
 
 def job_status(out) -> str:
@@ -85,16 +93,27 @@ def run_jobs(
 ) -> dict:
     """Runs `jobs`, `parallel` at a time; returns a result per job name.
 
-    Each result has `status` (`"skipped"` when already complete, else the
-    status it started from), `returncode`, `log` (path) and `evaluation`
-    (the run's `evaluation.json`, or `None`). Progress goes to stdout, one
-    line per job start and end.
+    Each result has `status` (`"skipped"` when already complete,
+    `"blocked"` when a job of its `after` is not complete (never started,
+    `returncode` None), else the status it started from), `returncode`,
+    `log` (path) and `evaluation` (the run's `evaluation.json`, or
+    `None`). Progress goes to stdout, one line per job start and end.
+    Jobs start in list order, except that a job waiting for its `after`
+    lets later jobs take the free slots.
     """
     if int(parallel) != parallel or parallel < 1:
         raise ValueError(f"`parallel` must be >= 1. Received: {parallel}")
     names = [job.name for job in jobs]
     if len(set(names)) != len(names):
         raise ValueError(f"Job names must be unique. Received: {names}")
+    for index, job in enumerate(jobs):
+        for dependency in job.after:
+            if dependency not in names[:index]:
+                raise ValueError(
+                    f"Job {job.name!r}: `after` must name earlier jobs of "
+                    f"the same sweep. Received: after={tuple(job.after)}; "
+                    f"earlier jobs: {names[:index]}"
+                )
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ if env is None else env)
@@ -102,13 +121,25 @@ def run_jobs(
     running: dict[str, tuple] = {}
     results = {}
     while pending or running:
-        while pending and len(running) < parallel:
-            job = pending.pop(0)
+        while len(running) < parallel:
+            job = _next_ready(pending, results)
+            if job is None:
+                break
+            pending.remove(job)
             status = job_status(job.out)
             log = log_dir / f"{job.name}.log"
             if status == "complete":
                 results[job.name] = _result(job, "skipped", 0, log)
                 print(f"[sweep] {job.name}: complete, skipped", flush=True)
+                continue
+            missing = [d for d in job.after if not _completed(results[d])]
+            if missing:
+                results[job.name] = _result(job, "blocked", None, log)
+                print(
+                    f"[sweep] {job.name}: blocked, waits for "
+                    f"{', '.join(missing)} (not complete)",
+                    flush=True,
+                )
                 continue
             handle = open(log, "a", encoding="utf-8")
             process = subprocess.Popen(
@@ -136,19 +167,27 @@ def run_jobs(
     return {name: results[name] for name in names}
 
 
+def _next_ready(pending: list[Job], results: dict) -> Job | None:
+    """The first pending job whose `after` jobs have all finished."""
+    for job in pending:
+        if all(dependency in results for dependency in job.after):
+            return job
+    return None
+
+
 def _completed(result: dict) -> bool:
     evaluation = result.get("evaluation") or {}
     return bool(evaluation.get("completed"))
 
 
-def _result(job: Job, status: str, returncode: int, log: Path) -> dict:
+def _result(job: Job, status: str, returncode: int | None, log: Path) -> dict:
     path = Path(job.out) / "evaluation.json"
     evaluation = None
     if path.is_file():
         evaluation = json.loads(path.read_text(encoding="utf-8"))
     return {
         "status": status,
-        "returncode": int(returncode),
+        "returncode": None if returncode is None else int(returncode),
         "log": str(log),
         "out": str(job.out),
         "evaluation": evaluation,

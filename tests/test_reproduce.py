@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
@@ -102,3 +103,190 @@ def test_table7_report(tmp_path, monkeypatch):
     assert rows[100]["max_cosine"] == pytest.approx(-1 / 99, abs=1e-5)
     assert rows[50]["max_cosine"] < 0.02
     assert "Table 7" in (tmp_path / "t7" / "report.md").read_text()
+
+
+def test_table8_grid_runs_ours_star_after_its_softmax_run():
+    table8 = GRIDS["table8"]
+    assert [(r.method, r.dim) for r in table8.runs[:4]] == [
+        ("softmax", 16),
+        ("psc_star", 16),
+        ("ours_star", 16),
+        ("dl2pa", 16),
+    ]
+    assert len(table8.runs) == 12 and table8.recipe == "cifar100"
+    assert {r.setting for r in table8.runs} == {"balanced"}
+    assert table8.paper[("balanced", "psc_star", 32)] == 64.18
+    assert table8.paper[("balanced", "ours_star", 64)] == 64.71
+    assert table8.paper[("balanced", "softmax", 16)] == 62.62
+    jobs = grid_jobs(table8, "out", seeds=(0, 1), data="a.tar.gz")
+    assert len(jobs) == 24
+    names = [j.name for j in jobs]
+    for job in jobs:
+        args = job.args
+        if "ours_star" in job.name:
+            softmax = job.name.replace("ours_star", "softmax")
+            assert job.after == (softmax,)
+            assert names.index(softmax) < names.index(job.name)
+            run_dir = args[args.index("--softmax-run") + 1]
+            assert run_dir == jobs[names.index(softmax)].out
+        else:
+            assert job.after == () and "--softmax-run" not in args
+    quick = grid_jobs(table8, "out", seeds=(0,), quick=True)
+    assert [j.name for j in quick] == [
+        "softmax-d16-balanced-s0",
+        "psc_star-d16-balanced-s0",
+        "ours_star-d16-balanced-s0",
+        "dl2pa-d16-balanced-s0",
+    ]
+    assert all("--quick" in j.args for j in quick)
+
+
+def test_table6_has_cifar10_svhn_and_stl10_cells():
+    table6 = GRIDS["table6"]
+    assert table6.datasets() == ("cifar10", "svhn_cropped", "stl10")
+    assert len(table6.runs) == 27
+    assert table6.paper[("0.01", "dl2pa", 64)] == 76.9
+    assert table6.paper[("svhn_cropped", "0.01", "dl2pa", 64)] == 47.0
+    assert table6.paper[("stl10", "0.005", "softmax", 64)] == 33.1
+    assert table6.paper[("stl10", "0.02", "etf", 64)] == 37.9
+    assert all(r.key() in table6.paper for r in table6.runs)
+    jobs = {j.name: j for j in grid_jobs(table6, "o", (0,), data="c.tar.gz")}
+    cifar = jobs["dl2pa-d64-0.01-s0"]  # unchanged name: old runs resume
+    assert "--image-dir" in cifar.args and "--dataset" not in cifar.args
+    svhn = jobs["svhn_cropped-dl2pa-d64-0.01-s0"]
+    assert "--image-dir" not in svhn.args
+    assert svhn.args[svhn.args.index("--dataset") + 1] == "svhn_cropped"
+    only = grid_jobs(
+        table6, "o", (0,), quick=True, datasets=("stl10",), tfds_data_dir="T"
+    )
+    assert [j.name for j in only] == [
+        "stl10-softmax-d64-0.01-s0",
+        "stl10-etf-d64-0.01-s0",
+        "stl10-dl2pa-d64-0.01-s0",
+    ]
+    assert all(j.args[j.args.index("--data-dir") + 1] == "T" for j in only)
+    with pytest.raises(ValueError, match="datasets"):
+        table6.cells(datasets=("mnist",))
+
+
+def test_table6_svhn_cell_trains_from_tfds(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from keras_dlpa.cli.train import main
+    from keras_dlpa.reproduce import write_report
+
+    monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path / "cache"))
+    sweep = tmp_path / "sweep"
+    (job,) = [
+        j
+        for j in grid_jobs(GRIDS["table6"], sweep, (0,), quick=True)
+        if j.name == "svhn_cropped-dl2pa-d64-0.01-s0"
+    ]
+    tiny = [
+        "--epochs", "1", "--width", "2", "--train-per-class", "20",
+        "--batch-size", "16", "--imbalance", "0.5", "--verbose", "0",
+        "--no-report",
+    ]  # fmt: skip
+    with tfds.testing.mock_data(num_examples=200):
+        code = main(job.args + tiny + ["--out", job.out], recipe=job.recipe)
+    assert code == 0
+    config = json.loads((Path(job.out) / "config.json").read_text())
+    assert config["dataset"] == "svhn_cropped"
+    assert config["source"] == "tfds" and config["test_size"] == 200
+    assert config["num_classes"] == 10 and config["dim"] == 64
+    report = write_report("table6", sweep, (0,), quick=True)
+    (row,) = [r for r in report["rows"] if r["seeds"]]
+    assert (row["dataset"], row["method"], row["paper_top1"]) == (
+        "svhn_cropped",
+        "dl2pa",
+        47.0,
+    )
+    text = (sweep / "report.md").read_text()
+    assert "| dataset | setting |" in text
+    assert "| svhn_cropped | 0.01 | dl2pa | 64 | 1/1 |" in text
+
+
+def test_sweep_blocks_a_job_whose_dependency_is_not_complete(tmp_path, capsys):
+    from keras_dlpa.sweep import Job
+    from keras_dlpa.sweep import run_jobs
+
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "evaluation.json").write_text('{"completed": true}')
+    jobs = [
+        # Exits at once with a usage error: not complete.
+        Job("softmax", "cifar100", ["--method", "nope"], str(tmp_path / "a")),
+        Job(
+            "ours",
+            "cifar100",
+            ["--method", "nope"],  # would fail at once if it were started
+            str(tmp_path / "b"),
+            after=("softmax",),
+        ),
+        Job("other", "cifar100", [], str(done)),
+    ]
+    results = run_jobs(jobs, tmp_path / "logs", parallel=2, poll_s=0.1)
+    assert results["softmax"]["returncode"] == 2
+    assert results["ours"]["status"] == "blocked"
+    assert results["ours"]["returncode"] is None
+    assert not (tmp_path / "logs" / "ours.log").exists()
+    assert results["other"]["status"] == "skipped"
+    log = capsys.readouterr().out
+    # The free slot went to the later job while `ours` waited.
+    assert log.index("other: complete") < log.index("ours: blocked")
+    with pytest.raises(ValueError, match="earlier jobs"):
+        run_jobs(jobs[1:], tmp_path / "logs")
+
+
+@pytest.mark.large
+def test_quick_table8_end_to_end(tmp_path, monkeypatch, capsys):
+    """The four Table 8 runs as processes (about a minute on 2 cores)."""
+    import numpy as np
+    from PIL import Image
+
+    from keras_dlpa.reproduce import reproduce
+    from keras_dlpa.softmax_prototypes import softmax_prototypes
+
+    monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        folder = tmp_path / "train" / f"class{k}"
+        folder.mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.uniform(30, 220, 3) + rng.normal(0, 25, (16, 16, 3))
+            image = np.clip(pixels, 0, 255).astype("uint8")
+            Image.fromarray(image).save(folder / f"{i}.png")
+    sweep = tmp_path / "sweep"
+    tiny = ("--epochs", "1", "--width", "2", "--batch-size", "16")
+    report = reproduce(
+        "table8",
+        sweep,
+        data=tmp_path / "train",
+        quick=True,
+        # Three slots: without `Job.after`, ours_star would start at once
+        # with its softmax run (and fail); with it, dl2pa takes the slot.
+        parallel=3,
+        extra_args=tiny + ("--no-report",),
+    )
+    log = capsys.readouterr().out
+    assert log.index("softmax-d16-balanced-s0: exit 0") < log.index(
+        "ours_star-d16-balanced-s0: started"
+    )
+    rows = report["rows"]
+    assert [r["method"] for r in rows] == [
+        "softmax",
+        "psc_star",
+        "ours_star",
+        "dl2pa",
+    ]
+    assert all(r["seeds_done"] == 1 for r in rows)
+    runs = sweep / "runs"
+    state = np.load(runs / "ours_star-d16-balanced-s0" / "final_state.npz")
+    np.testing.assert_allclose(
+        state["prototypes"],
+        softmax_prototypes(runs / "softmax-d16-balanced-s0", 4, 16),
+        atol=1e-6,
+    )
+    text = (sweep / "report.md").read_text()
+    assert "| balanced | ours_star | 16 | 1/1 |" in text and "60.51" in text
+    assert "| balanced | psc_star | 16 | 1/1 |" in text and "62.54" in text

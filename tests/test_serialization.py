@@ -11,12 +11,14 @@ import keras
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+from conftest import unit_rows
 
 import keras_dlpa
 from keras_dlpa import models
 from keras_dlpa.classifier import METHODS
 from keras_dlpa.classifier import build_classifier
 from keras_dlpa.classifier import classifier_loss
+from keras_dlpa.methods import get_method
 from keras_dlpa.schedules import WarmupCosine
 from keras_dlpa.schedules import WarmupMultiStep
 
@@ -45,6 +47,11 @@ for entry in json.loads(sys.argv[1]):
         "schedule_config": schedule.get_config(),
         "loss": type(model.loss).__name__,
         "max_diff": float(np.max(np.abs(logits - np.load(entry["logits"])))),
+        "regularizer": [
+            keras.saving.serialize_keras_object(layer.kernel_regularizer)
+            for layer in model.layers
+            if layer.name == "logits"
+        ],
     }
 print("RESULT" + json.dumps(result))
 """
@@ -62,6 +69,19 @@ def _all_registered_names():
     )
 
 
+def _kernel_regularizer(model) -> list:
+    """The serialised kernel regulariser of the `"logits"` head, if any."""
+    return [
+        json.loads(
+            json.dumps(
+                keras.saving.serialize_keras_object(layer.kernel_regularizer)
+            )
+        )
+        for layer in model.layers
+        if layer.name == "logits"
+    ]
+
+
 def _schedule(kind):
     if kind == "WarmupMultiStep":
         return WarmupMultiStep(0.1, 5, warmup_epochs=1, milestones=(2, 3))
@@ -77,7 +97,7 @@ def test_saved_classifiers_load_after_import_keras_dlpa_only(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, size=(3, 8, 8, 3)).astype("float32")
     np.save(tmp_path / "images.npy", images)
-    entries, expected = [], {}
+    entries, expected, regularizers = [], {}, {}
     for method in METHODS:
         for kind in ("WarmupMultiStep", "WarmupCosine"):
             backbone = models.cifar_resnet(
@@ -87,7 +107,10 @@ def test_saved_classifiers_load_after_import_keras_dlpa_only(tmp_path):
                 std=models.CIFAR10_STD,
                 input_shape=(8, 8, 3),
             )
-            model = build_classifier(backbone, 4, method)
+            prototypes = None
+            if get_method(method).from_softmax:  # ours_star: given (c, d)
+                prototypes = unit_rows(4, int(backbone.outputs[0].shape[-1]))
+            model = build_classifier(backbone, 4, method, prototypes)
             schedule = _schedule(kind)
             model.compile(
                 optimizer=keras.optimizers.SGD(schedule, momentum=0.9),
@@ -106,6 +129,7 @@ def test_saved_classifiers_load_after_import_keras_dlpa_only(tmp_path):
                 }
             )
             expected[path] = (kind, schedule.get_config(), method)
+            regularizers[path] = _kernel_regularizer(model)
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(
         [
@@ -134,6 +158,14 @@ def test_saved_classifiers_load_after_import_keras_dlpa_only(tmp_path):
         got = loaded[path]
         assert got["schedule"] == kind, path
         assert got["schedule_config"] == json.loads(json.dumps(config)), path
-        want_loss = "IPMLoss" if method != "softmax" else "Sparse"
+        uses_prototypes = get_method(method).uses_prototypes
+        want_loss = "IPMLoss" if uses_prototypes else "Sparse"
         assert got["loss"].startswith(want_loss), (path, got["loss"])
         assert got["max_diff"] <= 1e-6, (path, got["max_diff"])
+        # psc_star's UniformityRegularizer comes back with its config.
+        assert got["regularizer"] == regularizers[path], path
+    psc_star = [p for p, e in expected.items() if e[2] == "psc_star"]
+    assert psc_star and all(
+        loaded[p]["regularizer"][0]["config"]["strength"] == 1e-2
+        for p in psc_star
+    )

@@ -13,6 +13,7 @@ import time
 
 from keras_dlpa.cli.errors import UsageError
 from keras_dlpa.cli.errors import run_command
+from keras_dlpa.methods import METHODS
 from keras_dlpa.models import BACKBONE_PRESETS
 from keras_dlpa.training.recipes import RECIPES
 
@@ -33,7 +34,14 @@ def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
     add(
         "--method",
         default="dl2pa",
-        choices=("dl2pa", "static", "etf", "softmax"),
+        choices=METHODS,
+        help="psc_star / ours_star: the ablations of paper Table 8",
+    )
+    add(
+        "--softmax-run",
+        default=None,
+        help="ours_star: finished softmax run dir (or its .keras file) "
+        "whose class weights are the prototypes",
     )
     add("--dim", type=int, default=d.get("dim"), help="feature size d")
     add("--width", type=int, default=None, help="CIFAR ResNet first width")
@@ -59,6 +67,13 @@ def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
         add(flag, type=kind, default=None, help=f"default {default}{note}")
     add("--val-fraction", type=float, default=0.1)
     add("--train-per-class", type=int, default=None)
+    if d["source"] == "tfds" and not d.get("streaming"):
+        add(
+            "--dataset",
+            default=None,
+            help=f"TFDS builder (default {d['dataset']}; e.g. "
+            "svhn_cropped, stl10)",
+        )
     add("--data-dir", default=None, help="TFDS data_dir")
     add("--manual-dir", default=None, help="TFDS manual_dir (archives)")
     add("--no-download", action="store_true", help="TFDS: never download")
@@ -211,6 +226,7 @@ def config_from_args(recipe: str, args):
         values.update(spec["quick"])
     values.update(
         method=args.method,
+        softmax_run=args.softmax_run,
         imbalance=args.imbalance,
         val_fraction=args.val_fraction,
         data_dir=args.data_dir,
@@ -244,6 +260,7 @@ def config_from_args(recipe: str, args):
         "weight_decay": args.weight_decay,
         "mixup_alpha": args.mixup,
     }
+    explicit["dataset"] = getattr(args, "dataset", None)
     explicit["backbone"] = args.backbone
     explicit["weights"] = args.weights
     if spec["config"].get("streaming"):
@@ -278,8 +295,9 @@ def config_from_args(recipe: str, args):
             test_list=args.test_list or values.get("test_list"),
         )
     imb = "bal" if values["imbalance"] is None else f"{values['imbalance']:g}"
+    data = f"{args.dataset}-" if getattr(args, "dataset", None) else ""
     values["out"] = args.out or (
-        f"runs/{recipe}-{args.method}-{imb}-{args.seed}"
+        f"runs/{recipe}-{data}{args.method}-{imb}-{args.seed}"
         + ("-quick" if args.quick else "")
     )
     return ExperimentConfig(**values)

@@ -102,7 +102,12 @@ def build_model(
     outputs = method.head(
         backbone.outputs[0],
         num_classes,
-        prototypes=method.prototypes(num_classes, dim, config.prototype_seed),
+        prototypes=method.prototypes(
+            num_classes,
+            dim,
+            config.prototype_seed,
+            softmax_run=config.softmax_run,
+        ),
         weight_decay=config.weight_decay,
         seed=config.prototype_seed,
     )

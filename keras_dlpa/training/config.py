@@ -52,7 +52,13 @@ class ExperimentConfig:
         data_workers: decode processes of the streaming executor
             (`None`: one per core, at most 8; 0: in the training process).
     Model:
-        method: `"dl2pa"`, `"static"`, `"etf"` or `"softmax"`.
+        method: `"dl2pa"`, `"static"`, `"etf"`, `"softmax"`, or the Table 8
+            ablations `"psc_star"` (softmax + `1e-2 x` uniformity of its
+            class weights) and `"ours_star"` (DL2PA on the class weights of
+            the softmax classifier in `softmax_run`).
+        softmax_run: `"ours_star"` only (required there): a finished
+            softmax run directory (its `model.keras`) or a `.keras` file
+            whose `Dense` layer `"logits"` gives the prototypes.
         backbone: a key of `keras_dlpa.models.BACKBONE_PRESETS`.
         weights: initial weights of a pretrained preset (or
             `resnet50_imagenet`): `"imagenet"` (downloaded by Keras),
@@ -120,6 +126,7 @@ class ExperimentConfig:
     val_fraction: float = 0.1
     imbalance: float | None = 0.01
     method: str = "dl2pa"
+    softmax_run: str | None = None
     backbone: str = "resnet32_lt_cifar100"
     weights: str | None = None
     freeze_epochs: int = 0
@@ -159,7 +166,19 @@ class ExperimentConfig:
     init_weights: str | None = None
 
     def __post_init__(self):
-        get_method(self.method)
+        method = get_method(self.method)
+        if method.from_softmax and not self.softmax_run:
+            raise ValueError(
+                f"method={self.method!r} needs `softmax_run` (--softmax-run):"
+                " the run directory of a finished softmax run, or its "
+                "`.keras` file. Received: softmax_run=None"
+            )
+        if self.softmax_run and not method.from_softmax:
+            raise ValueError(
+                "`softmax_run` is used by method='ours_star' only. "
+                f"Received: softmax_run={self.softmax_run!r} with "
+                f"method={self.method!r}"
+            )
         if self.source not in SOURCES:
             raise ValueError(
                 f"`source` must be one of {SOURCES}. Received: "

@@ -68,7 +68,8 @@ RECIPES = {
     },
     "cifar10_lt": {
         "description": "CIFAR-10-LT, ResNet-32 (16/32/64, d = 64), "
-        "imbalance 0.01, 200 epochs (paper Table 6).",
+        "imbalance 0.01, 200 epochs (paper Table 6; --dataset "
+        "svhn_cropped or stl10 for its SVHN-LT / STL-10-LT columns).",
         "config": {
             **_CIFAR_LT,
             "dataset": "cifar10",
@@ -79,7 +80,8 @@ RECIPES = {
     "cifar100": {
         "description": "Balanced CIFAR-100, ResNet-32 + Dense(64 -> d), "
         "d in {10, 25, 50, 100}, 250 epochs, plain IPM loss (paper "
-        "Tables 1-2).",
+        "Tables 1-2; Table 8: d in {16, 32, 64}, --method psc_star, "
+        "--method ours_star --softmax-run RUN).",
         "config": {
             "dataset": "cifar100",
             "source": "tfds",
