@@ -16,7 +16,8 @@ paper's number), `out/report.json` and plots. Grids (`GRIDS`):
   runs).
 - `fig4a_cpu`: a reduced fig4a that fits 2 CPU cores in under an hour
   (ResNet-8 of width 8, 100 images per class of which 20 for validation,
-  6 epochs, lr 0.05, d in {3, 10, 25}, dl2pa / static / softmax).
+  8 epochs (lr steps at 6), lr 0.05, d in {3, 10, 25}, dl2pa / static /
+  softmax).
 - `table6`: CIFAR-10-LT, SVHN-LT and STL-10-LT at the three imbalances,
   softmax / etf / dl2pa (d = 64). The SVHN (`svhn_cropped`) and STL-10
   (`stl10`) cells read TensorFlow Datasets (`--dataset`, downloaded and
@@ -207,10 +208,23 @@ class Grid:
         names = [r.dataset or self.dataset for r in self.runs]
         return tuple(dict.fromkeys(names))
 
-    def cells(self, quick: bool = False, datasets=None) -> tuple:
+    def methods(self) -> tuple:
+        """The methods of the cells, in order."""
+        return tuple(dict.fromkeys(r.method for r in self.runs))
+
+    def cells(self, quick: bool = False, datasets=None, methods=None) -> tuple:
         """The runs; with `quick` only imbalance 0.01 / d <= 10 (or
-        `quick_dims`); with `datasets` only the cells of those datasets."""
+        `quick_dims`); with `datasets` / `methods` only the cells of those
+        datasets / methods."""
         runs = self.runs
+        if methods is not None:
+            unknown = sorted(set(methods) - set(self.methods()))
+            if unknown:
+                raise ValueError(
+                    f"Grid {self.name!r} has the methods {self.methods()}. "
+                    f"Received: methods={tuple(methods)}"
+                )
+            runs = tuple(r for r in runs if r.method in methods)
         if datasets is not None:
             unknown = sorted(set(datasets) - set(self.datasets()))
             if unknown:
@@ -273,7 +287,7 @@ GRIDS = {
     "fig4a_cpu": Grid(
         "fig4a_cpu",
         "Fig. 4a at CPU scale: balanced CIFAR-100, ResNet-8 (width 8), "
-        "80 training + 20 validation images per class, 6 epochs",
+        "80 training + 20 validation images per class, 8 epochs",
         "cifar100",
         "cifar100",
         _balanced_runs((3, 10, 25), ("dl2pa", "static", "softmax")),
@@ -355,6 +369,7 @@ def grid_jobs(
     extra_args=(),
     datasets=None,
     tfds_data_dir=None,
+    methods=None,
 ) -> list[Job]:
     """The `sweep.Job`s of `grid` for each seed (run dirs under `out`).
 
@@ -366,7 +381,7 @@ def grid_jobs(
     from keras_dlpa.methods import get_method
 
     out = Path(out)
-    cells = grid.cells(quick, datasets)
+    cells = grid.cells(quick, datasets, methods)
     jobs = []
     for run in cells:
         for seed in seeds:
@@ -410,11 +425,13 @@ def _fmt(mean, std, scale=100.0):
     return f"{scale * mean:.2f} ± {scale * std:.2f}"
 
 
-def summarise(grid: Grid, out, seeds, quick=False, datasets=None) -> list:
+def summarise(
+    grid: Grid, out, seeds, quick=False, datasets=None, methods=None
+) -> list:
     """One row per cell: seeds done, mean ± std of the metrics, paper."""
     out = Path(out)
     rows = []
-    for run in grid.cells(quick, datasets):
+    for run in grid.cells(quick, datasets, methods):
         evaluations = []
         for seed in seeds:
             path = out / "runs" / _name(run, seed) / "evaluation.json"
@@ -554,7 +571,7 @@ def _plots(grid: Grid, out: Path, rows, seeds) -> list[str]:
 
 
 def write_report(
-    grid_name: str, out, seeds, quick=False, datasets=None
+    grid_name: str, out, seeds, quick=False, datasets=None, methods=None
 ) -> dict:
     """Writes `out/report.md` and `out/report.json`; returns the JSON."""
     out = Path(out)
@@ -582,7 +599,7 @@ def write_report(
         (out / "report.md").write_text("\n".join(lines) + "\n")
     else:
         grid = GRIDS[grid_name]
-        rows = summarise(grid, out, seeds, quick, datasets)
+        rows = summarise(grid, out, seeds, quick, datasets, methods)
         plots = _plots(grid, out, rows, seeds)
         text = f"# {grid.title}\n\n{note}\n\n{_table(rows)}"
         for plot in plots:
@@ -628,6 +645,7 @@ def reproduce(
     extra_args=(),
     datasets=None,
     tfds_data_dir=None,
+    methods=None,
 ) -> dict:
     """Runs (or resumes) the grid `grid_name`, then writes the report.
 
@@ -645,6 +663,7 @@ def reproduce(
         datasets: only the cells of these datasets (`Grid.datasets()`,
             e.g. `("cifar10",)` for table6 without the TFDS cells).
         tfds_data_dir: TFDS data dir of the TFDS cells (`--data-dir`).
+        methods: only the cells of these methods (`Grid.methods()`).
 
     Returns:
         The report dict (`report.json`).
@@ -669,6 +688,7 @@ def reproduce(
             extra_args,
             datasets=datasets,
             tfds_data_dir=tfds_data_dir,
+            methods=methods,
         )
         run_jobs(jobs, out / "logs", parallel=parallel, deadline=deadline)
-    return write_report(grid_name, out, seeds, quick, datasets)
+    return write_report(grid_name, out, seeds, quick, datasets, methods)

@@ -51,6 +51,20 @@ def test_grids_have_the_paper_cells():
     ]
     quick = grid_jobs(table4, "out", seeds=(0,), quick=True)
     assert len(quick) == 4 and all("--quick" in j.args for j in quick)
+    assert table4.methods() == ("softmax", "etf", "dl2pa")
+    some = grid_jobs(table4, "out", seeds=(0,), methods=("etf", "dl2pa"))
+    assert {j.args[1] for j in some} == {"etf", "dl2pa"} and len(some) == 9
+    with pytest.raises(ValueError, match="methods=\\('psc',\\)"):
+        table4.cells(methods=("psc",))
+
+
+def test_methods_flag_names_the_grid_methods(capsys):
+    from keras_dlpa.cli import main
+
+    assert main(["reproduce", "--grid", "table4", "--methods", "psc"]) == 2
+    err = capsys.readouterr().err
+    assert "--methods must name methods of grid 'table4'" in err
+    assert "softmax, etf, dl2pa" in err and "'psc'" in err
 
 
 @pytest.mark.large
@@ -64,25 +78,27 @@ def test_quick_table4_stops_resumes_skips_and_reports(tmp_path):
     assert len(load_image_folder(CIFAR100_ARCHIVE)) == 50_000
 
     # A deadline already passed: every run stops after its first epoch.
-    first, _ = _reproduce(tmp_path, "--deadline", str(time.time()))
+    # The dl2pa cells only (`--methods`): the other methods' runs go the
+    # same way (tests/test_reproduce.py::test_quick_table8_end_to_end).
+    first, _ = _reproduce(
+        tmp_path, "--deadline", str(time.time()), "--methods", "dl2pa"
+    )
     rows = first["rows"]
     assert [(r["method"], r["dim"]) for r in rows] == [
-        ("softmax", 128),
-        ("etf", 128),
         ("dl2pa", 128),
         ("dl2pa", 50),
     ]
     assert all(r["seeds_done"] == 0 and r["seeds"] == 1 for r in rows)
     assert all(r["epochs_done"] == [1] for r in rows)
     # Again without a deadline: the runs resume and complete.
-    second, log = _reproduce(tmp_path)
-    assert log.count("started (partial)") == 4
+    second, log = _reproduce(tmp_path, "--methods", "dl2pa")
+    assert log.count("started (partial)") == 2
     for row in second["rows"]:
         assert row["seeds_done"] == 1 and row["epochs_done"] == [2]
         assert 0.0 <= row["last_top1"] <= 1.0
         assert row["paper_top1"] is not None
-    third, log = _reproduce(tmp_path)
-    assert log.count("complete, skipped") == 4
+    third, log = _reproduce(tmp_path, "--methods", "dl2pa")
+    assert log.count("complete, skipped") == 2
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "| 0.01 | dl2pa | 50 | 1/1 |" in report and "45.20" in report
     assert "best TEST epoch" in report

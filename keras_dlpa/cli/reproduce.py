@@ -20,6 +20,13 @@ def _seeds(text: str) -> tuple:
     return seeds
 
 
+def _names(text: str | None) -> tuple | None:
+    """`"a,b"` -> `("a", "b")`; None stays None."""
+    if text is None:
+        return None
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 def _run(args) -> int:
     from keras_dlpa.reproduce import GRID_NAMES
     from keras_dlpa.reproduce import reproduce
@@ -31,9 +38,8 @@ def _run(args) -> int:
         )
     if args.parallel < 1:
         raise UsageError(f"--parallel must be >= 1. Received: {args.parallel}")
-    datasets = None
-    if args.datasets is not None:
-        datasets = tuple(v.strip() for v in args.datasets.split(",") if v)
+    datasets = _names(args.datasets)
+    methods = _names(args.methods)
     args.out = args.out or f"runs/{args.grid}" + (
         "-quick" if args.quick else ""
     )
@@ -49,6 +55,15 @@ def _run(args) -> int:
                 f"--datasets must name datasets of grid {args.grid!r} "
                 f"({', '.join(known)}). Received: {args.datasets!r}"
             )
+    if methods is not None and args.grid != "table7":
+        from keras_dlpa.reproduce import GRIDS
+
+        known = GRIDS[args.grid].methods()
+        if not methods or not set(methods) <= set(known):
+            raise UsageError(
+                f"--methods must name methods of grid {args.grid!r} "
+                f"({', '.join(known)}). Received: {args.methods!r}"
+            )
     report = reproduce(
         args.grid,
         args.out,
@@ -61,6 +76,7 @@ def _run(args) -> int:
         extra_args=() if args.epochs is None else ("--epochs", args.epochs),
         datasets=datasets,
         tfds_data_dir=args.tfds_data_dir,
+        methods=methods,
     )
     print(f"Report: {args.out}/report.md ({len(report['rows'])} rows)")
     return 0
@@ -101,6 +117,11 @@ def register(subparsers) -> None:
         default=None,
         help="only these datasets' cells, comma-separated (table6: "
         "cifar10, svhn_cropped, stl10)",
+    )
+    add(
+        "--methods",
+        default=None,
+        help="only these methods' cells, comma-separated (e.g. dl2pa,softmax)",
     )
     add(
         "--tfds-data-dir",
