@@ -97,7 +97,14 @@ def rss(root, out):
     print(json.dumps(result, indent=2))
 
 
-def speed(root, out, images=512):
+def speed(root, out, images=512, repeats=3):
+    """Decode + augment images/s at 224 px: one process, then grain with
+    2 worker processes; median of `repeats` passes over `images`."""
+    import statistics
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import machine_info
+
     from keras_dlpa.data.labelled_paths import load_labelled_paths
     from keras_dlpa.data.stream_plan import StreamAugmentation
     from keras_dlpa.data.streaming import StreamBatchMaker
@@ -109,23 +116,35 @@ def speed(root, out, images=512):
     load = open("/proc/loadavg").read().split()[:3]
     maker = StreamBatchMaker(data, 64, 0, aug)
     steps = images // 64
-    start = time.perf_counter()
-    for i in range(steps):
-        maker(i)
-    single = steps * 64 / (time.perf_counter() - start)
-    dataset, _ = grain_stream_dataset(data, 64, 0, 0, 1, aug, workers=2)
+    single = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        for i in range(steps):
+            maker(r * steps + i)
+        single.append(steps * 64 / (time.perf_counter() - start))
+    per_epoch = max(len(data) // 64, 1)
+    epochs = -(-(1 + repeats * steps) // per_epoch)  # enough batches
+    dataset, _ = grain_stream_dataset(data, 64, 0, 0, epochs, aug, workers=2)
     iterator = iter(dataset)
     next(iterator)  # worker start-up
-    start = time.perf_counter()
-    for _ in range(steps - 1):
-        next(iterator)
-    workers = (steps - 1) * 64 / (time.perf_counter() - start)
+    workers = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            next(iterator)
+        workers.append(steps * 64 / (time.perf_counter() - start))
     result = {
-        "command": f"bench_imagenet_input.py speed {root}",
+        "command": f"python benchmarks/bench_imagenet_input.py speed {root} "
+        f"{out}",
+        "machine": machine_info(),
         "image_size": 224,
         "augmentation": "RRC + flip + TrivialAugment + erasing 0.1",
-        "images_per_s_one_process": round(single, 1),
-        "images_per_s_grain_2_workers": round(workers, 1),
+        "images_per_pass": steps * 64,
+        "repeats": repeats,
+        "images_per_s_one_process": round(statistics.median(single), 1),
+        "images_per_s_grain_2_workers": round(statistics.median(workers), 1),
+        "samples_one_process": [round(v, 1) for v in single],
+        "samples_grain_2_workers": [round(v, 1) for v in workers],
         "cpu_cores": os.cpu_count(),
         "loadavg_before": load,
         "loadavg_after": open("/proc/loadavg").read().split()[:3],
@@ -134,11 +153,34 @@ def speed(root, out, images=512):
     print(json.dumps(result, indent=2))
 
 
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    tree = sub.add_parser("make-tree", help="generate a JPEG tree")
+    tree.add_argument("root")
+    tree.add_argument("classes", type=int)
+    tree.add_argument("per_class", type=int)
+    for name, text in (
+        ("rss", "peak RSS of a --quick run"),
+        ("speed", "decode + augment images/s"),
+    ):
+        mode = sub.add_parser(name, help=text)
+        mode.add_argument("root", help="a tree written by make-tree")
+        mode.add_argument("out", help="JSON output file")
+    args = parser.parse_args(argv)
+    if args.mode == "make-tree":
+        make_tree(args.root, args.classes, args.per_class)
+        return 0
+    if not Path(args.root).is_dir():
+        parser.error(
+            f"ROOT must be a directory written by make-tree. Received: "
+            f"{args.root!r}"
+        )
+    (rss if args.mode == "rss" else speed)(args.root, args.out)
+    return 0
+
+
 if __name__ == "__main__":
-    mode = sys.argv[1]
-    if mode == "make-tree":
-        make_tree(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-    elif mode == "rss":
-        rss(sys.argv[2], sys.argv[3])
-    else:
-        speed(sys.argv[2], sys.argv[3])
+    sys.exit(main())
