@@ -74,6 +74,36 @@ def test_input_shard_rows_and_errors():
         InputShard(0.5, 2)
 
 
+@pytest.mark.core
+def test_one_host_training_input_is_the_whole_batch():
+    from keras_dlpa.training.distribution import Distribution
+
+    distribution = Distribution("default", 1)
+    assert distribution.is_chief
+    assert distribution.training_input(lambda shard: shard, 8) == InputShard()
+
+
+def test_jax_multiworker_without_a_cluster_is_a_clear_error(tmp_path):
+    env = _env(tmp_path, "jax")
+    for name in list(env):
+        if name.startswith(("KERAS_DISTRIBUTION_", "JAX_COORDINATOR")):
+            del env[name]
+    code = (
+        "from keras_dlpa.training.distribution import resolve_distribution\n"
+        "resolve_distribution('multiworker')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "KERAS_DISTRIBUTION_NUM_PROCESSES=N" in result.stderr
+    assert "coordinator_address should be defined" in result.stderr
+
+
 def _count_reads(monkeypatch):
     reads = []
     read = LabelledPaths.read

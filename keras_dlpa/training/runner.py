@@ -13,11 +13,15 @@
    the model's first layer, and compiles SGD (momentum 0.9) with a warm-up +
    decay schedule;
 3. trains on the epoch plans (`keras_dlpa.data.plan`), run by tf.data on
-   TensorFlow and by grain elsewhere, with callbacks in this order: a clock
-   (`train_time_s`), `ReassignCallback` (dl2pa only), `EvaluationCallback`
-   on the validation split, `RunLogger` (`metrics.json`, `metrics.csv`),
-   `DeadlineCallback` (with `deadline`) and `RunCheckpoint` (crash-safe
-   checkpoints and `best.keras` by `val_top1`);
+   TensorFlow and by grain elsewhere (with `strategy="multiworker"` each
+   worker builds only its rows of every global batch,
+   `Distribution.training_input`; workers other than the chief write
+   their run directory to `out/worker-k`), with callbacks in this order:
+   a clock (`train_time_s`), `ReassignCallback` (dl2pa only),
+   `EvaluationCallback` on the validation split, `RunLogger`
+   (`metrics.json`, `metrics.csv`), `DeadlineCallback` (with `deadline`)
+   and `RunCheckpoint` (crash-safe checkpoints and `best.keras` by
+   `val_top1`);
 4. writes `model.keras`, `final_state.npz`, `evaluation.json` (last and
    best epoch on the validation split, and on the test split when there is
    one; model selection never looks at the test split; `completed`), and
