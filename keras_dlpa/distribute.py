@@ -408,7 +408,10 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     Every worker then reads the same (identically seeded) dataset and keeps
     its own slice of each global batch, so the global batches are those of a
     single-process run. Use it for in-memory data and `from_generator`
-    datasets, which the default `AUTO` policy cannot shard by file.
+    datasets, which the default `AUTO` policy cannot shard by file. Every
+    worker still builds every whole batch; the recipes instead build only
+    each worker's rows (`keras_dlpa.training.distribution.Distribution.
+    training_input`, `keras_dlpa.data.InputShard`).
     """
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (

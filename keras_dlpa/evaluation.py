@@ -8,6 +8,7 @@ ranges of the label space.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable
 
 import keras
@@ -326,10 +327,8 @@ class EvaluationCallback(keras.callbacks.Callback):
     def predict(self) -> tuple[np.ndarray, np.ndarray]:
         """Returns `(labels, logits)` of the model on the data, as numpy."""
         if self.y is not None:
-            logits = self.model.predict(
-                self.x, batch_size=self.batch_size, verbose=0
-            )
-            return self.y, _as_logits(logits)
+            logits = predict_logits(self.model, self.x, self.batch_size)
+            return self.y, logits
         all_labels, all_logits = [], []
         for batch in self.x:
             if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
@@ -338,12 +337,113 @@ class EvaluationCallback(keras.callbacks.Callback):
                     "`(x, y, sample_weight)` from the iterable `x`. Received "
                     f"a batch of type {type(batch).__name__}."
                 )
-            outputs = self.model.predict_on_batch(_backend_inputs(batch[0]))
-            all_logits.append(_as_logits(outputs))
+            if _jax_multi_process():
+                logits = _global_predict(self.model, [batch[0]])
+            else:
+                outputs = self.model.predict_on_batch(_backend_inputs(batch[0]))
+                logits = _as_logits(outputs)
+            all_logits.append(logits)
             all_labels.append(keras.ops.convert_to_numpy(batch[1]))
         if not all_logits:
             raise ValueError("The evaluation data `x` yielded no batches.")
         return np.concatenate(all_labels), np.concatenate(all_logits)
+
+
+def _jax_multi_process() -> bool:
+    """Whether this is one of several JAX processes under a distribution."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return (
+        jax.process_count() > 1
+        and keras.distribution.distribution() is not None
+    )
+
+
+def _input_batches(x, batch_size: int):
+    """Numpy input batches of an array or a `PyDataset` of `(x, ...)`."""
+    if isinstance(x, keras.utils.PyDataset):
+        for index in range(len(x)):
+            batch = x[index]
+            yield batch[0] if isinstance(batch, (tuple, list)) else batch
+        return
+    x = np.asarray(x)
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size]
+
+
+_FORWARD = weakref.WeakKeyDictionary()
+
+
+def _global_predict(model, batches) -> np.ndarray:
+    """Logits under `DataParallel` over several JAX processes.
+
+    Keras `predict` cannot return them there: its outputs are sharded over
+    every process's devices and fetching them raises "Fetching value for
+    `jax.Array` that spans non-addressable (non process local) devices is
+    not possible" (Keras 3.15, JAX 0.10.2). Here each process puts its
+    block of rows of the (zero-padded) batch on its devices, the forward
+    pass runs over all devices, and the logits come back replicated, so
+    every process gets all of them. Every process must call this with the
+    same batches (it runs collective ops).
+    """
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec
+
+    distribution = keras.distribution.distribution()
+    mesh = distribution.device_mesh.backend_mesh
+    rows = NamedSharding(mesh, PartitionSpec(distribution.batch_dim_name))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    count, index = jax.process_count(), jax.process_index()
+    devices = mesh.devices.size
+
+    forward = _FORWARD.get(model)
+    if forward is None:
+
+        def forward(trainable, non_trainable, x):
+            return model.stateless_call(trainable, non_trainable, x)[0]
+
+        # Compiled once per model (and input shape), not per evaluation.
+        forward = _FORWARD[model] = jax.jit(forward, out_shardings=replicated)
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    logits = []
+    for x in batches:
+        x = np.asarray(keras.ops.convert_to_numpy(x))
+        size = x.shape[0]
+        pad = -size % devices
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+        local = x.shape[0] // count
+        part = x[index * local : (index + 1) * local]
+        inputs = jax.make_array_from_process_local_data(rows, part, x.shape)
+        out = forward(trainable, non_trainable, inputs)
+        logits.append(_as_logits(out)[:size])
+    if not logits:
+        raise ValueError("The evaluation data yielded no batches.")
+    return np.concatenate(logits)
+
+
+def predict_logits(model, x, batch_size: int = 256) -> np.ndarray:
+    """`model.predict(x)` as numpy `(N, c)`, also on multi-host JAX.
+
+    Args:
+        model: a model with one `(batch, classes)` output.
+        x: an array of inputs, or a `keras.utils.PyDataset` of `(x,)`
+            batches (e.g. `keras_dlpa.data.EvalBatches`).
+        batch_size: batch size for array inputs.
+
+    Returns:
+        The float logits of every input, in order. With several JAX
+        processes under `keras.distribution.DataParallel` they come from
+        `_global_predict` (each process feeds its rows), elsewhere from
+        `model.predict`.
+    """
+    if _jax_multi_process():
+        return _global_predict(model, _input_batches(x, int(batch_size)))
+    return _as_logits(model.predict(x, batch_size=batch_size, verbose=0))
 
 
 def _backend_inputs(x):

@@ -17,6 +17,20 @@ SHARED_DATA = os.path.join(REPO_ROOT, "..", "shared", "data")
 CIFAR10_JPEG = Path(SHARED_DATA) / "cifar10-jpeg-train.tar.gz"
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free TCP ports on 127.0.0.1 (for worker clusters)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def unit_rows(num_rows: int, dim: int, seed: int = 0) -> np.ndarray:
     """Random unit vectors `(num_rows, dim)` float32."""
     rng = np.random.default_rng(seed)

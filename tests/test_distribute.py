@@ -9,7 +9,6 @@ tests compare against numpy and against each other.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,22 +16,12 @@ import time
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+from conftest import free_ports
 
 from keras_dlpa import distribute
 
 WORKERS = os.path.join(REPO_ROOT, "tests", "distribute_workers")
 TIMEOUT_S = 420
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _env(**extra):
@@ -57,7 +46,7 @@ def _start(script, out, *args, **env):
 def runs(tmp_path_factory):
     """Starts every worker at once; returns {name: npz or error text}."""
     tmp = tmp_path_factory.mktemp("distribute")
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     jobs = {
         "mirrored2": _start(
@@ -338,7 +327,7 @@ def test_multiworker_after_tf_started(monkeypatch):
     import tensorflow as tf
 
     tf.constant(1.0) + 1.0  # TensorFlow has started in this process.
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     config = {
         "cluster": {"worker": [f"127.0.0.1:{port}"]},
         "task": {"type": "worker", "index": 0},
@@ -352,7 +341,7 @@ def test_multiworker_after_tf_started(monkeypatch):
 def test_multiworker_patch_refuses_other_keras_versions(monkeypatch, version):
     import keras
 
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     config = {
         "cluster": {"worker": [f"127.0.0.1:{port}"]},
         "task": {"type": "worker", "index": 0},

@@ -27,6 +27,7 @@ _EXPORTS = {
     "epoch_plan": "plan",
     "steps_per_epoch": "plan",
     "EvalBatches": "eval_batches",
+    "InputShard": "input_shard",
     "grain_train_dataset": "grain_executor",
     "resolve_executor": "executor",
     "train_dataset": "executor",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
 
 EXECUTORS = ("auto", "tf", "grain")
@@ -33,11 +34,14 @@ def train_dataset(
     epochs: int,
     augmentation: Augmentation,
     executor: str = "auto",
+    shard: InputShard | None = None,
 ):
     """Planned training batches of epochs `initial_epoch .. epochs - 1`.
 
     Both executors yield the same batches bit for bit (see
-    `keras_dlpa.data.plan`). Returns `(dataset, steps_per_epoch)`.
+    `keras_dlpa.data.plan`). With a `shard` (multi-host input) each batch
+    holds only this process's rows `shard.rows(batch_size)` of the global
+    batch. Returns `(dataset, steps_per_epoch)`.
     """
     if resolve_executor(executor) == "tf":
         from keras_dlpa.data.pipeline import epoch_keyed_pipeline
@@ -52,9 +56,10 @@ def train_dataset(
             flip=augmentation.flip,
             mixup_alpha=augmentation.mixup_alpha,
             class_balanced=augmentation.class_balanced,
+            shard=shard,
         )
     from keras_dlpa.data.grain_executor import grain_train_dataset
 
     return grain_train_dataset(
-        data, batch_size, seed, initial_epoch, epochs, augmentation
+        data, batch_size, seed, initial_epoch, epochs, augmentation, shard=shard
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
 from keras_dlpa.data.plan import BatchMaker
 from keras_dlpa.data.plan import epoch_plan
@@ -34,8 +35,8 @@ def _import_grain():
 class _PlannedBatch:
     """`i -> (images, labels)`: batch `i % S` of epoch `i // S`."""
 
-    def __init__(self, data, batch_size, seed, augmentation, one_hot):
-        self.maker = BatchMaker(data, augmentation, one_hot)
+    def __init__(self, data, batch_size, seed, augmentation, one_hot, shard):
+        self.maker = BatchMaker(data, augmentation, one_hot, shard)
         self.labels = data.labels
         self.num_classes = data.num_classes
         self.batch_size = int(batch_size)
@@ -70,6 +71,7 @@ def grain_train_dataset(
     one_hot: bool = False,
     num_threads: int = 2,
     prefetch: int = 8,
+    shard: InputShard | None = None,
 ):
     """Planned training batches of epochs `initial_epoch .. epochs - 1`.
 
@@ -83,12 +85,14 @@ def grain_train_dataset(
         one_hot: one-hot labels without mixup.
         num_threads: grain read threads.
         prefetch: batches prefetched by grain.
+        shard: multi-host input: build only this process's rows of each
+            global batch (`keras_dlpa.data.InputShard`); default all rows.
 
     Returns:
         `(dataset, steps_per_epoch)`: a `grain.IterDataset` of
-        `(images, labels)` (float32 0-255 `(B, H, W, 3)`; int32 `(B,)` or
-        float32 `(B, c)`). Pass `steps_per_epoch` and `shuffle=False` to
-        `fit`.
+        `(images, labels)` (float32 0-255 `(b, H, W, 3)`; int32 `(b,)` or
+        float32 `(b, c)`, with `b = B / shard.count`). Pass
+        `steps_per_epoch` and `shuffle=False` to `fit`.
     """
     grain = _import_grain()
     if not isinstance(data, ImageData):
@@ -102,7 +106,12 @@ def grain_train_dataset(
             f"initial_epoch={initial_epoch}, epochs={epochs}"
         )
     batch = _PlannedBatch(
-        data, batch_size, seed, augmentation or Augmentation(), one_hot
+        data,
+        batch_size,
+        seed,
+        augmentation or Augmentation(),
+        one_hot,
+        shard,
     )
     steps = batch.steps
     dataset = grain.MapDataset.range(

@@ -12,6 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.input_shard import WHOLE_BATCH
+from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
 from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
@@ -58,8 +60,17 @@ def _planned_batches(data, batch_size, seed, augmentation, epochs):
     return epochs.flat_map(one_epoch), steps
 
 
-def _batch_loader(data: ImageData, augmentation: Augmentation, one_hot: bool):
-    """`load(*plan_slice) -> (images, labels)`: `plan.BatchMaker` in TF."""
+def _batch_loader(
+    data: ImageData,
+    augmentation: Augmentation,
+    one_hot: bool,
+    shard: InputShard | None = None,
+):
+    """`load(*plan_slice) -> (images, labels)`: `plan.BatchMaker` in TF.
+
+    With a `shard`, only rows `shard.rows(B)` of the planned batch (and,
+    with mixup, the partner rows they mix with).
+    """
     images_t = tf.constant(data.images)
     labels_t = tf.constant(data.labels.astype(np.int32))
     num_classes = data.num_classes
@@ -68,8 +79,9 @@ def _batch_loader(data: ImageData, augmentation: Augmentation, one_hot: bool):
     soft = augmentation.soft_labels
     one_hot = bool(one_hot) or soft
     height, width = data.image_shape[:2]
+    shard = shard or WHOLE_BATCH
 
-    def load(indices, offsets, flips, partners, lam):
+    def crops(indices, offsets, flips):
         images = tf.gather(images_t, indices)
         if augment:
             if pad > 0:
@@ -81,16 +93,31 @@ def _batch_loader(data: ImageData, augmentation: Augmentation, one_hot: bool):
             cols = offsets[:, 1, None] + cols
             images = tf.gather(images, rows, axis=1, batch_dims=1)
             images = tf.gather(images, cols, axis=2, batch_dims=1)
-        images = tf.cast(images, tf.float32)
-        labels = tf.gather(labels_t, indices)
+        return tf.cast(images, tf.float32)
+
+    def load(indices, offsets, flips, partners, lam):
+        rows = shard.rows(int(indices.shape[0]))
+        images = crops(indices[rows], offsets[rows], flips[rows])
+        labels = tf.gather(labels_t, indices[rows])
         if not one_hot:
             return images, labels
         onehot = tf.one_hot(labels, num_classes, dtype=tf.float32)
         if not soft:
             return images, onehot
         rest = tf.constant(1.0, tf.float32) - lam
-        images = lam * images + rest * tf.gather(images, partners)
-        onehot = lam * onehot + rest * tf.gather(onehot, partners)
+        partners = partners[rows]
+        if shard.is_whole:
+            other = tf.gather(images, partners)
+        else:  # partners anywhere in the global batch
+            other = crops(
+                tf.gather(indices, partners),
+                tf.gather(offsets, partners),
+                tf.gather(flips, partners),
+            )
+        other_labels = tf.gather(labels_t, tf.gather(indices, partners))
+        other_onehot = tf.one_hot(other_labels, num_classes, dtype=tf.float32)
+        images = lam * images + rest * other
+        onehot = lam * onehot + rest * other_onehot
         return images, onehot
 
     return load
@@ -107,17 +134,20 @@ def epoch_keyed_pipeline(
     mixup_alpha: float | None = None,
     one_hot: bool = False,
     class_balanced: bool = False,
+    shard: InputShard | None = None,
 ) -> tuple[tf.data.Dataset, int]:
     """Training batches of epochs `initial_epoch .. epochs - 1`, resumable.
 
     Epoch `e` runs `plan.epoch_plan(labels, batch_size, seed, e, ...)`, so
     a run resumed at epoch `e` sees exactly the batches an uninterrupted
     run sees, and the grain executor yields the same batches bit for bit.
-    Pass `steps_per_epoch` to `fit`.
+    Pass `steps_per_epoch` to `fit`. With a `shard` (multi-host input,
+    `keras_dlpa.data.InputShard`) each element holds only this process's
+    rows of the global batch, `b = B / shard.count` of them.
 
     Returns:
-        `(dataset, steps_per_epoch)`; images float32 0-255 `(B, H, W, 3)`,
-        labels int32 `(B,)`, or float32 `(B, c)` (mixup or `one_hot`).
+        `(dataset, steps_per_epoch)`; images float32 0-255 `(b, H, W, 3)`,
+        labels int32 `(b,)`, or float32 `(b, c)` (mixup or `one_hot`).
     """
     _check_data(data)
     augmentation = Augmentation(
@@ -127,7 +157,7 @@ def epoch_keyed_pipeline(
     batches, steps = _planned_batches(
         data, batch_size, seed, augmentation, keys
     )
-    load = _batch_loader(data, augmentation, one_hot)
+    load = _batch_loader(data, augmentation, one_hot, shard)
     dataset = batches.map(
         load, num_parallel_calls=_AUTOTUNE, deterministic=True
     ).prefetch(_AUTOTUNE)

@@ -21,6 +21,8 @@ import dataclasses
 import numpy as np
 
 from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.input_shard import WHOLE_BATCH
+from keras_dlpa.data.input_shard import InputShard
 
 # Mixed into every plan seed so plans differ from other uses of `seed`.
 _PLAN_STREAM = 0x9E3779B9
@@ -220,10 +222,16 @@ class BatchMaker:
     int32 labels `(B,)`, or float32 `(B, c)` soft labels with mixup (or
     `one_hot=True`).
 
+    With a `shard` (multi-host input, `keras_dlpa.data.InputShard`) it
+    builds only rows `shard.rows(B)` of each planned batch, `B / count`
+    rows, equal bit for bit to those rows of the whole batch; with mixup
+    it also crops the partner rows those rows mix with.
+
     Args:
         data: the training `ImageData`.
         augmentation: the plan's `Augmentation`.
         one_hot: one-hot labels without mixup.
+        shard: the rows of each batch to build; default the whole batch.
     """
 
     def __init__(
@@ -231,23 +239,32 @@ class BatchMaker:
         data: ImageData,
         augmentation: Augmentation,
         one_hot: bool = False,
+        shard: InputShard | None = None,
     ):
         self.images = data.images
         self.labels = data.labels.astype(np.int32)
         self.num_classes = data.num_classes
         self.augmentation = augmentation
         self.one_hot = bool(one_hot) or augmentation.soft_labels
+        self.shard = shard or WHOLE_BATCH
 
-    def __call__(self, plan: EpochPlan, step: int):
-        indices = plan.indices[step]
+    def _crops(self, plan: EpochPlan, step: int, rows) -> np.ndarray:
         aug = self.augmentation
-        images = self.images[indices]
+        images = self.images[plan.indices[step][rows]]
         if aug.crop_padding > 0 or aug.flip:
             images = crop_flip(
-                images, plan.offsets[step], plan.flips[step], aug.crop_padding
+                images,
+                plan.offsets[step][rows],
+                plan.flips[step][rows],
+                aug.crop_padding,
             )
-        images = images.astype(np.float32)
-        labels = self.labels[indices]
+        return images.astype(np.float32)
+
+    def __call__(self, plan: EpochPlan, step: int):
+        aug = self.augmentation
+        rows = self.shard.rows(plan.indices.shape[1])
+        images = self._crops(plan, step, rows)
+        labels = self.labels[plan.indices[step][rows]]
         if not self.one_hot:
             return images, labels
         onehot = np.eye(self.num_classes, dtype=np.float32)[labels]
@@ -255,7 +272,15 @@ class BatchMaker:
             return images, onehot
         lam = plan.lam[step]
         rest = np.float32(1.0) - lam
-        partners = plan.partners[step]
-        images = lam * images + rest * images[partners]
-        onehot = lam * onehot + rest * onehot[partners]
+        partners = plan.partners[step][rows]
+        if self.shard.is_whole:
+            other = images[partners]
+        else:  # partners anywhere in the global batch
+            other = self._crops(plan, step, partners)
+        partner_labels = self.labels[plan.indices[step][partners]]
+        other_onehot = np.eye(self.num_classes, dtype=np.float32)[
+            partner_labels
+        ]
+        images = lam * images + rest * other
+        onehot = lam * onehot + rest * other_onehot
         return images, onehot

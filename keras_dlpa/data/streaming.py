@@ -28,6 +28,8 @@ import numpy as np
 
 from keras_dlpa.data.image_ops import eval_image
 from keras_dlpa.data.image_ops import train_image
+from keras_dlpa.data.input_shard import WHOLE_BATCH
+from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.labelled_paths import LabelledPaths
 from keras_dlpa.data.plan import steps_per_epoch
 from keras_dlpa.data.stream_plan import CUTMIX
@@ -48,10 +50,15 @@ def default_workers() -> int:
 class StreamBatchMaker:
     """`maker(epoch, step) -> (images, labels)` of a planned batch.
 
-    Images are float32 `(B, S, S, 3)` on the raw 0-255 scale; labels int32
-    `(B,)`, or float32 `(B, c)` soft labels with mixup/cutmix. Picklable
-    (only paths, labels and settings), so grain worker processes can
-    build batches.
+    Images are float32 `(b, S, S, 3)` on the raw 0-255 scale; labels int32
+    `(b,)`, or float32 `(b, c)` soft labels with mixup/cutmix. `b` is the
+    batch size `B`, or with a `shard` (multi-host input,
+    `keras_dlpa.data.InputShard`) `B / shard.count`: only the rows
+    `shard.rows(B)` of each planned global batch are decoded, equal bit
+    for bit to those rows of the whole batch. A mixed batch also decodes
+    the partner rows of its rows (wherever they are in the global batch),
+    at most `2 b` images. Picklable (only paths, labels and settings), so
+    grain worker processes can build batches.
     """
 
     def __init__(
@@ -60,11 +67,14 @@ class StreamBatchMaker:
         batch_size: int,
         seed: int,
         augmentation: StreamAugmentation,
+        shard: InputShard | None = None,
     ):
         self.data = data
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.augmentation = augmentation
+        self.shard = shard or WHOLE_BATCH
+        self.local_batch_size = self.shard.local_batch_size(batch_size)
         self.steps = steps_per_epoch(len(data), batch_size)
         self.num_classes = data.num_classes
         self._plans = {}
@@ -91,38 +101,48 @@ class StreamBatchMaker:
         epoch, step = divmod(int(index), self.steps)
         return self.batch(self.plan(epoch), step)
 
+    def _decode(self, plan, step: int, positions) -> np.ndarray:
+        """uint8 `(n, S, S, 3)`: the augmented images at `positions`."""
+        size = self.augmentation.image_size
+        images = np.empty((len(positions), size, size, 3), np.uint8)
+        for j, position in enumerate(positions):
+            images[j] = train_image(
+                self.data.read(plan.indices[step, position]),
+                size,
+                plan.crops[step, position],
+                bool(plan.flips[step, position]),
+                int(plan.ops[step, position]),
+                float(plan.magnitudes[step, position]),
+                bool(plan.erase[step, position]),
+                plan.erase_boxes[step, position],
+            )
+        return images
+
     def batch(self, plan, step: int):
         aug = self.augmentation
-        size = aug.image_size
+        own = self.shard.positions(self.batch_size)
         indices = plan.indices[step]
-        images = np.empty((indices.size, size, size, 3), np.uint8)
-        for j, index in enumerate(indices):
-            images[j] = train_image(
-                self.data.read(index),
-                size,
-                plan.crops[step, j],
-                bool(plan.flips[step, j]),
-                int(plan.ops[step, j]),
-                float(plan.magnitudes[step, j]),
-                bool(plan.erase[step, j]),
-                plan.erase_boxes[step, j],
-            )
-        labels = self.data.labels[indices].astype(np.int32)
         if not aug.soft_labels:
+            images = self._decode(plan, step, own)
+            labels = self.data.labels[indices[own]].astype(np.int32)
             return images.astype(np.float32), labels
-        onehot = np.eye(self.num_classes, dtype=np.float32)[labels]
-        partners = plan.partners[step]
+        partners = plan.partners[step][own]
+        # Each image of the global batch this process needs, decoded once.
+        needed = np.union1d(own, partners)
+        decoded = self._decode(plan, step, needed).astype(np.float32)
+        images = decoded[np.searchsorted(needed, own)]
+        other = decoded[np.searchsorted(needed, partners)]
+        eye = np.eye(self.num_classes, dtype=np.float32)
+        onehot = eye[self.data.labels[indices[own]]]
+        other_onehot = eye[self.data.labels[indices[partners]]]
         lam = plan.lam[step]
         rest = np.float32(1.0) - lam
-        images = images.astype(np.float32)
         if plan.mix[step] == MIXUP:
-            images = lam * images + rest * images[partners]
+            images = lam * images + rest * other
         elif plan.mix[step] == CUTMIX:
             top, left, bottom, right = plan.boxes[step]
-            images[:, top:bottom, left:right] = images[partners][
-                :, top:bottom, left:right
-            ]
-        onehot = lam * onehot + rest * onehot[partners]
+            images[:, top:bottom, left:right] = other[:, top:bottom, left:right]
+        onehot = lam * onehot + rest * other_onehot
         return images, onehot
 
 
@@ -200,6 +220,7 @@ def grain_stream_dataset(
     epochs: int,
     augmentation: StreamAugmentation,
     workers: int | None = None,
+    shard: InputShard | None = None,
 ):
     """Planned, streamed training batches of epochs `initial_epoch..`.
 
@@ -214,6 +235,8 @@ def grain_stream_dataset(
             (at most 8); 0: decode in this process. The calling script
             needs an `if __name__ == "__main__":` guard (spawned
             workers).
+        shard: multi-host input: decode only this process's rows of each
+            global batch (see `StreamBatchMaker`); default all rows.
 
     Returns:
         `(dataset, steps_per_epoch)`: a `grain.IterDataset`.
@@ -221,7 +244,7 @@ def grain_stream_dataset(
     import grain
 
     _check(data, initial_epoch, epochs)
-    maker = StreamBatchMaker(data, batch_size, seed, augmentation)
+    maker = StreamBatchMaker(data, batch_size, seed, augmentation, shard)
     steps = maker.steps
     dataset = grain.MapDataset.range(
         int(initial_epoch) * steps, int(epochs) * steps
@@ -246,23 +269,25 @@ def tf_stream_dataset(
     initial_epoch: int,
     epochs: int,
     augmentation: StreamAugmentation,
+    shard: InputShard | None = None,
 ):
     """The same batches as `grain_stream_dataset`, in a tf.data `map`."""
     import tensorflow as tf
 
     _check(data, initial_epoch, epochs)
-    maker = StreamBatchMaker(data, batch_size, seed, augmentation)
+    maker = StreamBatchMaker(data, batch_size, seed, augmentation, shard)
     steps = maker.steps
     size = augmentation.image_size
     soft = augmentation.soft_labels
+    local = maker.local_batch_size
     label_type = tf.float32 if soft else tf.int32
-    label_shape = [batch_size, data.num_classes] if soft else [batch_size]
+    label_shape = [local, data.num_classes] if soft else [local]
 
     def load(index):
         images, labels = tf.numpy_function(
             maker, [index], (tf.float32, label_type)
         )
-        images.set_shape([batch_size, size, size, 3])
+        images.set_shape([local, size, size, 3])
         labels.set_shape(label_shape)
         return images, labels
 
@@ -283,14 +308,26 @@ def stream_train_dataset(
     augmentation,
     executor: str = "grain",
     workers: int | None = None,
+    shard: InputShard | None = None,
 ):
-    """`grain_stream_dataset` (default) or `tf_stream_dataset`."""
+    """`grain_stream_dataset` (default) or `tf_stream_dataset`.
+
+    With a `shard` (multi-host input) each element holds only this
+    process's rows of the planned global batch (`StreamBatchMaker`).
+    """
     if executor == "tf":
         return tf_stream_dataset(
-            data, batch_size, seed, initial_epoch, epochs, augmentation
+            data, batch_size, seed, initial_epoch, epochs, augmentation, shard
         )
     return grain_stream_dataset(
-        data, batch_size, seed, initial_epoch, epochs, augmentation, workers
+        data,
+        batch_size,
+        seed,
+        initial_epoch,
+        epochs,
+        augmentation,
+        workers,
+        shard,
     )
 
 

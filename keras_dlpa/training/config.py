@@ -86,9 +86,11 @@ class ExperimentConfig:
         seed: global seed (weights, split, data order). strategy:
         `keras_dlpa.training.distribution.resolve_distribution` name
         (tf.distribute on TensorFlow, `keras.distribution.DataParallel` on
-        JAX). verbose: `fit` verbosity (1 progress bar, 2 one line per
-        epoch). deterministic: TF op determinism (bit-exact resume; JAX on
-        CPU is deterministic). jit_compile: passed to `compile`. report:
+        JAX; `"multiworker"`: one process per host, each building only
+        its rows of every global batch, see `docs/distributed.md`).
+        verbose: `fit` verbosity (1 progress bar, 2 one line per epoch).
+        deterministic: TF op determinism (bit-exact resume; JAX on CPU
+        is deterministic). jit_compile: passed to `compile`. report:
         draw the plots at the end. precision: `"float32"` or
         `"bfloat16"` (Keras `mixed_bfloat16` policy; the prototype head,
         the loss and the class statistics stay float32). executor: the

@@ -13,11 +13,15 @@
    the model's first layer, and compiles SGD (momentum 0.9) with a warm-up +
    decay schedule;
 3. trains on the epoch plans (`keras_dlpa.data.plan`), run by tf.data on
-   TensorFlow and by grain elsewhere, with callbacks in this order: a clock
-   (`train_time_s`), `ReassignCallback` (dl2pa only), `EvaluationCallback`
-   on the validation split, `RunLogger` (`metrics.json`, `metrics.csv`),
-   `DeadlineCallback` (with `deadline`) and `RunCheckpoint` (crash-safe
-   checkpoints and `best.keras` by `val_top1`);
+   TensorFlow and by grain elsewhere (with `strategy="multiworker"` each
+   worker builds only its rows of every global batch,
+   `Distribution.training_input`; workers other than the chief write
+   their run directory to `out/worker-k`), with callbacks in this order:
+   a clock (`train_time_s`), `ReassignCallback` (dl2pa only),
+   `EvaluationCallback` on the validation split, `RunLogger`
+   (`metrics.json`, `metrics.csv`), `DeadlineCallback` (with `deadline`)
+   and `RunCheckpoint` (crash-safe checkpoints and `best.keras` by
+   `val_top1`);
 4. writes `model.keras`, `final_state.npz`, `evaluation.json` (last and
    best epoch on the validation split, and on the test split when there is
    one; model selection never looks at the test split; `completed`), and
@@ -35,6 +39,7 @@ weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import sys
 import time
@@ -54,6 +59,7 @@ from keras_dlpa.deadline_callback import DeadlineCallback
 from keras_dlpa.evaluation import EvaluationCallback
 from keras_dlpa.evaluation import classification_metrics
 from keras_dlpa.evaluation import format_metrics_table
+from keras_dlpa.evaluation import predict_logits
 from keras_dlpa.methods import get_method
 from keras_dlpa.models.per_channel_normalization import IMAGENET_MEAN
 from keras_dlpa.models.per_channel_normalization import IMAGENET_STD
@@ -120,7 +126,7 @@ def _eval_batches(data, batch_size: int, image_size: int):
 
 def _evaluate(model, data, train_counts, batch_size, image_size) -> dict:
     batches = _eval_batches(data, batch_size, image_size)
-    logits = model.predict(batches, verbose=0)
+    logits = predict_logits(model, batches)
     metrics = classification_metrics(data.labels, logits, train_counts)
     metrics.pop("num_examples", None)
     return metrics
@@ -192,6 +198,50 @@ def _train_clock() -> keras.callbacks.Callback:
     )
 
 
+def _train_input(train, config, initial_epoch, augmentation, executor, shard):
+    """The planned training batches (this process's rows of each)."""
+    if isinstance(train, ImageData):
+        dataset, _ = train_dataset(
+            train,
+            config.batch_size,
+            config.seed,
+            initial_epoch,
+            config.epochs,
+            augmentation,
+            executor=executor,
+            shard=shard,
+        )
+        return dataset
+    from keras_dlpa.data.streaming import stream_train_dataset
+
+    dataset, _ = stream_train_dataset(
+        train,
+        config.batch_size,
+        config.seed,
+        initial_epoch,
+        config.epochs,
+        augmentation,
+        executor=executor,
+        workers=config.data_workers,
+        shard=shard,
+    )
+    return dataset
+
+
+def _element_spec(batch, image_shape, num_classes, soft):
+    """`(images, labels)` TensorSpecs of a local batch (TensorFlow only)."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    labels = (
+        tf.TensorSpec((batch, num_classes), tf.float32)
+        if soft
+        else tf.TensorSpec((batch,), tf.int32)
+    )
+    return tf.TensorSpec((batch, *image_shape), tf.float32), labels
+
+
 def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
     """Runs one experiment and returns its `evaluation.json` dict.
 
@@ -205,12 +255,12 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
     # Multi-worker collectives must be set up before TensorFlow runs an op.
     distribution = resolve_distribution(config.strategy)
     check_global_batch(config.batch_size, distribution.num_replicas)
-    if config.streaming and config.strategy == "multiworker":
-        raise ValueError(
-            "Streamed input (`streaming=True`) does not support "
-            "strategy='multiworker' yet (each worker would read every "
-            "batch). Use one host (--strategy mirrored over its GPUs)."
-        )
+    if not distribution.is_chief:
+        # Every worker saves (reading sync-on-read state is a collective
+        # op), each into its own directory.
+        index = distribution.input_shard.index
+        worker_out = Path(config.out) / f"worker-{index}"
+        config = dataclasses.replace(config, out=str(worker_out))
     if config.streaming:
         # JPEG decoding scales with processes, not threads: grain worker
         # processes unless tf.data is asked for explicitly.
@@ -275,6 +325,10 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
             "channel_mean": [float(v) for v in mean],
             "channel_std": [float(v) for v in std],
             "num_replicas": distribution.num_replicas,
+            "input_shard": [
+                distribution.input_shard.index,
+                distribution.input_shard.count,
+            ],
             "executor": executor,
             "streaming": streaming,
             **_versions(),
@@ -312,33 +366,23 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         + list(callbacks or [])
     )
     if initial_epoch < config.epochs:
-        if streaming:
-            from keras_dlpa.data.streaming import stream_train_dataset
-
-            train_ds, steps = stream_train_dataset(
+        train_ds = distribution.training_input(
+            functools.partial(
+                _train_input,
                 train,
-                config.batch_size,
-                config.seed,
+                config,
                 initial_epoch,
-                config.epochs,
                 augmentation,
-                executor=executor,
-                workers=config.data_workers,
-            )
-        else:
-            train_ds, steps = train_dataset(
-                train,
-                config.batch_size,
-                config.seed,
-                initial_epoch,
-                config.epochs,
-                augmentation,
-                executor=executor,
-            )
-        if config.strategy == "multiworker" and executor == "tf":
-            from keras_dlpa.distribute import shard_by_data
-
-            train_ds = shard_by_data(train_ds)
+                executor,
+            ),
+            config.batch_size,
+            element_spec=_element_spec(
+                distribution.input_shard.local_batch_size(config.batch_size),
+                image_shape,
+                num_classes,
+                soft,
+            ),
+        )
         model.fit(
             train_ds,
             epochs=config.epochs,

@@ -90,3 +90,32 @@ def local_values(strategy, variable):
     return np.stack(
         [np.asarray(v) for v in strategy.experimental_local_results(value)]
     )
+
+
+def count_reads():
+    """Records every image `LabelledPaths.read` reads, in this process.
+
+    Returns the list the paths are appended to (decode in this process,
+    `workers=0`, to see them all).
+    """
+    from keras_dlpa.data import labelled_paths
+
+    reads = []
+    read = labelled_paths.LabelledPaths.read
+
+    def counting_read(self, index):
+        reads.append(str(self.items[int(index)]))
+        return read(self, index)
+
+    labelled_paths.LabelledPaths.read = counting_read
+    return reads
+
+
+def process_index():
+    """This process's index from TF_CONFIG or KERAS_DISTRIBUTION_PROCESS_ID."""
+    import json
+    import os
+
+    if os.environ.get("TF_CONFIG"):
+        return int(json.loads(os.environ["TF_CONFIG"])["task"]["index"])
+    return int(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", 0))
