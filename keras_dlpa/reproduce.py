@@ -203,10 +203,12 @@ class Grid:
     quick_args: tuple = ("--quick",)
     quick_dims: tuple | None = None
 
+    def _dataset(self, run: Run) -> str:
+        return run.dataset or self.dataset
+
     def datasets(self) -> tuple:
         """The datasets of the cells, in order."""
-        names = [r.dataset or self.dataset for r in self.runs]
-        return tuple(dict.fromkeys(names))
+        return tuple(dict.fromkeys(self._dataset(r) for r in self.runs))
 
     def methods(self) -> tuple:
         """The methods of the cells, in order."""
@@ -215,26 +217,21 @@ class Grid:
     def cells(self, quick: bool = False, datasets=None, methods=None) -> tuple:
         """The runs; with `quick` only imbalance 0.01 / d <= 10 (or
         `quick_dims`); with `datasets` / `methods` only the cells of those
-        datasets / methods."""
+        datasets / methods (a `ValueError` names any the grid lacks)."""
         runs = self.runs
-        if methods is not None:
-            unknown = sorted(set(methods) - set(self.methods()))
-            if unknown:
+        for kind, wanted, key in (
+            ("methods", methods, lambda r: r.method),
+            ("datasets", datasets, self._dataset),
+        ):
+            if wanted is None:
+                continue
+            known = tuple(dict.fromkeys(key(r) for r in self.runs))
+            if not set(wanted) <= set(known):
                 raise ValueError(
-                    f"Grid {self.name!r} has the methods {self.methods()}. "
-                    f"Received: methods={tuple(methods)}"
+                    f"Grid {self.name!r} has the {kind} {known}. "
+                    f"Received: {kind}={tuple(wanted)}"
                 )
-            runs = tuple(r for r in runs if r.method in methods)
-        if datasets is not None:
-            unknown = sorted(set(datasets) - set(self.datasets()))
-            if unknown:
-                raise ValueError(
-                    f"Grid {self.name!r} has the datasets {self.datasets()}. "
-                    f"Received: datasets={tuple(datasets)}"
-                )
-            runs = tuple(
-                r for r in runs if (r.dataset or self.dataset) in datasets
-            )
+            runs = tuple(r for r in runs if key(r) in wanted)
         if not quick:
             return runs
         if self.quick_dims is not None:

@@ -63,7 +63,7 @@ def test_methods_flag_names_the_grid_methods(capsys):
 
     assert main(["reproduce", "--grid", "table4", "--methods", "psc"]) == 2
     err = capsys.readouterr().err
-    assert "--methods must name methods of grid 'table4'" in err
+    assert "--methods must name methods of this grid" in err
     assert "softmax, etf, dl2pa" in err and "'psc'" in err
 
 

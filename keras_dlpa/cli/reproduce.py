@@ -27,6 +27,15 @@ def _names(text: str | None) -> tuple | None:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def _check_names(flag: str, text, names, known) -> None:
+    """A `UsageError` unless `names` (from `text`) are among `known`."""
+    if names is not None and (not names or not set(names) <= set(known)):
+        raise UsageError(
+            f"{flag} must name {flag[2:]} of this grid ({', '.join(known)})."
+            f" Received: {text!r}"
+        )
+
+
 def _run(args) -> int:
     from keras_dlpa.reproduce import GRID_NAMES
     from keras_dlpa.reproduce import reproduce
@@ -46,24 +55,12 @@ def _run(args) -> int:
     deadline = args.deadline
     if args.time_limit is not None:
         deadline = time.time() + args.time_limit
-    if datasets is not None and args.grid != "table7":
+    if args.grid != "table7":
         from keras_dlpa.reproduce import GRIDS
 
-        known = GRIDS[args.grid].datasets()
-        if not datasets or not set(datasets) <= set(known):
-            raise UsageError(
-                f"--datasets must name datasets of grid {args.grid!r} "
-                f"({', '.join(known)}). Received: {args.datasets!r}"
-            )
-    if methods is not None and args.grid != "table7":
-        from keras_dlpa.reproduce import GRIDS
-
-        known = GRIDS[args.grid].methods()
-        if not methods or not set(methods) <= set(known):
-            raise UsageError(
-                f"--methods must name methods of grid {args.grid!r} "
-                f"({', '.join(known)}). Received: {args.methods!r}"
-            )
+        grid = GRIDS[args.grid]
+        _check_names("--datasets", args.datasets, datasets, grid.datasets())
+        _check_names("--methods", args.methods, methods, grid.methods())
     report = reproduce(
         args.grid,
         args.out,

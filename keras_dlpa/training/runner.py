@@ -201,20 +201,12 @@ def _train_clock() -> keras.callbacks.Callback:
 def _train_input(train, config, initial_epoch, augmentation, executor, shard):
     """The planned training batches (this process's rows of each)."""
     if isinstance(train, ImageData):
-        dataset, _ = train_dataset(
-            train,
-            config.batch_size,
-            config.seed,
-            initial_epoch,
-            config.epochs,
-            augmentation,
-            executor=executor,
-            shard=shard,
-        )
-        return dataset
-    from keras_dlpa.data.streaming import stream_train_dataset
+        make, extra = train_dataset, {}
+    else:
+        from keras_dlpa.data.streaming import stream_train_dataset
 
-    dataset, _ = stream_train_dataset(
+        make, extra = stream_train_dataset, {"workers": config.data_workers}
+    dataset, _ = make(
         train,
         config.batch_size,
         config.seed,
@@ -222,8 +214,8 @@ def _train_input(train, config, initial_epoch, augmentation, executor, shard):
         config.epochs,
         augmentation,
         executor=executor,
-        workers=config.data_workers,
         shard=shard,
+        **extra,
     )
     return dataset
 
