@@ -451,6 +451,27 @@ def fig4a_cpu(data: dict) -> list[str]:
     return table(header, body)
 
 
+def decode_speed(data: dict) -> list[str]:
+    """Decode + augment images/s of the streamed ImageNet input."""
+    load = data.get("loadavg_before")
+    lines = [
+        f"{data['augmentation']} at {data['image_size']} px, batches of 64; "
+        f"median of {data.get('repeats', 1)} passes over "
+        f"{data.get('images_per_pass', '?')} images; load average before "
+        + ("/".join(str(v) for v in load) if load else "not recorded")
+        + ".",
+        "",
+    ]
+    body = [
+        ["one process", num(data["images_per_s_one_process"], 1)],
+        [
+            "grain, 2 worker processes",
+            num(data["images_per_s_grain_2_workers"], 1),
+        ],
+    ]
+    return lines + table(["executor", "images/s"], body)
+
+
 def one(renderer, **kwargs):
     """A renderer of the only loaded file."""
     return lambda files: renderer(next(iter(files.values())), **kwargs)
@@ -512,6 +533,7 @@ TABLES = {
     "bench_reassign_warm_100k": (B, one(reassign_warm)),
     "bench_pipeline": (B, one(pipeline)),
     "bench_inference": (B, one(inference)),
+    "imagenet_decode_speed": (B, one(decode_speed)),
     "bench_inference_head": (B, one(inference_head), ["bench_inference.json"]),
     "gpu_cifar10_lt_h100": (B, one(gpu_lt)),
     "gpu_cifar10_lowdim_h100": (B, one(gpu_lowdim)),
