@@ -99,11 +99,28 @@ def parse_labels(y_true, num_classes: int, validate: bool = True):
     return labels, None, invalid
 
 
+def _replica_sum(value):
+    """`value` summed over the replicas of a `tf.distribute` step (in a
+    replica context with several replicas); else `value`."""
+    if keras.backend.backend() != "tensorflow":
+        return value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 def batch_class_scale(weights):
     """Per-batch class scale `s_c^2 = gamma / n_c` (Yang et al., 2022).
 
     `n_c` is the (soft) count of class `c` in the batch and `gamma = B /
     (number of classes present)`. Classes absent from the batch get 0.
+    Under `tf.distribute` with several replicas, `B` and `n_c` are those of
+    the global batch (summed over replicas), so the loss of every sample
+    is the one-device value; on JAX (`DataParallel`) the loss already sees
+    the global batch.
 
     Args:
         weights: `(B, c)` class weights.
@@ -112,9 +129,9 @@ def batch_class_scale(weights):
         `(c,)` float32 squared scales.
     """
     weights = ops.cast(weights, "float32")
-    counts = ops.sum(weights, axis=0)
+    counts = _replica_sum(ops.sum(weights, axis=0))
     present = ops.cast(counts > 0, "float32")
-    batch_size = ops.cast(ops.shape(weights)[0], "float32")
+    batch_size = _replica_sum(ops.cast(ops.shape(weights)[0], "float32"))
     gamma = batch_size / ops.maximum(ops.sum(present), 1.0)
     return present * gamma / ops.maximum(counts, keras.backend.epsilon())
 

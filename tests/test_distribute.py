@@ -165,6 +165,18 @@ def test_two_replicas_match_one_device(runs):
     np.testing.assert_allclose(two["train_loss"], one["train_loss"], rtol=1e-4)
 
 
+def test_class_scaled_loss_uses_the_global_batch_counts(runs):
+    # IPMLoss(class_scale=True) under 2 replicas: the class counts of the
+    # global batch, not each replica's half, so training matches 1 device.
+    one, two = _get(runs, "single"), _get(runs, "mirrored2")
+    np.testing.assert_allclose(
+        two["scaled_loss"], one["scaled_loss"], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        two["scaled_weights"], one["scaled_weights"], atol=1e-5
+    )
+
+
 def test_synchronized_batch_norm_matches_one_device(runs):
     # A ResNet-8 + projection classifier (9 BatchNorms) trained 4 steps of
     # a global batch of 8 on 2 replicas vs 1 device.

@@ -346,12 +346,9 @@ def test_streamed_multiworker_matches_one_process(images, tmp_path, backend):
 
 @pytest.mark.large
 def test_run_experiment_streams_on_two_tensorflow_workers(images, tmp_path):
-    """The runner (`--strategy multiworker`): same run as one process.
-
-    `class_scale=False` because the class-scaled IPM loss normalises by
-    each replica's own class counts under tf.distribute (as BatchNorm
-    without `sync_batch_norm`), which is not the one-device loss.
-    """
+    """The runner (`--strategy multiworker`): same run as one process,
+    with the class-scaled IPM loss (global batch counts) and synchronised
+    BatchNorm."""
     from keras_dlpa.training import ExperimentConfig
     from keras_dlpa.training.runner import _stream_augmentation
     from keras_dlpa.training.sources import load_data
@@ -363,7 +360,7 @@ def test_run_experiment_streams_on_two_tensorflow_workers(images, tmp_path):
         batch_size=BATCH, warmup_epochs=0, imbalance=None, val_fraction=0.25,
         test_split=None, data_workers=0, auto_augment="trivial",
         random_erasing=0.5, mixup_alpha=0.2, cutmix_alpha=1.0,
-        class_scale=False, sync_batch_norm=True, seed=3, verbose=0,
+        class_scale=True, sync_batch_norm=True, seed=3, verbose=0,
         report=False, eval_batch_size=16,
     )  # fmt: skip
 

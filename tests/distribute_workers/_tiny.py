@@ -23,8 +23,9 @@ def planted_data(num_classes=6, dim=4, n_per_class=12, noise=0.3, seed=0):
     )
 
 
-def build_model(prototypes, in_dim, lr, hidden=0, seed=0):
-    """Dense projection (identity, or a seeded hidden layer) + prototypes."""
+def build_model(prototypes, in_dim, lr, hidden=0, seed=0, class_scale=False):
+    """Dense projection (identity, or a seeded hidden layer) + prototypes,
+    trained with `IPMLoss(class_scale=class_scale)`."""
     import keras
 
     import keras_dlpa
@@ -51,7 +52,7 @@ def build_model(prototypes, in_dim, lr, hidden=0, seed=0):
     model = keras.Sequential(layers)
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate=lr),
-        loss=keras_dlpa.IPMLoss(),
+        loss=keras_dlpa.IPMLoss(class_scale=class_scale),
     )
     return model
 

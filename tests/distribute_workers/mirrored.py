@@ -36,12 +36,15 @@ def fit(
     batch,
     backup_dir=None,
     stop_after=None,
+    class_scale=False,
 ):
     import _tiny
     import keras
 
     with strategy.scope():
-        model = _tiny.build_model(w, x.shape[1], lr, hidden=hidden)
+        model = _tiny.build_model(
+            w, x.shape[1], lr, hidden=hidden, class_scale=class_scale
+        )
     callback = _tiny.recording_callback(
         strategy, updates_per_epoch=updates, momentum=momentum
     )
@@ -143,6 +146,18 @@ def main():
         ),
         train_local_kernel=_tiny.local_values(
             strategy, model.trainable_weights[0]
+        ),
+    )
+
+    # The class-scaled loss (s_c^2 = gamma / n_c) with the global batch's
+    # class counts: each replica's half has other counts.
+    model, _, loss = fit(
+        strategy, x, y, w, 0.5, 8, 2, 1, 0.5, 16, class_scale=True
+    )
+    result.update(
+        scaled_loss=np.asarray(loss),
+        scaled_weights=np.concatenate(
+            [ops.convert_to_numpy(v).ravel() for v in model.trainable_weights]
         ),
     )
 
