@@ -51,6 +51,7 @@ COMMANDS = {
     "--warm-start --sizes '' --stats near --no-verify "
     "--out benchmarks/results/bench_reassign_warm_100k.json",
     "fig4a_cpu.json": "keras-dlpa reproduce --grid fig4a_cpu --seeds 0,1,2 "
+    "--parallel 2 "
     "&& cp runs/fig4a_cpu/report.json benchmarks/results/fig4a_cpu.json",
 }
 
@@ -505,6 +506,7 @@ TABLES = {
     "quickstart": (R, one(quickstart, methods=("dl2pa",))),
     "quickstart_methods": (R, one(quickstart), ["quickstart.json"]),
     "fig4a_cpu": (R, one(fig4a_cpu)),
+    "inference_summary": (R, one(inference), ["bench_inference.json"]),
     "gpu_summary": (R, one(gpu_lt), ["gpu_cifar10_lt_h100.json"]),
     "train_step_ratios": (R, ratio_ranges, TS),
     "train_step_jax_head1000": (B, one(train_step)),

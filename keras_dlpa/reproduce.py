@@ -605,10 +605,29 @@ def write_report(
         report = {"grid": grid_name, "seeds": list(seeds), "rows": rows}
         report["plots"] = plots
     report["written"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    report["machine"] = _machine(report["written"])
     (out / "report.json").write_text(
         json.dumps(report, indent=2, default=_nan_to_none) + "\n"
     )
     return report
+
+
+def _machine(written: str) -> dict:
+    """The machine the report was written on (the runs' own machines are
+    in each run's `config.json`)."""
+    import os
+    import platform
+
+    import keras
+
+    return {
+        "date": written,
+        "hostname": platform.node(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "keras_backend": keras.backend.backend(),
+        "loadavg_1_5_15": list(os.getloadavg()),
+    }
 
 
 def _nan_to_none(value):
