@@ -6,7 +6,8 @@ import pytest
 from keras_dlpa.matching import SparseWarmStart
 from keras_dlpa.matching import solve_assignment
 
-pytestmark = pytest.mark.core
+# Not `core`: numpy/scipy only, nothing here depends on the Keras backend,
+# so the JAX run (tests/test_jax_backend.py) would only repeat it.
 
 METHODS = ("dense", "sparse")
 

@@ -9,7 +9,8 @@ import pytest
 from keras_dlpa import prototypes as P
 from keras_dlpa.cli import main
 
-pytestmark = pytest.mark.core
+# Not `core`: numpy only, nothing here depends on the Keras backend, so the
+# JAX run (tests/test_jax_backend.py) would only repeat it.
 
 
 def naive_quality(w):

@@ -279,43 +279,6 @@ def test_etf_with_too_small_dim_is_a_clear_error(tmp_path, capsys):
     assert len(err) == 1 and "ValueError" in err[0] and "d=8 and c=10" in err[0]
 
 
-@pytest.mark.large
-def test_imagenet_lt_one_epoch_image_list(tmp_path):
-    root = tmp_path / "images"
-    _image_folder(root, 8, 4, size=72, ext="jpg")
-    lines = []
-    for k, folder in enumerate(sorted(root.iterdir())):
-        for file in sorted(folder.iterdir()):
-            lines.append(f"{folder.name}/{file.name} {k}")
-    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
-    out = tmp_path / "run"
-    argv = [
-        "--quick",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--val-fraction",
-        "0.25",
-        "--root",
-        str(root),
-        "--train-list",
-        str(tmp_path / "train.txt"),
-        "--test-list",
-        str(tmp_path / "train.txt"),
-        "--verbose",
-        "0",
-        "--out",
-        str(out),
-    ]
-    _run("imagenet_lt", argv)
-    config, _ = _check_run_dir(out, "dl2pa", 8, 512, test=True, plots=True)
-    assert config["backbone"] == "resnet8_tiny"  # the --quick backbone
-    assert config["streaming"] is True
-    assert config["image_size"] == 64 and config["lr_decay"] == "cosine"
-    assert config["train_size"] == 24 and config["val_size"] == 8
-
-
 def test_recipe_scripts_show_help():
     for name in (
         "cifar100_lt",

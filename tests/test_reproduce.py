@@ -256,7 +256,7 @@ def test_sweep_blocks_a_job_whose_dependency_is_not_complete(tmp_path, capsys):
 
 @pytest.mark.large
 def test_quick_table8_end_to_end(tmp_path, monkeypatch, capsys):
-    """The four Table 8 runs as processes (about a minute on 2 cores)."""
+    """Three Table 8 runs as processes (about a minute on 2 cores)."""
     import numpy as np
     from PIL import Image
 
@@ -279,22 +279,20 @@ def test_quick_table8_end_to_end(tmp_path, monkeypatch, capsys):
         sweep,
         data=tmp_path / "train",
         quick=True,
-        # Three slots: without `Job.after`, ours_star would start at once
-        # with its softmax run (and fail); with it, dl2pa takes the slot.
-        parallel=3,
+        # Two slots for three runs: without `Job.after`, ours_star would
+        # start at once with its softmax run (and fail); with it, dl2pa
+        # takes the slot. psc_star's recipe run goes the softmax way (its
+        # loss and regulariser: tests/test_table8_methods.py).
+        parallel=2,
         extra_args=tiny + ("--no-report",),
+        methods=("softmax", "ours_star", "dl2pa"),
     )
     log = capsys.readouterr().out
     assert log.index("softmax-d16-balanced-s0: exit 0") < log.index(
         "ours_star-d16-balanced-s0: started"
     )
     rows = report["rows"]
-    assert [r["method"] for r in rows] == [
-        "softmax",
-        "psc_star",
-        "ours_star",
-        "dl2pa",
-    ]
+    assert [r["method"] for r in rows] == ["softmax", "ours_star", "dl2pa"]
     assert all(r["seeds_done"] == 1 for r in rows)
     runs = sweep / "runs"
     state = np.load(runs / "ours_star-d16-balanced-s0" / "final_state.npz")
@@ -305,4 +303,3 @@ def test_quick_table8_end_to_end(tmp_path, monkeypatch, capsys):
     )
     text = (sweep / "report.md").read_text()
     assert "| balanced | ours_star | 16 | 1/1 |" in text and "60.51" in text
-    assert "| balanced | psc_star | 16 | 1/1 |" in text and "62.54" in text

@@ -224,10 +224,13 @@ def test_imagenet_lt_quick_list_file_with_worker_processes(images, tmp_path):
         "--root", str(root), "--train-list", str(tmp_path / "train.txt"),
         "--image-size", "32", "--batch-size", "8", "--workers", "2",
         "--val-fraction", "0.25", "--verbose", "1", "--out", str(out),
+        "--test-list", str(tmp_path / "train.txt"),
     ]  # fmt: skip
     result = _recipe("imagenet_lt", args, _env(tmp_path))
     assert "1/3" in result.stdout  # progress from the first batch
-    config, _ = _done(out, 4)
+    config, evaluation = _done(out, 4)
+    assert len(evaluation["test"]["last"]["per_class_accuracy"]) == 4
+    assert config["lr_decay"] == "cosine"
     assert config["auto_augment"] == "trivial"
     assert config["executor"] == "grain"  # decode worker processes
     assert config["cutmix_alpha"] == 1.0 and config["mixup_alpha"] == 0.2

@@ -90,7 +90,11 @@ class ExperimentConfig:
         its rows of every global batch, see `docs/distributed.md`).
         verbose: `fit` verbosity (1 progress bar, 2 one line per epoch).
         deterministic: TF op determinism (bit-exact resume; JAX on CPU
-        is deterministic). jit_compile: passed to `compile`. report:
+        is deterministic). jit_compile: `"auto"` (default) compiles the
+        train step with XLA on JAX (`jax.jit`; without it Keras runs the
+        JAX step eagerly, op by op) and as a `tf.function` without XLA on
+        TensorFlow; `True`/`False` force it (`compile(jit_compile=...)`).
+        report:
         draw the plots at the end. precision: `"float32"` or
         `"bfloat16"` (Keras `mixed_bfloat16` policy; the prototype head,
         the loss and the class statistics stay float32). executor: the
@@ -159,7 +163,7 @@ class ExperimentConfig:
     strategy: str = "auto"
     verbose: int = 2
     deterministic: bool = False
-    jit_compile: bool = False
+    jit_compile: bool | str = "auto"
     report: bool = True
     precision: str = "float32"
     executor: str = "auto"
@@ -180,6 +184,11 @@ class ExperimentConfig:
                 "`softmax_run` is used by method='ours_star' only. "
                 f"Received: softmax_run={self.softmax_run!r} with "
                 f"method={self.method!r}"
+            )
+        if self.jit_compile not in (True, False, "auto"):
+            raise ValueError(
+                '`jit_compile` must be True, False or "auto". Received: '
+                f"jit_compile={self.jit_compile!r}"
             )
         if self.source not in SOURCES:
             raise ValueError(

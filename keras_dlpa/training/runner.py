@@ -198,6 +198,14 @@ def _train_clock() -> keras.callbacks.Callback:
     )
 
 
+def resolve_jit_compile(jit_compile: bool | str) -> bool:
+    """`"auto"`: XLA (`jax.jit`) on JAX, where Keras otherwise runs the
+    train step eagerly; a `tf.function` without XLA on TensorFlow."""
+    if jit_compile == "auto":
+        return keras.backend.backend() == "jax"
+    return bool(jit_compile)
+
+
 def _train_input(train, config, initial_epoch, augmentation, executor, shard):
     """The planned training batches (this process's rows of each)."""
     if isinstance(train, ImageData):
@@ -298,7 +306,7 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
             optimizer=optimizer,
             loss=method.loss(config.class_scale, soft),
             metrics=method.metrics(num_classes, soft),
-            jit_compile=config.jit_compile,
+            jit_compile=resolve_jit_compile(config.jit_compile),
         )
     if config.init_weights and restore is None:
         model.load_weights(config.init_weights, skip_mismatch=False)
