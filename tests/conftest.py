@@ -55,3 +55,26 @@ def gradient(fn, x):
 
         return np.asarray(jax.grad(lambda v: jnp.sum(fn(v)))(jnp.asarray(x)))
     pytest.skip(f"no gradient helper for backend {backend}")
+
+
+# The slowest test files first: with one file per xdist worker
+# (`--dist loadfile`), the two workers then finish at about the same time
+# instead of one waiting for a long file scheduled last.
+_SLOW_FILES_FIRST = (
+    "test_jax_backend.py",
+    "test_streaming.py",
+    "test_reproduce.py",
+    "test_backends.py",
+    "test_resume.py",
+    "test_recipes.py",
+    "test_multihost.py",
+    "test_distribute.py",
+    "test_applications.py",
+    "test_gpu_benchmark_script.py",
+    "test_quickstart.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -111,6 +111,7 @@ def test_recipe_on_jax_without_tensorflow_resumes_exactly(images, start):
     assert list((full / "plots").glob("*.png"))
     config = json.loads((full / "config.json").read_text())
     assert config["backend"] == "jax" and config["executor"] == "grain"
+    assert config["jit_compile"] is True  # Keras runs JAX steps eagerly else
     assert "tensorflow_version" not in config
     # Killed after the first epoch's checkpoint, then resumed.
     cut = tmp_path / "cut"
@@ -138,6 +139,7 @@ def test_tf_and_jax_from_the_same_weights_agree(images, start):
         assert a["assignment_changed"] == b["assignment_changed"]
     configs = [json.loads((d / "config.json").read_text()) for d in (out, full)]
     assert [c["executor"] for c in configs] == ["tf", "grain"]
+    assert [c["jit_compile"] for c in configs] == [False, True]
     for key in ("train_counts", "channel_mean", "steps_per_epoch"):
         assert configs[0][key] == configs[1][key]
 

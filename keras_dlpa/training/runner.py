@@ -330,6 +330,7 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
                 distribution.input_shard.count,
             ],
             "executor": executor,
+            "jit_compile": bool(model.jit_compile),  # as Keras resolved it
             "streaming": streaming,
             **_versions(),
         }
