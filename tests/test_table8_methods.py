@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from PIL import Image
+from test_recipes import _image_folder
 
 from keras_dlpa.class_statistics import normalize_rows
 from keras_dlpa.matching import solve_assignment
@@ -108,19 +108,6 @@ def test_psc_star_gradient_reaches_the_dense_kernel():
     np.testing.assert_allclose(psc_b, plain_b, atol=1e-7)
 
 
-def _image_folder(root, num_classes=4, per_class=12, size=16):
-    rng = np.random.default_rng(0)
-    for k in range(num_classes):
-        folder = root / f"class{k}"
-        folder.mkdir(parents=True)
-        colour = rng.uniform(30, 220, size=3)
-        for i in range(per_class):
-            pixels = colour + rng.normal(0, 25, size=(size, size, 3))
-            image = Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
-            image.save(folder / f"{i:03d}.png")
-    return root
-
-
 def _train(method, folder, out, *extra, expect=0):
     from keras_dlpa.cli.train import main
 
@@ -137,7 +124,7 @@ def test_ours_star_uses_the_softmax_weights_and_reassigns(tmp_path, capsys):
         isinstance(c, ReassignCallback)
         for c in get_method("ours_star").callbacks()
     )
-    folder = _image_folder(tmp_path / "train")
+    folder = _image_folder(tmp_path / "train", 4, 12, size=16)
     softmax = tmp_path / "softmax"
     _train("softmax", folder, softmax)
     model = keras.saving.load_model(softmax / "model.keras")
