@@ -219,13 +219,12 @@ class Grid:
         `quick_dims`); with `datasets` / `methods` only the cells of those
         datasets / methods (a `ValueError` names any the grid lacks)."""
         runs = self.runs
-        for kind, wanted, key in (
-            ("methods", methods, lambda r: r.method),
-            ("datasets", datasets, self._dataset),
+        for kind, wanted, key, known in (
+            ("methods", methods, lambda r: r.method, self.methods()),
+            ("datasets", datasets, self._dataset, self.datasets()),
         ):
             if wanted is None:
                 continue
-            known = tuple(dict.fromkeys(key(r) for r in self.runs))
             if not set(wanted) <= set(known):
                 raise ValueError(
                     f"Grid {self.name!r} has the {kind} {known}. "

@@ -12,30 +12,24 @@ import pytest
 from conftest import REPO_ROOT
 
 
-@pytest.mark.large
-def test_core_suite_passes_on_jax():
+def _pytest_on_jax(*args, timeout):
+    """`python -m pytest ARGS` in one process on the JAX backend."""
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-m",
-            "core",
-            "-q",
-            "-n",
-            "0",
-            "-p",
-            "no:cacheprovider",
-            "tests",
-        ],
+    command = [sys.executable, "-m", "pytest", "-q", "-n", "0"]
+    return subprocess.run(
+        [*command, "-p", "no:cacheprovider", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=timeout,
     )
+
+
+@pytest.mark.large
+def test_core_suite_passes_on_jax():
+    result = _pytest_on_jax("-m", "core", "tests", timeout=1200)
     summary = result.stdout.strip().splitlines()[-1:] or ["<no output>"]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in summary[0], summary
@@ -44,27 +38,9 @@ def test_core_suite_passes_on_jax():
 def test_reassign_callback_async_dispatch_on_jax():
     # The async-dispatch check can only fail on JAX, where Keras runs batch
     # hooks in a worker thread; a cheap run of that one test on JAX.
-    pytest.importorskip("jax")
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-n",
-            "0",
-            "-p",
-            "no:cacheprovider",
-            "tests/test_reassign_callback.py",
-            "-k",
-            "keeps_async_dispatch",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    result = _pytest_on_jax(
+        "tests/test_reassign_callback.py", "-k", "keeps_async_dispatch",
         timeout=300,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "1 passed" in result.stdout, result.stdout[-2000:]

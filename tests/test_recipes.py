@@ -53,6 +53,24 @@ def _run(name, argv, expect=0):
     return code
 
 
+def _script(name, *args):
+    """Runs `python recipes/NAME.py ARGS` in a subprocess; asserts exit 0."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = str(RECIPES_DIR.parent)
+    result = subprocess.run(
+        [sys.executable, str(RECIPES_DIR / f"{name}.py"), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def _check_run_dir(run_dir, method, num_classes, dim, test, plots):
     run_dir = Path(run_dir)
     for name in (
@@ -311,33 +329,14 @@ def test_bad_flags_are_one_line_usage_errors(capsys):
 @pytest.mark.large
 def test_main_job_script_quick_on_the_cifar100_archive(tmp_path):
     """`python recipes/cifar100_lt.py --image-dir <archive> --quick`."""
-    import subprocess
-    import sys
-
     from keras_dlpa.reproduce import CIFAR100_ARCHIVE
 
     assert CIFAR100_ARCHIVE.is_file(), f"shared data: {CIFAR100_ARCHIVE}"
     out = tmp_path / "run"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = str(RECIPES_DIR.parent)
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(RECIPES_DIR / "cifar100_lt.py"),
-            "--image-dir",
-            str(CIFAR100_ARCHIVE),
-            "--quick",
-            "--epochs",
-            "1",
-            "--out",
-            str(out),
-        ],  # fmt: skip
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = _script(
+        "cifar100_lt", "--image-dir", CIFAR100_ARCHIVE, "--quick",
+        "--epochs", 1, "--out", out,
+    )  # fmt: skip
     assert "/step" in result.stdout and "last" in result.stdout
     # --quick: ResNet-8 of width 8, so d = 4 * 8 = 32.
     config, evaluation = _check_run_dir(
@@ -351,37 +350,12 @@ def test_main_job_script_quick_on_the_cifar100_archive(tmp_path):
 @pytest.mark.large
 def test_balanced_cifar100_script_quick_in_a_subprocess(tmp_path):
     """`python recipes/cifar100.py --quick` on a generated class folder."""
-    import subprocess
-    import sys
-
     folder = _image_folder(tmp_path / "train", 6, 30, size=16)
     out = tmp_path / "run"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = str(RECIPES_DIR.parent)
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(RECIPES_DIR / "cifar100.py"),
-            "--image-dir",
-            str(folder),
-            "--quick",
-            "--epochs",
-            "1",
-            "--dim",
-            "3",
-            "--method",
-            "static",
-            "--batch-size",
-            "16",
-            "--no-report",
-            "--out",
-            str(out),
-        ],  # fmt: skip
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    _script(
+        "cifar100", "--image-dir", folder, "--quick", "--epochs", 1,
+        "--dim", 3, "--method", "static", "--batch-size", 16, "--no-report",
+        "--out", out,
+    )  # fmt: skip
     config, _ = _check_run_dir(out, "static", 6, 3, test=False, plots=False)
     assert config["imbalance"] is None and config["mixup_alpha"] == 0.0
