@@ -6,9 +6,10 @@ TensorFlow, no Keras). It is a thin wrapper over
 `keras_dlpa` nor its Keras imports run; `keras-dlpa predict` uses the same
 code. MODEL: a `.onnx` file or a Triton model folder (highest version).
 Reads class names from the model's ONNX metadata, takes image files,
-folders (searched recursively for .jpg/.jpeg/.png) or .txt/.lst list
-files, converts them to the model's channels, resizes them to the model's
-input size (unless --no-resize) and prints one line per image
+folders (searched recursively for .jpg/.jpeg/.png/.webp/.bmp/.gif/.tif)
+or .txt/.lst list files, converts them to the model's channels, resizes
+them to the model's input size (unless --no-resize) and prints one line
+per image
 
     path  label  class_name  score  [label  class_name  score ...]
 

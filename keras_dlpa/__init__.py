@@ -13,6 +13,9 @@ TensorFlow-only parts live in their own subpackages: `keras_dlpa.data`
 
 from keras_dlpa import models
 from keras_dlpa.class_statistics import merge_statistics
+from keras_dlpa.deadline_callback import DeadlineCallback
+from keras_dlpa.divergence_callback import DivergenceCallback
+from keras_dlpa.divergence_callback import TrainingDiverged
 from keras_dlpa.evaluation import EvaluationCallback
 from keras_dlpa.evaluation import classification_metrics
 from keras_dlpa.evaluation import format_metrics_table
@@ -38,10 +41,13 @@ from keras_dlpa.uniformity_regularizer import hyperspherical_uniformity
 __version__ = "0.1.0"
 
 __all__ = [
+    "DeadlineCallback",
+    "DivergenceCallback",
     "EvaluationCallback",
     "IPMLoss",
     "PrototypeLayer",
     "ReassignCallback",
+    "TrainingDiverged",
     "UniformityRegularizer",
     "WarmupCosine",
     "WarmupMultiStep",

@@ -298,7 +298,13 @@ class EvaluationCallback(keras.callbacks.Callback):
         self.last_epoch = None
         keys = ["top1", "top5", "balanced"]
         if self.train_counts is not None:
-            present = set(shot_groups(self.train_counts).tolist())
+            groups = shot_groups(self.train_counts)
+            if self.y is not None:
+                # Only the groups of classes that are evaluated (a class
+                # with no validation image has no accuracy).
+                seen = np.unique(self.y.astype(np.int64))
+                groups = groups[seen[seen < groups.size]]
+            present = set(groups.tolist())
             keys += [g for g in GROUPS if g in present]
         self.log_keys = tuple(keys)
 

@@ -202,6 +202,14 @@ class IPMLoss(keras.losses.Loss):
             #classes in the batch` (the dot-regression loss of Yang et al.
             2022 that the reference code uses for long-tailed data).
             Defaults to `False` (plain Eq. 6).
+        scale: a constant factor on every sample's loss (default 1.0). The
+            reference code's balanced recipes minimise the batch SUM of
+            `(1 - cos)^2`, which is `scale = 2 * B` times this loss's
+            batch mean: with SGD, `scale = s` at learning rate `lr` and
+            coupled weight decay `wd` is the same update as `scale = 1` at
+            `lr * s` and `wd / s`. The IPM gradient is bounded and
+            `1/|z|`-scaled, so at `scale = 1` and a softmax-sized learning
+            rate training is slow (`benchmarks/results/budget_cpu.json`).
         validate_labels: check the range of sparse labels in every step.
         reduction: Keras reduction; default mean over the batch.
         name: loss name.
@@ -222,6 +230,7 @@ class IPMLoss(keras.losses.Loss):
         self,
         class_scale: bool = False,
         validate_labels: bool = True,
+        scale: float = 1.0,
         reduction="sum_over_batch_size",
         name="ipm_loss",
         dtype=None,
@@ -229,6 +238,13 @@ class IPMLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.class_scale = bool(class_scale)
         self.validate_labels = bool(validate_labels)
+        scale = float(scale)
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(
+                "Argument `scale` must be a finite number > 0 (a factor on "
+                f"the loss). Received: scale={scale!r}"
+            )
+        self.scale = scale
 
     def call(self, y_true, y_pred):
         y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
@@ -261,7 +277,8 @@ class IPMLoss(keras.losses.Loss):
             layer.accumulate_statistics(
                 features, labels=stats_labels, weights=weights
             )
-        return _ipm(labels, weights, invalid, y_pred, self.class_scale)
+        loss = _ipm(labels, weights, invalid, y_pred, self.class_scale)
+        return loss if self.scale == 1.0 else loss * self.scale
 
     def get_config(self):
         config = super().get_config()
@@ -269,6 +286,7 @@ class IPMLoss(keras.losses.Loss):
             {
                 "class_scale": self.class_scale,
                 "validate_labels": self.validate_labels,
+                "scale": self.scale,
             }
         )
         return config

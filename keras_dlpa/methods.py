@@ -160,11 +160,21 @@ class Method:
         )(features)
 
     def loss(
-        self, class_scale: bool = False, soft_labels: bool = False
+        self,
+        class_scale: bool = False,
+        soft_labels: bool = False,
+        scale: float = 1.0,
     ) -> keras.losses.Loss:
-        """`IPMLoss(class_scale)` or (soft) cross-entropy from logits."""
+        """`IPMLoss(class_scale, scale=scale)` or (soft) cross-entropy from
+        logits (`scale` must then be 1: it is the IPM loss's factor)."""
         if self.uses_prototypes:
-            return IPMLoss(class_scale=class_scale)
+            return IPMLoss(class_scale=class_scale, scale=scale)
+        if scale != 1.0:
+            raise ValueError(
+                "`loss_scale` multiplies the IPM loss of the prototype "
+                f"methods {PROTOTYPE_METHODS}; method {self.name!r} uses "
+                f"cross-entropy. Received: loss_scale={scale!r}"
+            )
         if soft_labels:
             return keras.losses.CategoricalCrossentropy(from_logits=True)
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -10,6 +10,9 @@ from keras import ops
 
 from keras_dlpa.class_statistics import merge_statistics
 from keras_dlpa.class_statistics import normalize_rows
+from keras_dlpa.divergence_callback import TrainingDiverged
+from keras_dlpa.divergence_callback import divergence_message
+from keras_dlpa.divergence_callback import first_non_finite_weight
 from keras_dlpa.ipm_loss import IPMLoss
 from keras_dlpa.matching import SparseWarmStart
 from keras_dlpa.matching import matching_cost
@@ -238,6 +241,16 @@ class ReassignCallback(keras.callbacks.Callback):
         counts = ops.convert_to_numpy(layer.feature_counts)
         sums = ops.convert_to_numpy(layer.feature_sums)
         if np.isnan(counts).any() or np.isnan(sums).any():
+            diverged = first_non_finite_weight(self.model)
+            if diverged is not None:
+                raise TrainingDiverged(
+                    divergence_message(
+                        self.model,
+                        epoch,
+                        f"the weight {diverged} is not finite, so the class "
+                        "statistics are NaN",
+                    )
+                )
             raise ValueError(
                 f"Labels must be integers in [0, {layer.num_classes}) for a "
                 f"model with {layer.num_classes} classes: IPMLoss saw "

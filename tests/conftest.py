@@ -31,6 +31,26 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def image_folder(
+    root, num_classes, per_class, size=32, ext="png", seed=0, counts=None
+):
+    """Writes `root/classKK/III.ext`: noisy single-colour images, one
+    colour per class; `counts` (one per class) overrides `per_class`."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    counts = [per_class] * num_classes if counts is None else counts
+    for k, count in enumerate(counts):
+        folder = root / f"class{k:02d}"
+        folder.mkdir(parents=True)
+        colour = rng.uniform(30, 220, size=3)
+        for i in range(count):
+            pixels = colour + rng.normal(0, 25, size=(size, size, 3))
+            image = Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
+            image.save(folder / f"{i:03d}.{ext}")
+    return root
+
+
 def unit_rows(num_rows: int, dim: int, seed: int = 0) -> np.ndarray:
     """Random unit vectors `(num_rows, dim)` float32."""
     rng = np.random.default_rng(seed)

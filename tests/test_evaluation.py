@@ -305,3 +305,20 @@ def test_format_metrics_table():
     ]
     assert lines[4].split()[1:3] == ["7", "60.00"]
     assert "last" in format_metrics_table({"last": entry})
+
+
+def test_no_validation_images_no_group_metric():
+    # Class 2 trains on one image and so has none for validation
+    # (`stratified_split`): its "few" group must not be logged as NaN.
+    callback = EvaluationCallback(
+        np.zeros((4, 2), "float32"),
+        np.array([0, 0, 1, 1]),
+        train_counts=[150, 50, 1],
+    )
+    assert callback.log_keys == ("top1", "top5", "balanced", "many", "medium")
+    everything = EvaluationCallback(
+        np.zeros((3, 2), "float32"),
+        np.array([0, 1, 2]),
+        train_counts=[150, 50, 1],
+    )
+    assert everything.log_keys[-1] == "few"

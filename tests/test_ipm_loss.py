@@ -197,3 +197,27 @@ def test_stale_training_call_of_another_batch_is_ignored():
     loss = keras_dlpa.IPMLoss()(labels, logits)
     expected = 0.5 * (logits[np.arange(5), labels] - 1.0) ** 2
     np.testing.assert_allclose(float(loss), expected.mean(), rtol=1e-6)
+
+
+def test_scale_is_the_reference_batch_sum():
+    # The reference's balanced loss: sum over the batch of (1 - cos)^2,
+    # which is scale = 2 B times the default batch mean of 1/2 (cos - 1)^2.
+    logits = _random_logits(8, 5, seed=3)
+    labels = np.array([0, 4, 2, 2, 1, 3, 0, 4])
+    reference = ((1.0 - logits[np.arange(8), labels]) ** 2).sum()
+    loss = keras_dlpa.IPMLoss(scale=2 * 8)(labels, logits)
+    np.testing.assert_allclose(float(loss), reference, rtol=1e-5)
+    plain = keras_dlpa.IPMLoss()(labels, logits)
+    np.testing.assert_allclose(float(loss), 16 * float(plain), rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_scale_names_the_argument(scale):
+    with pytest.raises(ValueError, match="Argument `scale`"):
+        keras_dlpa.IPMLoss(scale=scale)
+
+
+def test_scale_round_trips():
+    loss = keras_dlpa.IPMLoss(class_scale=True, scale=128.0)
+    again = keras_dlpa.IPMLoss.from_config(loss.get_config())
+    assert again.scale == 128.0 and again.class_scale

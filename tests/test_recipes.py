@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from PIL import Image
+from conftest import image_folder as _image_folder
 
 from keras_dlpa.cli.train import build_parser
 from keras_dlpa.cli.train import config_from_args
@@ -123,19 +123,6 @@ def _check_run_dir(run_dir, method, num_classes, dim, test, plots):
     if plots:
         assert list((run_dir / "plots").glob("*.png"))
     return config, evaluation
-
-
-def _image_folder(root, num_classes, per_class, size=32, ext="png", seed=0):
-    rng = np.random.default_rng(seed)
-    for k in range(num_classes):
-        folder = root / f"class{k:02d}"
-        folder.mkdir(parents=True)
-        colour = rng.uniform(30, 220, size=3)
-        for i in range(per_class):
-            pixels = colour + rng.normal(0, 25, size=(size, size, 3))
-            image = Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
-            image.save(folder / f"{i:03d}.{ext}")
-    return root
 
 
 def test_cifar100_lt_defaults_are_the_paper_setting():

@@ -220,3 +220,43 @@ def test_damaged_checkpoints_fall_back_or_fail_clearly(reference, tmp_path):
     message = str(info.value)
     assert "cut short" in message and "unreadable manifest" in message
     assert "\n" not in message
+
+
+def _cli(args, env):
+    return subprocess.run(
+        [sys.executable, str(WORKER), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _snapshot(run_dir):
+    return {
+        p.relative_to(run_dir): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != ".lock"  # the owner's pid
+    }
+
+
+def test_resume_with_other_settings_is_refused_before_writing(
+    reference, tmp_path
+):
+    import shutil
+
+    home, images, ref = reference
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    before = _snapshot(run)
+    other = tmp_path / "other-images"
+    shutil.copytree(images, other)
+    args = _args(other, run, "--resume", "--epochs", str(EPOCHS + 2))
+    args += ["--seed", "5", "--method", "static", "--dim", "8"]
+    result = _cli(args, _env(home))
+    assert result.returncode == 2, result.stderr[-3000:]
+    (err,) = [x for x in result.stderr.splitlines() if "error:" in x]
+    for named in ("seed: 3 -> 5", "method: 'dl2pa' -> 'static'", "dim: "):
+        assert named in err, err
+    assert "image_dir" in err and "epochs" not in err.split("Only")[0]
+    assert _snapshot(run) == before  # nothing in the directory written

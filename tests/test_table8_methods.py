@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from test_recipes import _image_folder
+from conftest import image_folder as _image_folder
 
 from keras_dlpa.class_statistics import normalize_rows
 from keras_dlpa.matching import solve_assignment

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 
@@ -31,7 +32,23 @@ def run_command(func, *args, prog: str = "keras-dlpa") -> int:
     except Exception as error:  # noqa: BLE001 - the CLI's last line
         if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             traceback.print_exc()
-        message = str(error).strip().splitlines()
-        text = " ".join(line.strip() for line in message) or repr(error)
-        print(f"{prog}: error: {type(error).__name__}: {text}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
         return 1
+
+
+# One of our errors raised inside a tf.data function reaches the CLI
+# wrapped in TensorFlow's "Graph execution error" with its traceback.
+_WRAPPED = re.compile(
+    r"(BadImageError): (Cannot decode image .*?)(?: Traceback|$)"
+)
+
+
+def one_line(error: BaseException) -> str:
+    """`"Type: message"` on one line; an error of ours wrapped by a
+    TensorFlow op error is unwrapped."""
+    message = str(error).strip().splitlines()
+    text = " ".join(line.strip() for line in message) or repr(error)
+    wrapped = _WRAPPED.search(text)
+    if wrapped:
+        return f"{wrapped.group(1)}: {wrapped.group(2)}"
+    return f"{type(error).__name__}: {text}"

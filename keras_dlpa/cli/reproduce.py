@@ -55,7 +55,9 @@ def _run(args) -> int:
     deadline = args.deadline
     if args.time_limit is not None:
         deadline = time.time() + args.time_limit
-    if args.grid != "table7":
+    from keras_dlpa.reproduce import STUDY_NAMES
+
+    if args.grid not in ("table7",) + STUDY_NAMES:
         from keras_dlpa.reproduce import GRIDS
 
         grid = GRIDS[args.grid]
@@ -75,7 +77,8 @@ def _run(args) -> int:
         tfds_data_dir=args.tfds_data_dir,
         methods=methods,
     )
-    print(f"Report: {args.out}/report.md ({len(report['rows'])} rows)")
+    rows = len(report["rows"])
+    print(f"Report: {args.out}/report.md ({rows} rows)")
     return 0
 
 
@@ -94,13 +97,17 @@ def register(subparsers) -> None:
         "stl10: downloaded where the network allows); table7: prototype "
         "quality; table8: balanced CIFAR-100, softmax / psc_star / "
         "ours_star / dl2pa at d = 16, 32, 64 (each ours_star run starts "
-        "after the softmax run whose weights it reads).",
+        "after the softmax run whose weights it reads); budget_cpu: "
+        "softmax vs dl2pa vs static at d = 10 on balanced CIFAR-100, the "
+        "learning rate tuned per method on the validation split, then "
+        "15 / 40 / 100-epoch budgets (keras_dlpa.study; --seeds and "
+        "--methods do not apply).",
     )
     add = parser.add_argument
     add(
         "--grid",
         required=True,
-        help="table4, fig4a, fig4a_cpu, table6, table7, table8",
+        help="table4, fig4a, fig4a_cpu, table6, table7, table8, budget_cpu",
     )
     add("--out", default=None, help="sweep directory (default runs/GRID)")
     add("--seeds", default="0", help="comma-separated, e.g. 0,1,2")

@@ -60,13 +60,32 @@ def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
         ("--milestones", "milestones", _int_list, " (comma-separated)"),
         ("--weight-decay", "weight_decay", float, " (coupled L2)"),
         ("--mixup", "mixup_alpha", float, " (alpha; 0 = off)"),
+        (
+            "--loss-scale",
+            "loss_scale",
+            float,
+            " (factor on the IPM loss; 2 x batch = the reference's "
+            "batch sum of (1 - cos)^2)",
+        ),
     ):
-        default = d[field]
+        default = d.get(field, 1.0)
         if isinstance(default, tuple):
             default = ",".join(str(v) for v in default)
         add(flag, type=kind, default=None, help=f"default {default}{note}")
     add("--val-fraction", type=float, default=0.1)
     add("--train-per-class", type=int, default=None)
+    add(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out unreadable or unsupported image files (listed in a "
+        "warning) instead of stopping with an error naming them",
+    )
+    add(
+        "--allow-data-drop",
+        action="store_true",
+        help="train even when the long-tailed profile, headed by the "
+        "smallest class, drops most of the images",
+    )
     if d["source"] == "tfds" and not d.get("streaming"):
         add(
             "--dataset",
@@ -228,7 +247,9 @@ def config_from_args(recipe: str, args):
         method=args.method,
         softmax_run=args.softmax_run,
         imbalance=args.imbalance,
+        allow_data_drop=args.allow_data_drop,
         val_fraction=args.val_fraction,
+        skip_bad_images=args.skip_bad_images,
         data_dir=args.data_dir,
         manual_dir=args.manual_dir,
         download=not args.no_download,
@@ -259,6 +280,7 @@ def config_from_args(recipe: str, args):
         "milestones": args.milestones,
         "weight_decay": args.weight_decay,
         "mixup_alpha": args.mixup,
+        "loss_scale": args.loss_scale,
     }
     explicit["dataset"] = getattr(args, "dataset", None)
     explicit["backbone"] = args.backbone
@@ -315,8 +337,13 @@ def run_recipe(recipe: str, args) -> dict:
         config = config_from_args(recipe, args)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
+    from keras_dlpa.training.run_dir import RunSettingsError
+
     print(f"Run directory: {config.out}")
-    evaluation = run_experiment(config)
+    try:
+        evaluation = run_experiment(config)
+    except RunSettingsError as error:
+        raise UsageError(str(error)) from None
     print(format_metrics_table(evaluation))
     print(f"Wall time: {evaluation['wall_time_s']:.1f} s")
     return evaluation

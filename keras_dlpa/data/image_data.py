@@ -21,6 +21,9 @@ class ImageData:
         labels: int64 array of shape `(N,)` with values in
             `[0, len(class_names))`.
         class_names: one name per class, in label order.
+        skipped_files: paths of the source's files that were left out as
+            unreadable or unsupported (`skip_bad_images=True`); kept by
+            `subset`.
 
     Example:
 
@@ -34,6 +37,7 @@ class ImageData:
     images: np.ndarray
     labels: np.ndarray
     class_names: list[str]
+    skipped_files: tuple = ()
 
     def __post_init__(self):
         images = np.asarray(self.images)
@@ -66,6 +70,8 @@ class ImageData:
         object.__setattr__(self, "images", images)
         object.__setattr__(self, "labels", labels.astype(np.int64, copy=False))
         object.__setattr__(self, "class_names", class_names)
+        skipped = tuple(str(path) for path in self.skipped_files)
+        object.__setattr__(self, "skipped_files", skipped)
 
     @property
     def num_classes(self) -> int:
@@ -88,7 +94,10 @@ class ImageData:
         """Returns the images and labels at `indices` (same class names)."""
         indices = np.asarray(indices, dtype=np.int64)
         return ImageData(
-            self.images[indices], self.labels[indices], self.class_names
+            self.images[indices],
+            self.labels[indices],
+            self.class_names,
+            self.skipped_files,
         )
 
 

@@ -1,9 +1,16 @@
-"""Image-folder source: `root/<class>/*.{jpg,jpeg,png}` or a tarball of it."""
+"""Image-folder source: `root/<class>/*.{jpg,png,webp,...}` or a tarball of it.
+
+Images are the files with an extension in `IMAGE_EXTENSIONS` (PIL-decoded,
+every mode to uint8 RGB: `keras_dlpa.data.image_decode`). Hidden entries
+and text side-car files are ignored; any other file in a class folder, and
+any image PIL cannot decode, is an error that lists the files, or with
+`skip_bad_images=True` is left out, logged and recorded in
+`skipped_files`.
+"""
 
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import logging
 import os
@@ -17,16 +24,23 @@ import numpy as np
 
 from keras_dlpa.cache import cache_root
 from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.image_decode import IMAGE_EXTENSIONS
+from keras_dlpa.data.image_decode import BadImageError
+from keras_dlpa.data.image_decode import bad_files_message
+from keras_dlpa.data.image_decode import decode_image
+from keras_dlpa.data.image_decode import is_ignored_name
+from keras_dlpa.data.image_decode import is_image_name as _is_image
+from keras_dlpa.data.image_decode import skipped_message
+from keras_dlpa.data.image_decode import unsupported_reason
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
-_EXPECTED = "`root/<class_name>/*.jpg|jpeg|png`"
-
-
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
+_EXPECTED = "`root/<class_name>/*.jpg|png|webp|...`"
+_SKIP_HINT = (
+    " Fix or remove them, or pass skip_bad_images=True (--skip-bad-images) "
+    "to leave them out."
+)
 
 
 def _hidden(parts) -> bool:
@@ -50,11 +64,13 @@ def _find_root(path: Path) -> Path:
 
 
 def _list_folder(path: Path) -> dict[str, list[Path]]:
-    """`{class name: image files}` of a class-folder tree (the one rule set).
+    """`{class name: files}` of a class-folder tree (the one rule set).
 
-    Hidden entries (`.name`, `__MACOSX`) are skipped, a single wrapper
-    directory is descended into (`_find_root`), and only files with an
-    extension in `IMAGE_EXTENSIONS` (any case) count as images.
+    Hidden entries (`.name`, `__MACOSX`) and text side-car files
+    (`image_decode.is_ignored_name`) are skipped and a single wrapper
+    directory is descended into (`_find_root`). The files are the images
+    (an extension in `IMAGE_EXTENSIONS`, any case) and every other file,
+    which `_split_unsupported` separates.
     """
     root = _find_root(path)
     class_dirs = [
@@ -64,10 +80,39 @@ def _list_folder(path: Path) -> dict[str, list[Path]]:
         class_dir.name: [
             f
             for f in class_dir.iterdir()
-            if f.is_file() and not _hidden([f.name]) and _is_image(f.name)
+            if f.is_file()
+            and not _hidden([f.name])
+            and not is_ignored_name(f.name)
         ]
         for class_dir in class_dirs
     }
+
+
+def _split_unsupported(classes: dict) -> tuple[dict, list]:
+    """`(classes with images only, [(path, reason)] of the other files)`.
+
+    Values of `classes` are paths or `(name, payload)` pairs.
+    """
+    images, others = {}, []
+    for name, files in classes.items():
+        images[name] = []
+        for f in files:
+            path = str(f[0] if isinstance(f, tuple) else f)
+            if _is_image(path):
+                images[name].append(f)
+            else:
+                others.append((path, unsupported_reason(path)))
+    return images, sorted(others)
+
+
+def _report_bad(bad, total, where, skip_bad_images, warn=True) -> None:
+    """Raises `ValueError` listing `bad` `(path, reason)`, or warns (skip)."""
+    if not bad:
+        return
+    if not skip_bad_images:
+        raise ValueError(bad_files_message(bad, total, where) + _SKIP_HINT)
+    if warn:
+        logger.warning(skipped_message([p for p, _ in bad], total, where))
 
 
 def _sorted_classes(classes: dict, where) -> list[str]:
@@ -89,27 +134,41 @@ def _sorted_classes(classes: dict, where) -> list[str]:
 
 
 def list_image_folder(
-    path: str | os.PathLike,
+    path: str | os.PathLike, skip_bad_images: bool = False
 ) -> tuple[list[str], np.ndarray, list[str]]:
-    """Lists `root/<class>/*.{jpg,jpeg,png}` without reading any image.
+    """Lists `root/<class>/*.{jpg,png,webp,...}` without reading any image.
 
-    The same rules as `load_image_folder`: hidden entries skipped, one
-    wrapper directory descended into, classes in sorted order (label k is
-    the k-th name), files sorted by name within a class.
+    The same rules as `load_image_folder`: hidden entries and text
+    side-car files skipped, one wrapper directory descended into, classes
+    in sorted order (label k is the k-th name), files sorted by name
+    within a class. Another file in a class folder (not an image
+    extension) is a `ValueError` naming it, or with `skip_bad_images` is
+    left out with a warning (`_list_image_folder` also returns them).
 
     Returns:
         `(files, labels, class_names)`: absolute file paths `(N,)`, int64
         labels `(N,)` and the class names.
     """
+    files, labels, class_names, _ = _list_image_folder(path, skip_bad_images)
+    return files, labels, class_names
+
+
+def _list_image_folder(path, skip_bad_images=False, warn=True):
+    """`list_image_folder` plus the skipped unsupported files' paths."""
     path = Path(path)
     classes = _list_folder(path)
+    _sorted_classes(classes, path)
+    classes, others = _split_unsupported(classes)
+    total = sum(map(len, classes.values())) + len(others)
+    _report_bad(others, total, path, skip_bad_images, warn)
     class_names = _sorted_classes(classes, path)
     files, labels = [], []
     for label, name in enumerate(class_names):
         members = sorted(classes[name], key=lambda f: f.name)
         files.extend(str(f.absolute()) for f in members)
         labels.extend([label] * len(members))
-    return files, np.asarray(labels, np.int64), class_names
+    skipped = [p for p, _ in others]
+    return files, np.asarray(labels, np.int64), class_names, skipped
 
 
 def read_image_list(
@@ -191,8 +250,12 @@ def extract_archive(
 
 
 def _read_folder(path: Path) -> dict[str, list[tuple[str, bytes]]]:
+    """`{class: [(path, bytes)]}`; other files get empty bytes."""
     return {
-        name: [(str(f), f.read_bytes()) for f in files]
+        name: [
+            (str(f), f.read_bytes() if _is_image(f.name) else b"")
+            for f in files
+        ]
         for name, files in _list_folder(path).items()
     }
 
@@ -273,7 +336,7 @@ def _read_archive(path: Path) -> dict[str, list[tuple[str, bytes]]]:
     (`train/<class>/NNNN.jpg`).
     """
     images: dict[tuple[str, ...], list[tuple[str, bytes]]] = {}
-    dirs = set()
+    dirs, others = set(), []
     for name, is_dir, payload in _iter_archive(path):
         parts = PurePosixPath(name).parts
         if parts[:1] == (".",):
@@ -285,6 +348,8 @@ def _read_archive(path: Path) -> dict[str, list[tuple[str, bytes]]]:
         elif _is_image(parts[-1]):
             images.setdefault(parts[:-1], []).append((name, bytes(payload)))
             dirs.update(parts[:i] for i in range(1, len(parts)))
+        elif not is_ignored_name(parts[-1]):
+            others.append((parts, name))
     if not images:
         raise ValueError(
             f"Archive {path} contains no images; expected {_EXPECTED} inside."
@@ -301,55 +366,77 @@ def _read_archive(path: Path) -> dict[str, list[tuple[str, bytes]]]:
     for d in dirs:
         if len(d) == len(root) + 1 and d[:-1] == root:
             classes.setdefault(d[-1], [])
+    for parts, name in others:  # unsupported files inside class folders
+        if len(parts) == len(root) + 2 and parts[: len(root)] == root:
+            classes.setdefault(parts[-2], []).append((name, b""))
     return classes
 
 
-def decode_image(blob: bytes) -> np.ndarray:
-    """Decodes JPEG/PNG bytes to uint8 RGB `(H, W, 3)` with PIL.
+def _decode_blobs(names: list[str], blobs: list[bytes]):
+    """Decodes encoded images with PIL in a thread pool; checks sizes.
 
-    Grayscale, palette and RGBA images become RGB. PIL's JPEG decoder (the
-    accurate integer IDCT of libjpeg-turbo) gives the same pixels as
-    `tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE")`.
+    Returns:
+        `(images, bad)`: uint8 `(N, H, W, 3)` (rows of bad files
+        undefined) and `{index: reason}` of the files PIL cannot decode.
     """
-    from PIL import Image
-
-    with Image.open(io.BytesIO(blob)) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def _decode_blobs(names: list[str], blobs: list[bytes]) -> np.ndarray:
-    """Decodes JPEG/PNG bytes with PIL in a thread pool; checks sizes."""
-    first = decode_image(blobs[0])
+    bad, first, start = {}, None, 0
+    for start, (name, blob) in enumerate(zip(names, blobs)):
+        try:
+            first = decode_image(blob, name)
+            break
+        except BadImageError as error:
+            bad[start] = error.reason
+    if first is None:
+        return np.zeros((len(blobs), 0, 0, 3), np.uint8), bad
     height, width = first.shape[:2]
     images = np.empty((len(blobs), height, width, 3), np.uint8)
+    images[start] = first
 
     def decode_into(i):
-        image = decode_image(blobs[i])
+        try:
+            image = decode_image(blobs[i], names[i])
+        except BadImageError as error:
+            bad[i] = error.reason
+            return
         if image.shape[:2] != (height, width):
             raise ValueError(
                 "All images must have the same size. "
-                f"{names[i]} has shape {image.shape} but {names[0]} has "
+                f"{names[i]} has shape {image.shape} but {names[start]} has "
                 f"{first.shape}. Resize the images first."
             )
         images[i] = image
 
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        # list() re-raises the first decoding error here.
-        list(pool.map(decode_into, range(len(blobs)), chunksize=256))
-    return images
+        # list() re-raises the first size error here.
+        rest = range(start + 1, len(blobs))
+        list(pool.map(decode_into, rest, chunksize=256))
+    return images, bad
 
 
-def _to_image_data(classes, where) -> ImageData:
-    class_names = _sorted_classes(classes, where)
+def _to_image_data(classes, where, skip_bad_images=False) -> ImageData:
+    """Decodes `{class: [(name, bytes)]}`; bad files raise or are skipped."""
+    _sorted_classes(classes, where)
+    classes, others = _split_unsupported(classes)
+    class_names = sorted(classes)
     names, blobs, labels = [], [], []
     for label, class_name in enumerate(class_names):
         files = sorted(classes[class_name])
         names.extend(f for f, _ in files)
         blobs.extend(b for _, b in files)
         labels.extend([label] * len(files))
-    images = _decode_blobs(names, blobs)
-    return ImageData(images, np.asarray(labels, np.int64), class_names)
+    images, undecodable = _decode_blobs(names, blobs)
+    bad = sorted(others + [(names[i], why) for i, why in undecodable.items()])
+    _report_bad(bad, len(names) + len(others), where, skip_bad_images)
+    labels = np.asarray(labels, np.int64)
+    if undecodable:
+        keep = np.ones(len(names), bool)
+        keep[list(undecodable)] = False
+        images, labels = images[keep], labels[keep]
+    counts = np.bincount(labels, minlength=len(class_names))
+    _sorted_classes(dict(zip(class_names, counts.tolist())), where)
+    skipped = tuple(path for path, _ in bad)
+    return ImageData(images, labels, class_names, skipped_files=skipped)
 
 
 def _cache_path(archive: Path, cache_dir) -> Path:
@@ -362,12 +449,24 @@ def _cache_path(archive: Path, cache_dir) -> Path:
     return cache_dir / f"{stem}-{stat.st_size}-{stat.st_mtime_ns}.npz"
 
 
+def _decoded_cache_path(archive: Path, cache_dir, skipped: bool) -> Path:
+    """The `.npz` of a decoded archive; `d2`: decoder version 2 (wide grey
+    modes scaled, WebP/BMP/GIF/TIFF read). A load that skipped bad files
+    has its own file, which only `skip_bad_images=True` reads."""
+    path = _cache_path(archive, cache_dir)
+    return path.with_name(
+        path.stem + ("-d2-skip.npz" if skipped else "-d2.npz")
+    )
+
+
 def _load_cached(path: Path) -> ImageData:
     with np.load(path, allow_pickle=False) as cached:
+        skipped = cached["skipped_files"] if "skipped_files" in cached else "[]"
         return ImageData(
             cached["images"],
             cached["labels"],
             json.loads(str(cached["class_names"])),
+            skipped_files=tuple(json.loads(str(skipped))),
         )
 
 
@@ -381,6 +480,7 @@ def _save_cached(path: Path, data: ImageData) -> None:
                 images=data.images,
                 labels=data.labels,
                 class_names=np.array(json.dumps(data.class_names)),
+                skipped_files=np.array(json.dumps(data.skipped_files)),
             )
         os.chmod(tmp, 0o644)  # mkstemp makes it private; it is a cache.
         os.replace(tmp, path)
@@ -393,8 +493,9 @@ def load_image_folder(
     path: str | os.PathLike,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
+    skip_bad_images: bool = False,
 ) -> ImageData:
-    """Loads `root/<class>/*.{jpg,jpeg,png}` into memory.
+    """Loads `root/<class>/*.{jpg,png,webp,...}` into memory.
 
     Classes are the sub-directories of the root in sorted order (label k
     is the k-th name); files are read in sorted order. A single top-level
@@ -402,10 +503,17 @@ def load_image_folder(
     a `.tar.gz`/`.tgz` archive of such a tree: its members are decoded
     straight from the tar stream (no 50,000-file extraction) and the
     decoded arrays are cached once as
-    `cache_dir/<archive stem>-<size>-<mtime_ns>.npz` (written to a
+    `cache_dir/<archive stem>-<size>-<mtime_ns>-d2.npz` (written to a
     temporary file and renamed atomically), so later loads take about a
-    second. Decoding uses PIL in a thread pool (no TensorFlow). Grayscale
-    and RGBA images become RGB; all images must have the same size.
+    second. Decoding uses PIL in a thread pool (no TensorFlow). Every PIL
+    mode becomes uint8 RGB (16-bit grey scaled, see
+    `keras_dlpa.data.image_decode`); all images must have the same size.
+
+    Every file PIL cannot decode (corrupt, truncated, decompression bomb)
+    and every other file in a class folder (not an image extension, not a
+    hidden or text side-car file) is listed by path in one `ValueError`
+    before any training, unless `skip_bad_images=True`: then they are left
+    out with a warning and listed in `skipped_files` of the result.
 
     Args:
         path: image folder or archive.
@@ -413,6 +521,9 @@ def load_image_folder(
             `$KERAS_DLPA_CACHE/image_folder`, else
             `~/.cache/keras_dlpa/image_folder`.
         use_cache: read and write the cache for archives.
+        skip_bad_images: leave bad files out instead of raising. A load
+            that skipped files is cached apart (`...-d2-skip.npz`), so a
+            later load without the option still raises.
 
     Returns:
         An `ImageData` with uint8 images `(N, H, W, 3)`.
@@ -430,18 +541,26 @@ def load_image_folder(
             ".tar.gz/.tgz archive of one."
         )
     if path.is_dir():
-        return _to_image_data(_read_folder(path), path)
+        return _to_image_data(_read_folder(path), path, skip_bad_images)
     if not path.name.lower().endswith(_ARCHIVE_SUFFIXES):
         raise ValueError(
             "`path` must be a directory or a .tar.gz/.tgz archive. "
             f"Received: {path}."
         )
-    cache = _cache_path(path, cache_dir) if use_cache else None
-    if cache is not None and cache.is_file():
-        logger.info("Loading decoded images from %s", cache)
-        return _load_cached(cache)
-    data = _to_image_data(_read_archive(path), path)
-    if cache is not None:
+    caches = [_decoded_cache_path(path, cache_dir, skipped=False)]
+    if skip_bad_images:
+        caches.append(_decoded_cache_path(path, cache_dir, skipped=True))
+    for cache in caches if use_cache else ():
+        if cache.is_file():
+            logger.info("Loading decoded images from %s", cache)
+            data = _load_cached(cache)
+            if data.skipped_files:
+                total = len(data) + len(data.skipped_files)
+                logger.warning(skipped_message(data.skipped_files, total, path))
+            return data
+    data = _to_image_data(_read_archive(path), path, skip_bad_images)
+    if use_cache:
+        cache = caches[-1] if data.skipped_files else caches[0]
         _save_cached(cache, data)
         logger.info("Cached decoded images at %s", cache)
     return data

@@ -18,10 +18,9 @@ torchvision's default.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
+from keras_dlpa.data.image_decode import open_rgb
 from keras_dlpa.data.stream_plan import box_from_draw
 
 # ImageNet mean pixel (0-255): random erasing fills with it, which is the
@@ -31,11 +30,9 @@ EVAL_CROP_FRACTION = 0.875
 
 
 def open_image(blob: bytes):
-    """Decodes JPEG/PNG bytes to an RGB `PIL.Image` (grey/RGBA -> RGB)."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(blob))
-    return image.convert("RGB")
+    """Decodes image bytes to an RGB `PIL.Image` (`image_decode.open_rgb`:
+    every mode, 16-bit grey scaled; `BadImageError` if unreadable)."""
+    return open_rgb(blob)
 
 
 def _affine(image, matrix):

@@ -12,23 +12,36 @@ it unchanged (they only look at labels).
 Sources (`load_labelled_paths`): class folders, `path label` list files
 (ImageNet-LT format), `.tar.gz` archives (extracted once into the cache,
 see `image_folder.extract_archive`) and TFDS builders prepared as
-ArrayRecord (`tfds.data_source`, readable without TensorFlow).
+ArrayRecord (`tfds.data_source`, readable without TensorFlow). With
+`skip_bad_images=True` every file is decoded once up front
+(`drop_bad_images`) and the unreadable ones are left out and recorded in
+`skipped_files`; without it, a bad file stops the run when its batch is
+decoded, with a `BadImageError` naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from keras_dlpa.data.image_data import check_labels
+from keras_dlpa.data.image_decode import BadImageError
+from keras_dlpa.data.image_decode import check_image
+from keras_dlpa.data.image_decode import error_reason
+from keras_dlpa.data.image_decode import skipped_message
 from keras_dlpa.data.image_folder import _ARCHIVE_SUFFIXES
+from keras_dlpa.data.image_folder import _list_image_folder
 from keras_dlpa.data.image_folder import extract_archive
-from keras_dlpa.data.image_folder import list_image_folder
 from keras_dlpa.data.image_folder import read_image_list
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -43,6 +56,8 @@ class LabelledPaths:
         records: optional random-access source (`records[i]` is a dict
             with the encoded image under `"image"`), e.g. a
             `tfds.data_source` with the image decoding skipped.
+        skipped_files: paths of the source's files left out as unreadable
+            or unsupported (`skip_bad_images=True`); kept by `subset`.
 
     Example:
 
@@ -55,6 +70,7 @@ class LabelledPaths:
     labels: np.ndarray
     class_names: list[str]
     records: object = None
+    skipped_files: tuple = ()
 
     def __post_init__(self):
         items = np.asarray(self.items)
@@ -78,6 +94,8 @@ class LabelledPaths:
         object.__setattr__(self, "items", items)
         object.__setattr__(self, "labels", labels.astype(np.int64))
         object.__setattr__(self, "class_names", class_names)
+        skipped = tuple(str(path) for path in self.skipped_files)
+        object.__setattr__(self, "skipped_files", skipped)
 
     @property
     def num_classes(self) -> int:
@@ -98,6 +116,7 @@ class LabelledPaths:
             self.labels[indices],
             self.class_names,
             self.records,
+            self.skipped_files,
         )
 
     def read(self, index: int) -> bytes:
@@ -107,6 +126,74 @@ class LabelledPaths:
             return bytes(self.records[int(item)]["image"])
         with open(item, "rb") as f:
             return f.read()
+
+    def name(self, index: int) -> str:
+        """The path of entry `index` (`"record <i>"` for records)."""
+        item = self.items[int(index)]
+        return f"record {int(item)}" if self.records is not None else str(item)
+
+    def decode_error(self, index: int, error: Exception) -> BadImageError:
+        """A `BadImageError` naming entry `index`, for `error`."""
+        reason = getattr(error, "reason", None) or error_reason(error)
+        return BadImageError(self.name(index), reason)
+
+
+def drop_bad_images(
+    data: LabelledPaths, where=None, threads: int | None = None
+) -> LabelledPaths:
+    """Decodes every image once and leaves out those that fail.
+
+    JPEGs decode at 1/8 scale (every byte is still read), in a thread
+    pool; a progress line goes to stderr every 5,000 files. The dropped
+    paths are added to `skipped_files`, and all of `skipped_files` is
+    logged (count and the first ten).
+
+    Args:
+        data: the set to check.
+        where: the source, for the messages.
+        threads: decode threads (default: the CPU count, at most 16).
+
+    Returns:
+        `data` without the unreadable entries.
+    """
+    total = len(data)
+    bad = {}
+    where = where or "the image set"
+
+    def check(i):
+        try:
+            check_image(data.read(i), data.name(i))
+        except Exception as error:  # noqa: BLE001 - unreadable, any kind
+            bad[i] = data.decode_error(i, error).reason
+
+    threads = threads or min(16, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for start in range(0, total, 5000):
+            list(pool.map(check, range(start, min(start + 5000, total))))
+            print(
+                f"Checking images of {where}: {min(start + 5000, total)}/"
+                f"{total}, {len(bad)} unreadable",
+                file=sys.stderr,
+                flush=True,
+            )
+    dropped = sorted(bad)
+    skipped = tuple(
+        sorted(data.skipped_files + tuple(data.name(i) for i in dropped))
+    )
+    if skipped:
+        seen = total + len(data.skipped_files)
+        logger.warning(skipped_message(skipped, seen, where))
+    if not bad:
+        return data
+    kept = data.subset(np.setdiff1d(np.arange(total), dropped))
+    emptied = (kept.class_counts() == 0) & (data.class_counts() > 0)
+    if emptied.any():
+        name = data.class_names[int(np.argmax(emptied))]
+        raise ValueError(
+            f"Class {name!r} of {where} has no readable images left after "
+            f"skipping {len(dropped)} unreadable files. Fix or remove them."
+        )
+    return dataclasses.replace(kept, skipped_files=skipped)
 
 
 def select_classes(
@@ -147,7 +234,11 @@ def select_classes(
     remap[old] = np.arange(old.size)
     keep = np.flatnonzero(remap[data.labels] >= 0)
     return LabelledPaths(
-        data.items[keep], remap[data.labels[keep]], names, data.records
+        data.items[keep],
+        remap[data.labels[keep]],
+        names,
+        data.records,
+        data.skipped_files,
     )
 
 
@@ -178,11 +269,16 @@ def load_labelled_paths(
     root: str | os.PathLike | None = None,
     class_names: Sequence[str] | None = None,
     cache_dir: str | os.PathLike | None = None,
+    skip_bad_images: bool = False,
 ) -> LabelledPaths:
     """Lists a class folder, a `path label` list file or a `.tar.gz`.
 
     One set of rules with `load_image_folder` (hidden entries, wrapper
-    directory, extensions, sorted classes and files). Nothing is decoded.
+    directory, extensions, sorted classes and files). Nothing is decoded,
+    unless `skip_bad_images`: then every image is decoded once up front
+    and the unreadable ones are left out (`drop_bad_images`). Another file
+    in a class folder is a `ValueError` naming it, or with
+    `skip_bad_images` is left out.
 
     Args:
         path: a class-folder directory, a `.tar.gz`/`.tgz` of one
@@ -193,6 +289,8 @@ def load_labelled_paths(
         class_names: names of a list file's labels (default `"0"`, ...).
         cache_dir: where archives are extracted (default
             `$KERAS_DLPA_CACHE/image_folder`).
+        skip_bad_images: leave out (and record in `skipped_files`)
+            unsupported files and images PIL cannot decode.
     """
     path = Path(path)
     if not path.exists():
@@ -200,15 +298,20 @@ def load_labelled_paths(
             f"Image folder, archive or list file not found: {path} "
             f"(absolute: {path.absolute()})."
         )
+    where = path
     if path.is_file() and path.name.lower().endswith(_ARCHIVE_SUFFIXES):
         path = extract_archive(path, cache_dir)
     if path.is_dir():
-        files, labels, names = list_image_folder(path)
-        return LabelledPaths(np.asarray(files), labels, names)
-    files, labels = read_image_list(path, root)
-    if class_names is None:
-        class_names = [str(k) for k in range(int(labels.max()) + 1)]
-    return LabelledPaths(np.asarray(files), labels, list(class_names))
+        files, labels, names, skipped = _list_image_folder(
+            path, skip_bad_images, warn=False
+        )
+        data = LabelledPaths(np.asarray(files), labels, names, None, skipped)
+    else:
+        files, labels = read_image_list(path, root)
+        if class_names is None:
+            class_names = [str(k) for k in range(int(labels.max()) + 1)]
+        data = LabelledPaths(np.asarray(files), labels, list(class_names))
+    return drop_bad_images(data, where) if skip_bad_images else data
 
 
 def load_tfds_records(

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import keras
 import numpy as np
 
+from keras_dlpa.data.image_decode import BadImageError
 from keras_dlpa.data.image_ops import eval_image
 from keras_dlpa.data.image_ops import train_image
 from keras_dlpa.data.input_shard import WHOLE_BATCH
@@ -106,16 +107,20 @@ class StreamBatchMaker:
         size = self.augmentation.image_size
         images = np.empty((len(positions), size, size, 3), np.uint8)
         for j, position in enumerate(positions):
-            images[j] = train_image(
-                self.data.read(plan.indices[step, position]),
-                size,
-                plan.crops[step, position],
-                bool(plan.flips[step, position]),
-                int(plan.ops[step, position]),
-                float(plan.magnitudes[step, position]),
-                bool(plan.erase[step, position]),
-                plan.erase_boxes[step, position],
-            )
+            index = plan.indices[step, position]
+            try:
+                images[j] = train_image(
+                    self.data.read(index),
+                    size,
+                    plan.crops[step, position],
+                    bool(plan.flips[step, position]),
+                    int(plan.ops[step, position]),
+                    float(plan.magnitudes[step, position]),
+                    bool(plan.erase[step, position]),
+                    plan.erase_boxes[step, position],
+                )
+            except (BadImageError, OSError) as error:  # names the file
+                raise self.data.decode_error(index, error) from None
         return images
 
     def batch(self, plan, step: int):
@@ -372,4 +377,7 @@ class StreamEvalBatches(keras.utils.PyDataset):
         return (np.stack(images).astype(np.float32),)
 
     def _decode(self, i):
-        return eval_image(self.data.read(i), self.image_size)
+        try:
+            return eval_image(self.data.read(i), self.image_size)
+        except (BadImageError, OSError) as error:  # names the file
+            raise self.data.decode_error(i, error) from None

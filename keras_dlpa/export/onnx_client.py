@@ -8,11 +8,15 @@ by path, without importing `keras_dlpa`. The Keras and SavedModel runners
 of `keras-dlpa predict` (`keras_dlpa.export.predictors`) plug into the
 same `Predictor` interface.
 
-Images: a folder (searched recursively for .jpg/.jpeg/.png), an image
+Images: a folder (searched recursively for images, `IMAGE_SUFFIXES`:
+.jpg, .png, .webp, .bmp, .gif, .tif, ...; hidden entries and text
+side-car files skipped, other files reported as unsupported), an image
 file, or a list file (`.txt`/`.lst`: one path per line, relative to the
-list file; blank lines and `#` comments skipped). They are converted to
-the model's channels and resized (bilinear) to its input size unless
-`resize=False`.
+list file; blank lines and `#` comments skipped). They are decoded by
+`keras_dlpa/data/image_decode.py` (16-bit grey scaled to 8 bit), converted
+to the model's channels and resized (bilinear) to its input size unless
+`resize=False`. An image that cannot be read is reported (path and
+reason) and the others are still predicted; the exit code is then 1.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import importlib.util
 import json
 import sys
 import time
@@ -29,7 +34,30 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+def _image_decode():
+    """`keras_dlpa/data/image_decode.py` (numpy and PIL only); loaded by
+    path when this file is (no `keras_dlpa/__init__.py`, so no Keras)."""
+    if __name__ == "keras_dlpa.export.onnx_client":
+        from keras_dlpa.data import image_decode
+
+        return image_decode
+    name = "_keras_dlpa_image_decode"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "data" / "image_decode.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
+_decode = _image_decode()
+IMAGE_SUFFIXES = _decode.IMAGE_EXTENSIONS
 LIST_SUFFIXES = (".txt", ".lst")
 
 
@@ -227,8 +255,24 @@ def _read_list(path: Path) -> list:
     return entries
 
 
+def _folder_files(folder: Path) -> list:
+    """Files under `folder` (recursive, sorted) but hidden entries
+    (`.name`, `__MACOSX`) and text side-car files (`notes.txt`, ...)."""
+    files = []
+    for p in folder.rglob("*"):
+        parts = p.relative_to(folder).parts
+        hidden = any(q.startswith(".") or q == "__MACOSX" for q in parts)
+        if p.is_file() and not hidden and not _decode.is_ignored_name(p.name):
+            files.append(p)
+    return sorted(files)
+
+
 def find_images(paths) -> list:
     """Image files among `paths`: folders (recursive), images, list files.
+
+    A folder gives its images and also its files of other types (not
+    hidden, not text side-cars), which `load_image` then rejects, so that
+    they are reported rather than skipped silently.
 
     Raises `FileNotFoundError` for a missing path (a list file's entries
     included) and `ValueError` for a file of another kind or no images.
@@ -236,13 +280,7 @@ def find_images(paths) -> list:
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            found.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                )
-            )
+            found.extend(_folder_files(path))
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
             for entry in _read_list(path):
                 if not entry.is_file():
@@ -254,21 +292,28 @@ def find_images(paths) -> list:
         elif path.is_file():
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 raise ValueError(
-                    f"{str(path)!r} is not a .jpg/.jpeg/.png image, a "
-                    "folder or a .txt/.lst list of images."
+                    f"{str(path)!r} is not an image "
+                    f"({', '.join(IMAGE_SUFFIXES)}), a folder or a "
+                    ".txt/.lst list of images."
                 )
             found.append(path)
         else:
             raise FileNotFoundError(f"No such file or folder: {str(path)!r}")
     if not found:
         raise ValueError(
-            f"No .jpg/.jpeg/.png images found in {[str(p) for p in paths]}."
+            f"No images ({', '.join(IMAGE_SUFFIXES)}) found in "
+            f"{[str(p) for p in paths]}."
         )
     return found
 
 
 def load_image(path, shape, resize: bool = True) -> np.ndarray:
-    """Decodes `path` to uint8 `(H, W, C)` matching the model `shape`."""
+    """Decodes `path` to uint8 `(H, W, C)` matching the model `shape`.
+
+    Raises `PredictError` naming the file for a file that is not an image
+    or that PIL cannot decode (corrupt, truncated, decompression bomb),
+    and for a size mismatch with `resize=False`.
+    """
     height, width, channels = shape
     modes = {1: "L", 3: "RGB", 4: "RGBA"}
     if channels not in modes:
@@ -278,21 +323,24 @@ def load_image(path, shape, resize: bool = True) -> np.ndarray:
         )
     try:
         with Image.open(path) as image:
-            image = image.convert(modes[channels])
-            size = (width or image.width, height or image.height)
-            if image.size != size:
-                if not resize:
-                    raise PredictError(
-                        f"Image {str(path)!r} is {image.width}x"
-                        f"{image.height} (WxH) but the model expects "
-                        f"{size[0]}x{size[1]}; drop --no-resize to resize."
-                    )
-                image = image.resize(size, Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype="uint8")
-    except OSError as error:
+            image = _decode.to_8bit(image).convert(modes[channels])
+    except Exception as error:  # noqa: BLE001 - PIL raises many types
+        reason = _decode.error_reason(error, str(path))
+        if not _decode.is_image_name(str(path)):
+            reason = _decode.unsupported_reason(str(path))
         raise PredictError(
-            f"Cannot read {str(path)!r} as an image: {error}"
+            f"Cannot read {str(path)!r} as an image: {reason}"
         ) from error
+    size = (width or image.width, height or image.height)
+    if image.size != size:
+        if not resize:
+            raise PredictError(
+                f"Image {str(path)!r} is {image.width}x{image.height} (WxH) "
+                f"but the model expects {size[0]}x{size[1]}; drop "
+                "--no-resize to resize."
+            )
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype="uint8")
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
@@ -313,6 +361,7 @@ def predict_files(
     k: int = 1,
     resize: bool = True,
     progress: Callable | None = None,
+    failures: list | None = None,
 ) -> list:
     """Classifies image files in batches.
 
@@ -325,20 +374,38 @@ def predict_files(
         resize: resize images to the model size (else a size mismatch is
             a `PredictError`).
         progress: optional `progress(done, total)` after each batch.
+        failures: optional list: a file that cannot be read (a
+            `PredictError` of `load_image`) is appended as `{"path",
+            "error"}` and the others are still classified. Without it the
+            first such file raises.
 
     Returns:
-        One dict per file: `path`, `label`, `class_name`, `score` (top-1)
-        and `top_k`: a list of `(label, class_name, score)`.
+        One dict per classified file: `path`, `label`, `class_name`,
+        `score` (top-1) and `top_k`: a list of `(label, class_name,
+        score)`.
     """
     shape = predictor.image_shape
     names = predictor.class_names
     if None in shape[:2]:
         batch_size = 1
-    results = []
+    results, failed = [], 0
     for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        batch = np.stack([load_image(p, shape, resize) for p in chunk])
-        logits = np.asarray(predictor.logits(batch), "float32")
+        chunk, arrays = [], []
+        for path in files[start : start + batch_size]:
+            try:
+                arrays.append(load_image(path, shape, resize))
+            except PredictError as error:
+                if failures is None:
+                    raise
+                failures.append({"path": str(path), "error": str(error)})
+                failed += 1
+                continue
+            chunk.append(path)
+        if not chunk:
+            if progress is not None:
+                progress(len(results) + failed, len(files))
+            continue
+        logits = np.asarray(predictor.logits(np.stack(arrays)), "float32")
         if not 1 <= k <= logits.shape[1]:
             raise ValueError(
                 f"Argument `top_k` must be in [1, {logits.shape[1]}] (the "
@@ -364,7 +431,7 @@ def predict_files(
                 }
             )
         if progress is not None:
-            progress(len(results), len(files))
+            progress(len(results) + failed, len(files))
     return results
 
 
@@ -376,17 +443,26 @@ def csv_header(k: int) -> list:
     return header
 
 
-def write_csv(results, path, k: int) -> Path:
-    """Writes `predict_files` results as CSV (see `csv_header`)."""
+def write_csv(results, path, k: int, failures=()) -> Path:
+    """Writes `predict_files` results as CSV (see `csv_header`).
+
+    With `failures` (`{"path", "error"}` of `predict_files`) the header
+    gains a last column `error`, and each failed file is a row with its
+    path, empty prediction cells and the error.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    error = ["error"] if failures else []
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(csv_header(k))
+        writer.writerow(csv_header(k) + error)
         for r in results:
             row = [r["path"]]
             for label, name, score in r["top_k"]:
                 row += [label, name, f"{score:.6f}"]
+            writer.writerow(row + [""] * len(error))
+        for failure in failures:
+            row = [failure["path"]] + [""] * (3 * k) + [failure["error"]]
             writer.writerow(row)
     return path
 
@@ -443,8 +519,11 @@ class _Progress:
 def run(args: argparse.Namespace, load: Callable) -> int:
     """Runs a parsed predict command; `load(path)` returns a `Predictor`.
 
-    Exit codes: 0 done; 2 usage (bad argument, missing model or image
-    path); 1 runtime (a model or image that cannot be loaded or run).
+    Every readable image is classified; each image that cannot be read is
+    one `error: Cannot read PATH as an image: REASON` line on stderr (and
+    a row with an `error` column in `--out`). Exit codes: 0 all images
+    classified; 2 usage (bad argument, missing model or image path); 1
+    runtime (a model that cannot be loaded or run, or some image failed).
     """
     for name in ("top_k", "batch_size"):
         if getattr(args, name) < 1:
@@ -464,6 +543,7 @@ def run(args: argparse.Namespace, load: Callable) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     progress = None if args.quiet else _Progress(sys.stderr)
+    failures = []
     try:
         results = predict_files(
             predictor,
@@ -472,6 +552,7 @@ def run(args: argparse.Namespace, load: Callable) -> int:
             k=args.top_k,
             resize=not args.no_resize,
             progress=progress,
+            failures=failures,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -479,11 +560,20 @@ def run(args: argparse.Namespace, load: Callable) -> int:
     except PredictError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    for failure in failures:
+        print(f"error: {failure['error']}", file=sys.stderr)
+    if failures and not args.quiet:
+        print(
+            f"predict: {len(failures)} of {len(files)} images could not be "
+            "read (listed above)",
+            file=sys.stderr,
+        )
     if args.out:
-        write_csv(results, args.out, args.top_k)
+        write_csv(results, args.out, args.top_k, failures)
         if not args.quiet:
+            failed = f" and {len(failures)} failures" if failures else ""
             print(
-                f"wrote {len(results)} predictions to {args.out}",
+                f"wrote {len(results)} predictions{failed} to {args.out}",
                 file=sys.stderr,
             )
     if args.json:
@@ -492,7 +582,7 @@ def run(args: argparse.Namespace, load: Callable) -> int:
         for r in results:
             cells = [f"{j}  {n}  {s:.6f}" for j, n, s in r["top_k"]]
             print("  ".join([r["path"], *cells]))
-    return 0
+    return 1 if failures else 0
 
 
 def main(argv=None) -> int:

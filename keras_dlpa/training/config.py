@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from keras_dlpa.data.executor import EXECUTORS
 from keras_dlpa.methods import get_method
@@ -32,6 +33,9 @@ class ExperimentConfig:
             carved from the training data BEFORE the long-tailed profile.
         imbalance: `n_min / n_max` in `(0, 1]` of the long-tailed profile
             applied to the training part; `None` keeps it as it is.
+        allow_data_drop: train even when the profile, headed by the
+            smallest class, drops most of the images a profile headed by
+            the largest class would keep (`splits_with_report`).
         image_size: side of the square training and evaluation images of
             streamed sources (random-resized crop for training; shorter
             side resized to `image_size / 0.875`, then centre crop, for
@@ -51,6 +55,10 @@ class ExperimentConfig:
             `mixup_alpha` too, each batch picks one (streaming only).
         data_workers: decode processes of the streaming executor
             (`None`: one per core, at most 8; 0: in the training process).
+        skip_bad_images: leave out unreadable or unsupported files of an
+            image folder or list (logged, in `skipped_files` of the data;
+            streamed sources are decoded once up front) instead of raising
+            an error that lists them. TFDS sources ignore it.
     Model:
         method: `"dl2pa"`, `"static"`, `"etf"`, `"softmax"`, or the Table 8
             ablations `"psc_star"` (softmax + `1e-2 x` uniformity of its
@@ -74,6 +82,11 @@ class ExperimentConfig:
             `Dense(d, no bias)` + BatchNorm after the features.
         prototype_seed: seed of the prototypes (cached on disk).
         class_scale: `IPMLoss(class_scale=...)` (long-tailed recipes).
+        loss_scale: `IPMLoss(scale=...)`, a constant factor on the IPM loss
+            (prototype methods only). 1.0: the batch mean of `1/2 (cos -
+            1)^2`; `2 * batch_size`: the batch sum of `(1 - cos)^2` of the
+            reference code's balanced recipes (the same SGD update as
+            `learning_rate * s` with `weight_decay / s`).
     Optimisation:
         epochs, batch_size (global), learning_rate (peak), warmup_epochs,
         lr_decay (`"step"` with `milestones` and `gamma`, or `"cosine"`),
@@ -128,9 +141,11 @@ class ExperimentConfig:
     random_erasing: float = 0.0
     cutmix_alpha: float = 0.0
     data_workers: int | None = None
+    skip_bad_images: bool = False
     train_per_class: int | None = None
     val_fraction: float = 0.1
     imbalance: float | None = 0.01
+    allow_data_drop: bool = False
     method: str = "dl2pa"
     softmax_run: str | None = None
     backbone: str = "resnet32_lt_cifar100"
@@ -142,6 +157,7 @@ class ExperimentConfig:
     dim: int | None = None
     prototype_seed: int = 0
     class_scale: bool = True
+    loss_scale: float = 1.0
     epochs: int = 200
     batch_size: int = 128
     learning_rate: float = 0.1
@@ -185,6 +201,17 @@ class ExperimentConfig:
                 f"Received: softmax_run={self.softmax_run!r} with "
                 f"method={self.method!r}"
             )
+        if not (math.isfinite(self.loss_scale) and self.loss_scale > 0):
+            raise ValueError(
+                "`loss_scale` must be a finite number > 0. Received: "
+                f"loss_scale={self.loss_scale!r}"
+            )
+        if self.loss_scale != 1.0 and not method.uses_prototypes:
+            raise ValueError(
+                "`loss_scale` multiplies the IPM loss of the prototype "
+                f"methods; method={self.method!r} uses cross-entropy. "
+                f"Received: loss_scale={self.loss_scale!r}"
+            )
         if self.jit_compile not in (True, False, "auto"):
             raise ValueError(
                 '`jit_compile` must be True, False or "auto". Received: '
@@ -221,6 +248,37 @@ class ExperimentConfig:
             if int(value) != value or value < 1:
                 raise ValueError(
                     f"`{name}` must be a positive integer. Received: "
+                    f"{name}={value!r}"
+                )
+        for name in ("dim", "width", "depth", "train_per_class"):
+            value = getattr(self, name)
+            if value is not None and (int(value) != value or value < 1):
+                raise ValueError(
+                    f"`{name}` must be a positive integer or None. "
+                    f"Received: {name}={value!r}"
+                )
+        # (name, lowest, highest, whether `lowest` itself is allowed)
+        for name, low, high, closed in (
+            ("learning_rate", 0.0, math.inf, False),
+            ("gamma", 0.0, math.inf, False),
+            ("weight_decay", 0.0, math.inf, True),
+            ("momentum", 0.0, 1.0, True),
+            ("reassign_momentum", 0.0, 1.0, True),
+        ):
+            value = float(getattr(self, name))
+            above = value >= low if closed else value > low
+            if not (math.isfinite(value) and above and value <= high):
+                interval = f"{'[' if closed else '('}{low:g}, {high:g}]"
+                raise ValueError(
+                    f"`{name}` must be a finite number in {interval}. "
+                    f"Received: {name}={value!r}"
+                )
+        for name in ("warmup_epochs", "reassign_per_epoch"):
+            value = getattr(self, name)
+            least = 1 if name == "reassign_per_epoch" else 0
+            if int(value) != value or value < least:
+                raise ValueError(
+                    f"`{name}` must be an integer >= {least}. Received: "
                     f"{name}={value!r}"
                 )
         if self.mixup_alpha < 0:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ from keras_dlpa.data.plan import Augmentation
 from keras_dlpa.data.plan import steps_per_epoch
 from keras_dlpa.data.stats import channel_stats
 from keras_dlpa.deadline_callback import DeadlineCallback
+from keras_dlpa.divergence_callback import DivergenceCallback
 from keras_dlpa.evaluation import EvaluationCallback
 from keras_dlpa.evaluation import classification_metrics
 from keras_dlpa.evaluation import format_metrics_table
@@ -75,11 +77,14 @@ from keras_dlpa.training.checkpoint import restore_weights
 from keras_dlpa.training.config import ExperimentConfig
 from keras_dlpa.training.distribution import check_global_batch
 from keras_dlpa.training.distribution import resolve_distribution
+from keras_dlpa.training.run_dir import RunDirLock
+from keras_dlpa.training.run_dir import RunSettingsError
+from keras_dlpa.training.run_dir import check_resume
 from keras_dlpa.training.run_logger import RunLogger
 from keras_dlpa.training.run_logger import read_metrics
 from keras_dlpa.training.run_logger import write_json
 from keras_dlpa.training.sources import load_data
-from keras_dlpa.training.sources import make_splits
+from keras_dlpa.training.sources import splits_with_report
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +157,9 @@ def checkpoint_epoch(run_dir) -> int:
 
 
 def _prepare_run_dir(config: ExperimentConfig) -> tuple[Path, dict | None]:
+    """Checks the run directory (the caller holds its lock): a new run
+    needs an empty one, `resume` needs a run with the same settings
+    (`check_resume`). Writes nothing."""
     run_dir = Path(config.out)
     restore = latest_checkpoint(run_dir / CHECKPOINT_DIR)
     if not config.resume and (
@@ -163,9 +171,18 @@ def _prepare_run_dir(config: ExperimentConfig) -> tuple[Path, dict | None]:
             "checkpointed epochs). Pass resume=True (--resume) to continue "
             "it, or choose another `out` (--out)."
         )
-    if config.resume and restore is None:
-        logger.warning("No checkpoint in %s; starting from epoch 0.", run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if config.resume:
+        if restore is None and not (run_dir / "config.json").is_file():
+            raise RunSettingsError(
+                f"Nothing to resume in {run_dir}: no checkpoint and no "
+                "config.json. Check `out` (--out), or drop resume "
+                "(--resume) to start a new run there."
+            )
+        check_resume(config, run_dir)
+        if restore is None:
+            logger.warning(
+                "No checkpoint in %s; starting from epoch 0.", run_dir
+            )
     return run_dir, restore
 
 
@@ -273,12 +290,31 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    run_dir, restore = _prepare_run_dir(config)
+    created = not Path(config.out).exists()
+    lock = RunDirLock(config.out).acquire()
+    try:
+        run_dir, restore = _prepare_run_dir(config)
+        return _run(
+            config, callbacks, distribution, executor, started, run_dir,
+            restore,
+        )  # fmt: skip
+    except BaseException:
+        if created and not (Path(config.out) / "config.json").is_file():
+            # Failed before the run started (bad data, bad settings):
+            # leave no empty run directory behind.
+            shutil.rmtree(config.out, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
+def _run(config, callbacks, distribution, executor, started, run_dir, restore):
+    """`run_experiment` once the run directory is locked and checked."""
     initial_epoch = 0 if restore is None else int(restore["epoch"])
     initial_epoch = min(initial_epoch, config.epochs)
 
     train_full, val, test = load_data(config)
-    train, val = make_splits(train_full, config, val)
+    train, val, data_report = splits_with_report(train_full, config, val)
     train_counts = train.class_counts()
     streaming = not isinstance(train, ImageData)
     if streaming:
@@ -304,7 +340,7 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         optimizer = make_optimizer(config, model, schedule, steps)
         model.compile(
             optimizer=optimizer,
-            loss=method.loss(config.class_scale, soft),
+            loss=method.loss(config.class_scale, soft, config.loss_scale),
             metrics=method.metrics(num_classes, soft),
             jit_compile=resolve_jit_compile(config.jit_compile),
         )
@@ -321,6 +357,16 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
             "val_size": len(val),
             "test_size": None if test is None else len(test),
             "train_counts": train_counts.tolist(),
+            "data_report": data_report,
+            # `--skip-bad-images`: the files left out (parts share them).
+            "skipped_files": list(
+                dict.fromkeys(
+                    str(path)
+                    for part in (train_full, val, test)
+                    if part is not None
+                    for path in getattr(part, "skipped_files", ())
+                )
+            ),
             "steps_per_epoch": steps,
             "channel_mean": [float(v) for v in mean],
             "channel_std": [float(v) for v in std],
@@ -348,7 +394,7 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         restore=restore,
     )
     all_callbacks = (
-        [_train_clock()]
+        [_train_clock(), DivergenceCallback()]
         + method.callbacks(
             updates_per_epoch=config.reassign_per_epoch,
             momentum=config.reassign_momentum,
@@ -366,7 +412,10 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         + [checkpoint]
         + list(callbacks or [])
     )
-    if initial_epoch < config.epochs:
+    # Out of time before the first step: train nothing (a partial epoch
+    # cannot be checkpointed); `completed` then says false.
+    out_of_time = config.deadline is not None and time.time() >= config.deadline
+    if initial_epoch < config.epochs and not out_of_time:
         train_ds = distribution.training_input(
             functools.partial(
                 _train_input,
@@ -394,8 +443,13 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
             verbose=config.verbose,
         )
     else:
-        # Training finished earlier: restore its last checkpoint.
-        restore_weights(model, restore["weights"])
+        if out_of_time and initial_epoch < config.epochs:
+            logger.warning(
+                "The deadline passed before training started; no epoch ran."
+            )
+        if restore is not None:
+            # Training finished (or stopped) earlier: its last checkpoint.
+            restore_weights(model, restore["weights"])
 
     tmp = run_dir / ".tmp-model.keras"
     model.save(tmp)
@@ -404,7 +458,7 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         np.savez(run_dir / "final_state.npz", **_state_arrays(model))
 
     rows = read_metrics(run_dir)
-    last_epoch = rows[-1]["epoch"] if rows else config.epochs - 1
+    last_epoch = rows[-1]["epoch"] if rows else initial_epoch - 1
     best_row = max(
         (r for r in rows if r.get("val_top1") is not None),
         key=lambda r: r["val_top1"],

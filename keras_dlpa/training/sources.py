@@ -3,6 +3,8 @@ the validation split and the long-tailed profile (numpy, no TensorFlow)."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from keras_dlpa.data.image_data import ImageData
@@ -10,6 +12,8 @@ from keras_dlpa.data.image_data import from_arrays
 from keras_dlpa.data.image_folder import load_image_folder
 from keras_dlpa.data.long_tail import long_tailed_train_val
 from keras_dlpa.training.config import ExperimentConfig
+
+logger = logging.getLogger(__name__)
 
 
 def _load_streamed(config: ExperimentConfig):
@@ -19,6 +23,7 @@ def _load_streamed(config: ExperimentConfig):
 
     source = config.source
     val = test = None
+    skip = {"skip_bad_images": config.skip_bad_images}
     if source == "tfds":
         kwargs = dict(
             data_dir=config.data_dir,
@@ -34,19 +39,25 @@ def _load_streamed(config: ExperimentConfig):
     if source == "image_dir":
         if not config.image_dir:
             raise ValueError("source='image_dir' needs `image_dir`.")
-        train = load_labelled_paths(config.image_dir)
+        train = load_labelled_paths(config.image_dir, **skip)
     else:
         if not config.train_list:
             raise ValueError(
                 "source='image_list' needs `train_list` (an image list file "
                 "or a class-folder directory)."
             )
-        train = load_labelled_paths(config.train_list, config.image_root)
+        train = load_labelled_paths(
+            config.train_list, config.image_root, **skip
+        )
     names = train.class_names
     if config.val_list:
-        val = load_labelled_paths(config.val_list, config.image_root, names)
+        val = load_labelled_paths(
+            config.val_list, config.image_root, names, **skip
+        )
     if config.test_list:
-        test = load_labelled_paths(config.test_list, config.image_root, names)
+        test = load_labelled_paths(
+            config.test_list, config.image_root, names, **skip
+        )
     for part, name in ((val, "val_list"), (test, "test_list")):
         if part is not None and part.class_names != names:
             raise ValueError(
@@ -83,7 +94,9 @@ def load_data(
 
     In memory (`ImageData`), or `LabelledPaths` with `config.streaming`
     (always for list files). `config.class_subset` keeps a subset of the
-    classes (renumbered) in every part.
+    classes (renumbered) in every part. Unreadable or unsupported image
+    files raise a `ValueError` listing them, or with
+    `config.skip_bad_images` are left out (see the loaders).
     """
     if config.streaming:
         parts = _load_streamed(config)
@@ -110,7 +123,9 @@ def load_data(
     elif source == "image_dir":
         if not config.image_dir:
             raise ValueError("source='image_dir' needs `image_dir`.")
-        train = load_image_folder(config.image_dir)
+        train = load_image_folder(
+            config.image_dir, skip_bad_images=config.skip_bad_images
+        )
     else:
         if not config.numpy_path:
             raise ValueError("source='numpy' needs `numpy_path` (.npz).")
@@ -134,6 +149,12 @@ def _from_numpy(images, labels, names):
     return from_arrays(images, labels, class_names=names)
 
 
+# A long-tailed profile may drop at most this fraction of the images it
+# would keep with the largest class as its head before `allow_data_drop`
+# is needed (a class far smaller than the others shrinks every class).
+MAX_PROFILE_LOSS = 0.5
+
+
 def make_splits(
     data: ImageData, config: ExperimentConfig, val: ImageData | None = None
 ) -> tuple[ImageData, ImageData]:
@@ -141,10 +162,78 @@ def make_splits(
 
     The validation split is stratified (`val_fraction` of each class,
     seeded) unless `val` is given; then the long-tailed profile with
-    `imbalance` (see `keras_dlpa.data.long_tailed_train_val`).
+    `imbalance` (see `keras_dlpa.data.long_tailed_train_val`). See
+    `splits_with_report` for the checks.
     """
+    return splits_with_report(data, config, val)[:2]
+
+
+def splits_with_report(
+    data: ImageData, config: ExperimentConfig, val: ImageData | None = None
+) -> tuple[ImageData, ImageData, dict]:
+    """`make_splits` plus what the cap and the profile dropped.
+
+    The profile's head size is the smallest class after the validation
+    split, so one small class shrinks every class. The images lost that
+    way (against the same profile headed by the largest class, classes
+    keeping what they have) are counted per class; if they exceed
+    `MAX_PROFILE_LOSS` of that profile's images, a `ValueError` names the
+    class and the loss unless `config.allow_data_drop`.
+
+    Returns:
+        `(train, val, report)`; `report` (for `config.json`): the counts
+        per class before the cap, after the validation split and after
+        the profile, and the images lost to the smallest class.
+    """
+    names = list(data.class_names)
+    loaded = data.class_counts()
     if config.train_per_class:
         data = _cap_per_class(data, int(config.train_per_class), config.seed)
-    return long_tailed_train_val(
+    capped = data.class_counts()
+    given_val = val is not None
+    train, val = long_tailed_train_val(
         data, config.imbalance, config.val_fraction, config.seed, val=val
     )
+    before = capped if given_val else capped - val.class_counts()
+    kept = train.class_counts()
+    report = {
+        "loaded_counts": loaded.tolist(),
+        "after_train_per_class": capped.tolist(),
+        "before_profile": before.tolist(),
+        "after_profile": kept.tolist(),
+        "lost_to_smallest_class": 0,
+    }
+    if config.imbalance is None or before.size == 0:
+        return train, val, report
+    from keras_dlpa.data.long_tail import long_tailed_counts
+
+    natural = np.minimum(
+        before,
+        long_tailed_counts(int(before.max()), before.size, config.imbalance),
+    )
+    lost = np.maximum(natural - kept, 0)
+    report["lost_to_smallest_class"] = int(lost.sum())
+    report["lost_per_class"] = lost.tolist()
+    if not lost.sum():
+        return train, val, report
+    smallest = int(np.argmin(before))
+    text = (
+        f"The long-tailed profile (imbalance {config.imbalance:g}) takes "
+        f"its head size from the smallest class, {names[smallest]!r} "
+        f"({int(before[smallest])} training images), and drops "
+        f"{int(lost.sum())} of {int(natural.sum())} images "
+        f"({lost.sum() / natural.sum():.0%}) that a profile headed by the "
+        f"largest class ({int(before.max())}) would keep"
+    )
+    worst = np.argsort(-lost)[:5]
+    detail = ", ".join(f"{names[k]} -{int(lost[k])}" for k in worst if lost[k])
+    if lost.sum() > MAX_PROFILE_LOSS * natural.sum() and not (
+        config.allow_data_drop
+    ):
+        raise ValueError(
+            f"{text} (most: {detail}). Add images to that class, remove "
+            "it, lower `train_per_class` (--train-per-class), or pass "
+            "allow_data_drop=True (--allow-data-drop) to train anyway."
+        )
+    logger.warning("%s (most: %s).", text, detail)
+    return train, val, report

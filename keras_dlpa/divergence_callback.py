@@ -1,0 +1,75 @@
+"""`DivergenceCallback`: stop at once when training diverges."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became non-finite."""
+
+
+def first_non_finite_weight(model) -> str | None:
+    """The path of the first weight of `model` with a NaN/inf, or None."""
+    for variable in model.weights:
+        value = keras.ops.convert_to_numpy(variable.value)
+        if np.issubdtype(value.dtype, np.floating) and not np.all(
+            np.isfinite(value)
+        ):
+            return variable.path
+    return None
+
+
+def current_learning_rate(model) -> float | None:
+    """The optimizer's learning rate now (schedules resolved), or None."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    try:
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    except (TypeError, ValueError):
+        return None
+
+
+def divergence_message(model, epoch: int, what: str) -> str:
+    rate = current_learning_rate(model)
+    rate = "unknown" if rate is None else f"{rate:.6g}"
+    return (
+        f"Training diverged in epoch {epoch + 1}: {what} (learning rate "
+        f"{rate}). Lower the learning rate (--lr) or the loss scale; the "
+        "last finite checkpoint is kept and no model was saved for this "
+        "epoch."
+    )
+
+
+class DivergenceCallback(keras.callbacks.Callback):
+    """Raises `TrainingDiverged` at the end of an epoch whose loss or
+    weights are not finite.
+
+    Put it before checkpointing callbacks (and before `ReassignCallback`):
+    the error then stops `fit` before a NaN model or checkpoint is written.
+    One weight scan per epoch; nothing runs per batch.
+
+    Example:
+
+    ```python
+    model.fit(ds, epochs=10, callbacks=[keras_dlpa.DivergenceCallback()])
+    ```
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(
+                divergence_message(self.model, epoch, f"the loss is {loss}")
+            )
+        path = first_non_finite_weight(self.model)
+        if path is not None:
+            raise TrainingDiverged(
+                divergence_message(
+                    self.model, epoch, f"the weight {path} is not finite"
+                )
+            )

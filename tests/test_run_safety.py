@@ -1,0 +1,175 @@
+"""Issue #21: nothing silently lost or mixed.
+
+Bad settings exit 2 with one line, a failed start leaves no run
+directory, a run directory has one owner, one small class cannot shrink
+every class unnoticed, divergence stops every method with one line and no
+NaN model, and a deadline that has passed trains nothing.
+"""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from conftest import image_folder
+
+from keras_dlpa.cli.train import main
+from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.training.config import ExperimentConfig
+from keras_dlpa.training.run_dir import RunDirInUse
+from keras_dlpa.training.run_dir import RunDirLock
+from keras_dlpa.training.sources import splits_with_report
+
+TINY = [
+    "--depth", "8", "--width", "2", "--epochs", "1", "--batch-size", "8",
+    "--warmup-epochs", "0", "--milestones", "1", "--verbose", "0",
+    "--no-report", "--val-fraction", "0.25",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return image_folder(
+        tmp_path_factory.mktemp("safety") / "train", 4, 12, size=16
+    )
+
+
+def _cli(capsys, *argv):
+    """`recipes/cifar10_lt.py ARGV` in this process: (code, stderr)."""
+    capsys.readouterr()
+    code = main(list(argv), recipe="cifar10_lt")
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--dim", "0"], "`dim`"),
+        (["--lr", "nan"], "`learning_rate`"),
+        (["--weight-decay", "-1"], "`weight_decay`"),
+        (["--loss-scale", "0"], "`loss_scale`"),
+        (["--method", "softmax", "--loss-scale", "2"], "`loss_scale`"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(
+    flags, named, folder, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    code, err = _cli(
+        capsys, "--image-dir", str(folder), "--out", str(out), *flags
+    )
+    assert code == 2, err
+    assert named in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_resume_of_nothing_exits_2_and_creates_nothing(
+    folder, tmp_path, capsys
+):
+    out = tmp_path / "typo"
+    code, err = _cli(
+        capsys, "--image-dir", str(folder), "--out", str(out), "--resume"
+    )
+    assert code == 2 and "Nothing to resume" in err, err
+    assert not out.exists()
+
+
+def test_failed_start_leaves_no_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = _cli(
+        capsys, "--image-dir", str(tmp_path / "missing"), "--out", str(out)
+    )
+    assert code == 1 and "not found" in err, err
+    assert not out.exists()
+
+
+def test_a_second_owner_is_refused_and_a_dead_ones_lock_is_not(
+    folder, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    with RunDirLock(out):
+        code, err = _cli(
+            capsys, "--image-dir", str(folder), "--out", str(out), *TINY
+        )
+        assert code == 1, err
+        assert "in use by another process" in err and "pid" in err
+        assert len(err.splitlines()) == 1
+        with pytest.raises(RunDirInUse):
+            RunDirLock(out).acquire()
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    # The lock file outlives its owner; the lock does not.
+    assert (out / ".lock").is_file()
+    RunDirLock(out).acquire().release()
+
+
+def _data(counts):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    images = np.zeros((labels.size, 4, 4, 3), np.uint8)
+    return ImageData(images, labels, [f"c{k}" for k in range(len(counts))])
+
+
+def test_one_small_class_cannot_shrink_every_class():
+    data = _data([30, 30, 30, 2])
+    config = ExperimentConfig(imbalance=1.0, val_fraction=0.5)
+    with pytest.raises(ValueError, match="smallest class, 'c3'") as info:
+        splits_with_report(data, config)
+    assert "--allow-data-drop" in str(info.value)
+    allowed = ExperimentConfig(
+        imbalance=1.0, val_fraction=0.5, allow_data_drop=True
+    )
+    train, _, report = splits_with_report(data, allowed)
+    assert train.class_counts().tolist() == [1, 1, 1, 1]
+    assert report["before_profile"] == [15, 15, 15, 1]
+    assert report["lost_per_class"] == [14, 14, 14, 0]
+    assert report["lost_to_smallest_class"] == 42
+    # The profile's own drops are not a loss.
+    lt = ExperimentConfig(imbalance=0.1, val_fraction=0.5)
+    train, _, report = splits_with_report(_data([30] * 4), lt)
+    assert report["lost_to_smallest_class"] == 0
+    assert train.class_counts().tolist() == [15, 6, 3, 1]
+
+
+def test_the_run_records_what_the_profile_kept(folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = _cli(
+        capsys,
+        *("--image-dir", str(folder), "--out", str(out), *TINY),
+        *("--imbalance", "0.5"),
+    )
+    assert code == 0, err
+    report = json.loads((out / "config.json").read_text())["data_report"]
+    assert report["before_profile"] == [9, 9, 9, 9]
+    assert report["after_profile"] == [9, 7, 5, 4]
+    assert report["lost_to_smallest_class"] == 0
+
+
+@pytest.mark.parametrize("method", ["softmax", "dl2pa"])
+def test_divergence_stops_every_method_with_one_line(
+    method, folder, tmp_path, capsys
+):
+    out = tmp_path / method
+    code, err = _cli(
+        capsys,
+        *("--image-dir", str(folder), "--out", str(out), *TINY),
+        *("--method", method, "--lr", "1e30", "--epochs", "2"),
+    )
+    assert code == 1, err
+    assert re.search(r"Training diverged in epoch \d: ", err), err
+    assert "learning rate" in err
+    assert "Labels" not in err and len(err.splitlines()) == 1
+    assert not (out / "model.keras").exists()
+    assert not (out / "evaluation.json").exists()
+
+
+def test_a_passed_deadline_trains_nothing(folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = _cli(
+        capsys,
+        *("--image-dir", str(folder), "--out", str(out), *TINY),
+        *("--time-limit", "0.001", "--epochs", "3"),
+    )
+    assert code == 0, err
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["completed"] is False
+    assert evaluation["epochs_done"] == 0
+    assert not (out / "metrics.json").exists()
