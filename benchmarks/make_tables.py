@@ -53,6 +53,9 @@ COMMANDS = {
     "fig4a_cpu.json": "keras-dlpa reproduce --grid fig4a_cpu --seeds 0,1,2 "
     "--parallel 2 "
     "&& cp runs/fig4a_cpu/report.json benchmarks/results/fig4a_cpu.json",
+    "budget_cpu.json": "keras-dlpa reproduce --grid budget_cpu --parallel 2 "
+    "--out runs/budget_cpu && cp runs/budget_cpu/report.json "
+    "benchmarks/results/budget_cpu.json",
 }
 
 
@@ -452,6 +455,38 @@ def fig4a_cpu(data: dict) -> list[str]:
     return table(header, body)
 
 
+def budget_selection(data: dict) -> list[str]:
+    """The learning-rate selection of a `keras_dlpa.study` report."""
+    lrs = [f"{lr:g}" for lr in data["learning_rates"]]
+    header = ["variant", "d"] + [f"lr {lr}" for lr in lrs] + ["chosen"]
+    body = [
+        [r["variant"], r["dim"]]
+        + [pct(r["val_top1_by_lr"].get(lr)) for lr in lrs]
+        + ["-" if r["chosen_lr"] is None else f"{r['chosen_lr']:g}"]
+        for r in data["selection"]
+    ]
+    return table(header, body)
+
+
+def budget_curve(data: dict) -> list[str]:
+    """The budget rows of a `keras_dlpa.study` report (mean ± std)."""
+    header = ["variant", "d", "lr", "epochs", "seeds", "val top-1 (last)"]
+    header += ["train accuracy (last epoch)", "wall s"]
+    body = []
+    for r in data["rows"]:
+        top1 = pct(r["val_top1_mean"])
+        if r["seeds_done"] > 1:
+            top1 += f" ± {pct(r['val_top1_std'])}"
+        train = ", ".join(pct(a) for a in r["train_accuracy_last_epoch"])
+        wall = [w for w in r["wall_time_s"] if w is not None]
+        body.append(
+            [r["variant"], r["dim"], f"{r['lr']:g}", r["epochs"]]
+            + [f"{r['seeds_done']}/{r['seeds']}", top1, train or "-"]
+            + [num(sum(wall) / len(wall)) if wall else "-"]
+        )
+    return table(header, body)
+
+
 def decode_speed(data: dict) -> list[str]:
     """Decode + augment images/s of the streamed ImageNet input."""
     load = data.get("loadavg_before")
@@ -506,6 +541,8 @@ TABLES = {
     "quickstart": (R, one(quickstart, methods=("dl2pa",))),
     "quickstart_methods": (R, one(quickstart), ["quickstart.json"]),
     "fig4a_cpu": (R, one(fig4a_cpu)),
+    "budget_cpu_selection": (R, one(budget_selection), ["budget_cpu.json"]),
+    "budget_cpu": (R, one(budget_curve)),
     "inference_summary": (R, one(inference), ["bench_inference.json"]),
     "gpu_summary": (R, one(gpu_lt), ["gpu_cifar10_lt_h100.json"]),
     "train_step_ratios": (R, ratio_ranges, TS),

@@ -17,8 +17,9 @@ RESULTS = Path(REPO_ROOT) / "benchmarks" / "results"
 
 
 # Seeded and deterministic on one machine; a CPU with other vector units
-# may round differently, so allow a few of the 600 validation images.
-TOLERANCE = 3 / 600
+# rounds differently (the machine printed 23.67, ours 24.17 from
+# the same commit), so allow 6 of the 600 validation images (1 point).
+TOLERANCE = 6 / 600
 
 
 @pytest.mark.large
