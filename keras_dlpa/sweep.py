@@ -6,8 +6,12 @@ machine: each job is one `recipes/<recipe>.py` process with its own run
 directory and log, an optional deadline (`--deadline`, so it stops after
 the last epoch that fits and can be resumed later), and
 
-- a job whose `evaluation.json` says `completed: true` is skipped;
-- a job with a checkpoint is resumed (`--resume`);
+- a job whose `evaluation.json` says `completed: true` is skipped, unless
+  its `--epochs` asks for more epochs than it ran (then it is resumed to
+  train the rest);
+- a job with a checkpoint is resumed (`--resume`), which refuses other
+  settings than the run's own (`keras_dlpa.training.run_dir`);
+- no job starts once the deadline has passed;
 - a failed job is reported without stopping the others;
 - a job with `after` (names of earlier jobs, e.g. the softmax run whose
   weights an `ours_star` run reads) starts only once those have finished,
@@ -49,19 +53,44 @@ class Job:
     after: tuple = ()
 
 
-def job_status(out) -> str:
-    """`"complete"`, `"partial"` (has a checkpoint) or `"new"`."""
+def _requested_epochs(args) -> int | None:
+    """The last `--epochs N` of a job's flags, else None."""
+    args = [str(a) for a in args]
+    values = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--epochs"]
+    return int(values[-1]) if values else None
+
+
+def job_status(out, epochs: int | None = None) -> str:
+    """`"complete"`, `"partial"` (has a checkpoint) or `"new"`.
+
+    A complete run with fewer epochs than `epochs` is `"partial"`: the
+    sweep resumes it to train the rest (its other settings must be the
+    same, which `--resume` checks).
+    """
     out = Path(out)
     evaluation = out / "evaluation.json"
     if evaluation.is_file():
         try:
-            if json.loads(evaluation.read_text()).get("completed", True):
+            found = json.loads(evaluation.read_text())
+            done = found.get("epochs_done")
+            short = epochs is not None and done is not None and done < epochs
+            if found.get("completed", True) and not short:
                 return "complete"
         except (OSError, json.JSONDecodeError):
             pass
     if any((out / "checkpoints").glob("epoch-*.json")):
         return "partial"
     return "new"
+
+
+def job_environment(env: dict | None, parallel: int) -> dict:
+    """The jobs' environment (`os.environ` by default); with several jobs
+    at once, JAX may not take 75 % of the accelerator's memory up front
+    (`XLA_PYTHON_CLIENT_PREALLOCATE=false`, unless set)."""
+    env = dict(os.environ if env is None else env)
+    if parallel > 1:
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    return env
 
 
 def _command(job: Job, status: str, deadline: float | None) -> list[str]:
@@ -94,8 +123,9 @@ def run_jobs(
     """Runs `jobs`, `parallel` at a time; returns a result per job name.
 
     Each result has `status` (`"skipped"` when already complete,
-    `"blocked"` when a job of its `after` is not complete (never started,
-    `returncode` None), else the status it started from), `returncode`,
+    `"blocked"` when a job of its `after` is not complete, `"not
+    started"` once `deadline` has passed (both never started, `returncode`
+    None), else the status it started from), `returncode`,
     `log` (path) and `evaluation` (the run's `evaluation.json`, or
     `None`). Progress goes to stdout, one line per job start and end.
     Jobs start in list order, except that a job waiting for its `after`
@@ -116,7 +146,7 @@ def run_jobs(
                 )
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ if env is None else env)
+    env = job_environment(env, parallel)
     pending = list(jobs)
     running: dict[str, tuple] = {}
     results = {}
@@ -126,7 +156,7 @@ def run_jobs(
             if job is None:
                 break
             pending.remove(job)
-            status = job_status(job.out)
+            status = job_status(job.out, _requested_epochs(job.args))
             log = log_dir / f"{job.name}.log"
             if status == "complete":
                 results[job.name] = _result(job, "skipped", 0, log)
@@ -138,6 +168,13 @@ def run_jobs(
                 print(
                     f"[sweep] {job.name}: blocked, waits for "
                     f"{', '.join(missing)} (not complete)",
+                    flush=True,
+                )
+                continue
+            if deadline is not None and time.time() >= deadline:
+                results[job.name] = _result(job, "not started", None, log)
+                print(
+                    f"[sweep] {job.name}: not started, the deadline has passed",
                     flush=True,
                 )
                 continue

@@ -16,7 +16,7 @@ from keras_dlpa.reproduce import GRIDS
 from keras_dlpa.reproduce import grid_jobs
 
 
-def _reproduce(tmp_path, *extra):
+def _reproduce(tmp_path, *extra, epochs=2):
     env = dict(os.environ)
     env["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
     env["PYTHONPATH"] = os.pathsep.join(
@@ -25,7 +25,7 @@ def _reproduce(tmp_path, *extra):
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command = [
         sys.executable, "-m", "keras_dlpa", "reproduce", "--grid", "table4",
-        "--quick", "--parallel", "2", "--epochs", "2",
+        "--quick", "--parallel", "2", "--epochs", str(epochs),
         "--out", str(tmp_path / "sweep"), *extra,
     ]  # fmt: skip
     result = subprocess.run(
@@ -77,20 +77,23 @@ def test_quick_table4_stops_resumes_skips_and_reports(tmp_path):
 
     assert len(load_image_folder(CIFAR100_ARCHIVE)) == 50_000
 
-    # A deadline already passed: every run stops after its first epoch.
-    # The dl2pa cells only (`--methods`): the other methods' runs go the
-    # same way (tests/test_reproduce.py::test_quick_table8_end_to_end).
-    first, _ = _reproduce(
+    # A deadline already passed: no run starts.
+    first, log = _reproduce(
         tmp_path, "--deadline", str(time.time()), "--methods", "dl2pa"
     )
+    assert log.count("not started, the deadline has passed") == 2
     rows = first["rows"]
     assert [(r["method"], r["dim"]) for r in rows] == [
         ("dl2pa", 128),
         ("dl2pa", 50),
     ]
-    assert all(r["seeds_done"] == 0 and r["seeds"] == 1 for r in rows)
-    assert all(r["epochs_done"] == [1] for r in rows)
-    # Again without a deadline: the runs resume and complete.
+    assert all(r["seeds_done"] == 0 and r["seeds"] == 0 for r in rows)
+    # One epoch: complete for `--epochs 1`. The dl2pa cells only
+    # (`--methods`): the other methods' runs go the same way
+    # (tests/test_reproduce.py::test_quick_table8_end_to_end).
+    one, _ = _reproduce(tmp_path, "--methods", "dl2pa", epochs=1)
+    assert all(r["epochs_done"] == [1] for r in one["rows"])
+    # Asked for 2 epochs: the runs are resumed and complete.
     second, log = _reproduce(tmp_path, "--methods", "dl2pa")
     assert log.count("started (partial)") == 2
     for row in second["rows"]:
@@ -303,3 +306,29 @@ def test_quick_table8_end_to_end(tmp_path, monkeypatch, capsys):
     )
     text = (sweep / "report.md").read_text()
     assert "| balanced | ours_star | 16 | 1/1 |" in text and "60.51" in text
+
+
+def test_a_complete_run_asked_for_more_epochs_is_resumed(tmp_path):
+    from keras_dlpa.sweep import _requested_epochs
+    from keras_dlpa.sweep import job_status
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "evaluation.json").write_text(
+        json.dumps({"completed": True, "epochs_done": 1})
+    )
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "epoch-000001.json").write_text("{}")
+    assert job_status(run) == job_status(run, epochs=1) == "complete"
+    assert job_status(run, epochs=2) == "partial"
+    assert _requested_epochs(["--epochs", "3", "--quick", "--epochs", "2"]) == 2
+    assert _requested_epochs(["--quick"]) is None
+
+
+def test_concurrent_jax_jobs_do_not_preallocate_the_accelerator():
+    from keras_dlpa.sweep import job_environment
+
+    key = "XLA_PYTHON_CLIENT_PREALLOCATE"
+    assert job_environment({}, parallel=4)[key] == "false"
+    assert key not in job_environment({}, parallel=1)
+    assert job_environment({key: "true"}, parallel=4)[key] == "true"

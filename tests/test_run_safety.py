@@ -8,13 +8,18 @@ NaN model, and a deadline that has passed trains nothing.
 
 import json
 import re
+import time
 
+import keras
 import numpy as np
 import pytest
 from conftest import image_folder
 
+from keras_dlpa import DeadlineCallback
 from keras_dlpa.cli.train import main
 from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.sweep import Job
+from keras_dlpa.sweep import run_jobs
 from keras_dlpa.training.config import ExperimentConfig
 from keras_dlpa.training.run_dir import RunDirInUse
 from keras_dlpa.training.run_dir import RunDirLock
@@ -129,20 +134,6 @@ def test_one_small_class_cannot_shrink_every_class():
     assert train.class_counts().tolist() == [15, 6, 3, 1]
 
 
-def test_the_run_records_what_the_profile_kept(folder, tmp_path, capsys):
-    out = tmp_path / "run"
-    code, err = _cli(
-        capsys,
-        *("--image-dir", str(folder), "--out", str(out), *TINY),
-        *("--imbalance", "0.5"),
-    )
-    assert code == 0, err
-    report = json.loads((out / "config.json").read_text())["data_report"]
-    assert report["before_profile"] == [9, 9, 9, 9]
-    assert report["after_profile"] == [9, 7, 5, 4]
-    assert report["lost_to_smallest_class"] == 0
-
-
 @pytest.mark.parametrize("method", ["softmax", "dl2pa"])
 def test_divergence_stops_every_method_with_one_line(
     method, folder, tmp_path, capsys
@@ -166,10 +157,45 @@ def test_a_passed_deadline_trains_nothing(folder, tmp_path, capsys):
     code, err = _cli(
         capsys,
         *("--image-dir", str(folder), "--out", str(out), *TINY),
-        *("--time-limit", "0.001", "--epochs", "3"),
+        *("--time-limit", "0.001", "--epochs", "3", "--imbalance", "0.5"),
     )
     assert code == 0, err
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["completed"] is False
     assert evaluation["epochs_done"] == 0
     assert not (out / "metrics.json").exists()
+    # The run records what the profile kept.
+    report = json.loads((out / "config.json").read_text())["data_report"]
+    assert report["before_profile"] == [9, 9, 9, 9]
+    assert report["after_profile"] == [9, 7, 5, 4]
+    assert report["lost_to_smallest_class"] == 0
+
+
+def test_deadline_callback_stops_after_the_last_epoch_that_fits():
+    class SlowEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            time.sleep(0.3)
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    # Each epoch takes >= 0.3 s, so a second one would end after the
+    # deadline: training stops after epoch 1, which is not the last.
+    deadline = DeadlineCallback(time.time() + 0.4, verbose=0)
+    history = model.fit(
+        np.zeros((4, 2)),
+        np.zeros((4, 1)),
+        epochs=5,
+        verbose=0,
+        callbacks=[SlowEpoch(), deadline],
+    )
+    assert len(history.epoch) == 1
+    assert deadline.completed is False and deadline.stopped_epoch == 0
+
+
+def test_the_sweep_starts_no_job_after_its_deadline(tmp_path, capsys):
+    job = Job("a", "cifar10_lt", ["--quick"], str(tmp_path / "a"))
+    results = run_jobs([job], tmp_path / "logs", deadline=time.time() - 1)
+    assert results["a"]["status"] == "not started"
+    assert results["a"]["returncode"] is None
+    assert "a: not started, the deadline has passed" in capsys.readouterr().out
+    assert not (tmp_path / "a").exists()
