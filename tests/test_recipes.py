@@ -197,6 +197,8 @@ def test_cifar100_lt_one_epoch_tfds(tmp_path):
         "--batch-size",
         "32",
         "--no-report",
+        # Mock labels are random: the smallest class heads the profile.
+        "--allow-data-drop",
         "--out",
         str(out),
     ]
@@ -208,6 +210,7 @@ def test_cifar100_lt_one_epoch_tfds(tmp_path):
     assert config["mixup_alpha"] == 1.0
     assert config["test_size"] == 1500
     assert config["val_size"] + sum(config["train_counts"]) < 1500
+    assert config["data_report"]["lost_to_smallest_class"] > 0
 
 
 def test_cifar100_balanced_one_epoch_tfds(tmp_path):
