@@ -129,7 +129,9 @@ def check_resume(config, run_dir) -> None:
     if not path.is_file():
         return
     stored = json.loads(path.read_text(encoding="utf-8"))
-    differences = resume_differences(config, stored)
+    # The settings as given; older run directories have only the
+    # resolved ones (where a default such as `dim=None` is resolved).
+    differences = resume_differences(config, stored.get("settings", stored))
     if differences:
         raise RunSettingsError(
             f"Cannot resume {run_dir} with other settings than it was "

@@ -382,6 +382,9 @@ def _run(config, callbacks, distribution, executor, started, run_dir, restore):
         }
     )
     resolved["milestones"] = list(config.milestones)
+    # The settings as given (`None` = a default resolved above): what
+    # `--resume` compares (`check_resume`).
+    resolved["settings"] = dataclasses.asdict(config)
     write_json(run_dir / "config.json", resolved)
 
     deadline = None
