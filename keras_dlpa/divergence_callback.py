@@ -45,6 +45,23 @@ def divergence_message(model, epoch: int, what: str) -> str:
     )
 
 
+def _raise_if_bad_labels(model) -> None:
+    """Out-of-range labels in a compiled step make the loss NaN too; their
+    NaN class counts (`IPMLoss`) name the real cause."""
+    from keras_dlpa.ipm_loss import bad_labels_error
+
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        stack.extend(getattr(layer, "layers", []) or [])
+        counts = getattr(layer, "feature_counts", None)
+        if (
+            counts is not None
+            and np.isnan(keras.ops.convert_to_numpy(counts)).any()
+        ):
+            raise bad_labels_error(layer.num_classes)
+
+
 class DivergenceCallback(keras.callbacks.Callback):
     """Raises `TrainingDiverged` at the end of an epoch whose loss or
     weights are not finite.
@@ -63,11 +80,13 @@ class DivergenceCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
+            _raise_if_bad_labels(self.model)
             raise TrainingDiverged(
                 divergence_message(self.model, epoch, f"the loss is {loss}")
             )
         path = first_non_finite_weight(self.model)
         if path is not None:
+            _raise_if_bad_labels(self.model)
             raise TrainingDiverged(
                 divergence_message(
                     self.model, epoch, f"the weight {path} is not finite"

@@ -10,6 +10,17 @@ from keras_dlpa.api_export import register
 from keras_dlpa.prototype_layer import pop_pending_features
 
 
+def bad_labels_error(num_classes: int) -> ValueError:
+    """The error for labels outside `[0, c)` found after the fact (NaN
+    class counts from a compiled step, `check_label_range`)."""
+    return ValueError(
+        f"Labels must be integers in [0, {num_classes}) for a model with "
+        f"{num_classes} classes: IPMLoss saw out-of-range labels during the "
+        "last interval, so its class statistics are NaN. Check the "
+        "dataset's labels and the prototypes' num_classes."
+    )
+
+
 def _raise_if_out_of_range(low, high, num_classes):
     low, high = int(np.asarray(low)), int(np.asarray(high))
     if low < 0 or high >= num_classes:
@@ -277,6 +288,14 @@ class IPMLoss(keras.losses.Loss):
             layer.accumulate_statistics(
                 features, labels=stats_labels, weights=weights
             )
+            if invalid is not None:
+                # NaN counts mark bad labels; NaN sums with finite counts
+                # mark NaN features, i.e. divergence (`ReassignCallback`,
+                # `DivergenceCallback` tell the two apart).
+                flag = ops.where(invalid, float("nan"), 0.0)
+                layer.feature_counts.assign_add(
+                    ops.broadcast_to(flag, (layer.num_classes,))
+                )
         loss = _ipm(labels, weights, invalid, y_pred, self.class_scale)
         return loss if self.scale == 1.0 else loss * self.scale
 

@@ -12,8 +12,8 @@ from keras_dlpa.class_statistics import merge_statistics
 from keras_dlpa.class_statistics import normalize_rows
 from keras_dlpa.divergence_callback import TrainingDiverged
 from keras_dlpa.divergence_callback import divergence_message
-from keras_dlpa.divergence_callback import first_non_finite_weight
 from keras_dlpa.ipm_loss import IPMLoss
+from keras_dlpa.ipm_loss import bad_labels_error
 from keras_dlpa.matching import SparseWarmStart
 from keras_dlpa.matching import matching_cost
 from keras_dlpa.matching import solve_assignment
@@ -240,23 +240,16 @@ class ReassignCallback(keras.callbacks.Callback):
         layer = self._layer
         counts = ops.convert_to_numpy(layer.feature_counts)
         sums = ops.convert_to_numpy(layer.feature_sums)
-        if np.isnan(counts).any() or np.isnan(sums).any():
-            diverged = first_non_finite_weight(self.model)
-            if diverged is not None:
-                raise TrainingDiverged(
-                    divergence_message(
-                        self.model,
-                        epoch,
-                        f"the weight {diverged} is not finite, so the class "
-                        "statistics are NaN",
-                    )
+        if np.isnan(counts).any():
+            raise bad_labels_error(layer.num_classes)
+        if np.isnan(sums).any():
+            raise TrainingDiverged(
+                divergence_message(
+                    self.model,
+                    epoch,
+                    "the features are not finite, so the class statistics "
+                    "are NaN",
                 )
-            raise ValueError(
-                f"Labels must be integers in [0, {layer.num_classes}) for a "
-                f"model with {layer.num_classes} classes: IPMLoss saw "
-                "out-of-range labels (or NaN features) during the last "
-                "interval, so its class statistics are NaN. Check the "
-                "dataset's labels and the prototypes' num_classes."
             )
         if not np.any(counts > 0):
             raise RuntimeError(

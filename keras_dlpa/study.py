@@ -25,8 +25,8 @@ coupled L2 1e-4 (the `cifar100` recipe's), no mixup; variants `softmax`
 batch SUM of `(1 - cos)^2`, `--loss-scale 128` at batch 64) and
 `dl2pa_mean` (keras-dlpa's default loss, the batch mean of `1/2 (cos -
 1)^2`); learning rates 0.01 / 0.05 / 0.25, selected at 15 epochs; budgets
-15 / 40 / 80 epochs for softmax and dl2pa (15 with two seeds), 15 / 40 for
-dl2pa_mean, 15 for static (2 CPU cores: about 2.5 CPU-hours in all).
+15 / 40 / 80 epochs for softmax and dl2pa, 15 / 40 for dl2pa_mean, 15 for
+static, seed 0 (2 CPU cores: about 2.5 CPU-hours in all).
 """
 
 from __future__ import annotations
@@ -128,7 +128,9 @@ STUDIES = {
         learning_rates=(0.01, 0.05, 0.25),
         select_epochs=15,
         budgets=(15, 40, 80),
-        seeds={15: (0, 1)},
+        # One seed: the gaps were far above seed noise (the issue asked
+        # for 2 seeds where differences are small).
+        seeds={},
         args=(
             "--depth",
             "8",

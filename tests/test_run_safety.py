@@ -14,8 +14,11 @@ import keras
 import numpy as np
 import pytest
 from conftest import image_folder
+from conftest import unit_rows
 
+import keras_dlpa
 from keras_dlpa import DeadlineCallback
+from keras_dlpa import DivergenceCallback
 from keras_dlpa.cli.train import main
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.sweep import Job
@@ -199,3 +202,22 @@ def test_the_sweep_starts_no_job_after_its_deadline(tmp_path, capsys):
     assert results["a"]["returncode"] is None
     assert "a: not started, the deadline has passed" in capsys.readouterr().out
     assert not (tmp_path / "a").exists()
+
+
+def test_bad_labels_under_xla_are_not_called_divergence():
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(3),
+            keras_dlpa.PrototypeLayer(unit_rows(4, 3)),
+        ]
+    )
+    model.compile("sgd", loss=keras_dlpa.IPMLoss(), jit_compile=True)
+    with pytest.raises(ValueError, match=r"Labels must be integers in \[0, 4"):
+        model.fit(
+            np.ones((8, 3), "float32"),
+            np.array([0, 1, 2, 3, 0, 1, 2, 9]),
+            batch_size=4,
+            verbose=0,
+            callbacks=[DivergenceCallback(), keras_dlpa.ReassignCallback()],
+        )
