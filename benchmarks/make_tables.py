@@ -54,8 +54,7 @@ COMMANDS = {
     "--parallel 2 "
     "&& cp runs/fig4a_cpu/report.json benchmarks/results/fig4a_cpu.json",
     "budget_cpu.json": "keras-dlpa reproduce --grid budget_cpu --parallel 2 "
-    "--out runs/budget_cpu && cp runs/budget_cpu/report.json "
-    "benchmarks/results/budget_cpu.json",
+    "&& cp runs/budget_cpu/report.json benchmarks/results/budget_cpu.json",
 }
 
 
