@@ -82,6 +82,7 @@ def gradient(fn, x):
 # instead of one waiting for a long file scheduled last.
 _SLOW_FILES_FIRST = (
     "test_jax_backend.py",
+    "test_quickstart.py",
     "test_streaming.py",
     "test_reproduce.py",
     "test_backends.py",
@@ -91,7 +92,6 @@ _SLOW_FILES_FIRST = (
     "test_distribute.py",
     "test_applications.py",
     "test_gpu_benchmark_script.py",
-    "test_quickstart.py",
 )
 
 

@@ -30,7 +30,7 @@ def _driver(tmp_path, images, *extra):
     command = [
         sys.executable, str(SCRIPT), "--data", str(images),
         "--runs-dir", str(tmp_path / "runs"), "--low-dim", "--dim", "3",
-        "--quick", "--epochs", "2", "--methods", "dl2pa",
+        "--quick", "--epochs", "1", "--methods", "dl2pa",
         "--out", str(out), *extra,
     ]  # fmt: skip
     result = subprocess.run(
@@ -50,7 +50,7 @@ def test_driver_runs_a_recipe_on_jax_and_stops_at_the_deadline(tmp_path):
     assert sorted(first["runs"]) == ["lowdim-d3-dl2pa"]
     for run in first["runs"].values():
         assert run["returncode"] == 0 and run["status"] == "new"
-        assert run["completed"] is True and run["epochs_done"] == 2
+        assert run["completed"] is True and run["epochs_done"] == 1
         assert run["backend"] == "jax"
         assert 0.0 <= run["last"]["top1"] <= 1.0
         config = json.loads((Path(run["out"]) / "config.json").read_text())

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnx
 import pytest
 from conftest import CIFAR10_JPEG
 from conftest import REPO_ROOT
@@ -23,13 +22,20 @@ TOLERANCE = 6 / 600
 
 
 @pytest.mark.large
-def test_quickstart_reproduces_its_published_numbers_and_exports(tmp_path):
+def test_quickstart_reproduces_its_published_numbers(tmp_path):
     archive = str(CIFAR10_JPEG)
     assert os.path.isfile(archive), f"shared data missing: {archive}"
     out = tmp_path / "quick"
     # The README's command (defaults: dl2pa, 10 epochs, 600 per class).
     result = subprocess.run(
-        [sys.executable, "recipes/quickstart.py", "--out", str(out)],
+        # The ONNX export it ends with is tests/test_export.py's.
+        [
+            sys.executable,
+            "recipes/quickstart.py",
+            "--out",
+            str(out),
+            "--no-export",
+        ],
         cwd=REPO_ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         capture_output=True,
@@ -37,9 +43,7 @@ def test_quickstart_reproduces_its_published_numbers_and_exports(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "top1" in result.stdout and "parity with Keras checked" in (
-        result.stdout
-    )
+    assert "top1" in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["dim"] == 4 and config["method"] == "dl2pa"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -63,6 +67,3 @@ def test_quickstart_reproduces_its_published_numbers_and_exports(tmp_path):
         "per_class_accuracy.png",
         "prototype_similarity.png",
     ]
-    model = onnx.load(str(out / "export" / "model.onnx"))
-    meta = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(meta["class_names"])[0] == "airplane"

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -77,22 +76,17 @@ def test_quick_table4_stops_resumes_skips_and_reports(tmp_path):
 
     assert len(load_image_folder(CIFAR100_ARCHIVE)) == 50_000
 
-    # A deadline already passed: no run starts.
-    first, log = _reproduce(
-        tmp_path, "--deadline", str(time.time()), "--methods", "dl2pa"
-    )
-    assert log.count("not started, the deadline has passed") == 2
-    rows = first["rows"]
+    # One epoch: complete for `--epochs 1`. The dl2pa cells only
+    # (`--methods`): the other methods' runs go the same way
+    # (tests/test_reproduce.py::test_quick_table8_end_to_end).
+    # (A passed deadline starts no run: test_run_safety.py.)
+    one, _ = _reproduce(tmp_path, "--methods", "dl2pa", epochs=1)
+    rows = one["rows"]
     assert [(r["method"], r["dim"]) for r in rows] == [
         ("dl2pa", 128),
         ("dl2pa", 50),
     ]
-    assert all(r["seeds_done"] == 0 and r["seeds"] == 0 for r in rows)
-    # One epoch: complete for `--epochs 1`. The dl2pa cells only
-    # (`--methods`): the other methods' runs go the same way
-    # (tests/test_reproduce.py::test_quick_table8_end_to_end).
-    one, _ = _reproduce(tmp_path, "--methods", "dl2pa", epochs=1)
-    assert all(r["epochs_done"] == [1] for r in one["rows"])
+    assert all(r["epochs_done"] == [1] for r in rows)
     # Asked for 2 epochs: the runs are resumed and complete.
     second, log = _reproduce(tmp_path, "--methods", "dl2pa")
     assert log.count("started (partial)") == 2

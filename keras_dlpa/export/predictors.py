@@ -31,8 +31,12 @@ def keras_predictor(path) -> Predictor:
 
     Runs the serving graph of the model (`build_serving_model`: the same
     cosines as its exports) with `predict_on_batch` (one graph call per
-    batch, without the per-call setup of `model.predict`).
+    batch, without the per-call setup of `model.predict`). A softmax
+    classifier (no `PrototypeLayer`, one `(B, c)` logits output) scores
+    with its softmax probabilities.
     """
+    import keras
+
     from keras_dlpa.export.serving_model import build_serving_model
     from keras_dlpa.export.serving_model import image_shape
     from keras_dlpa.export.source import load_classifier
@@ -44,14 +48,29 @@ def keras_predictor(path) -> Predictor:
     model = loaded.model
     try:
         serving = build_serving_model(model)
-    except ValueError as error:  # no PrototypeLayer
+    except ValueError as error:  # no PrototypeLayer: a softmax classifier?
+        output = getattr(model, "outputs", None) or [None]
+        if len(output) != 1 or len(getattr(output[0], "shape", ())) != 2:
+            raise PredictError(
+                f"{str(path)!r} has no PrototypeLayer and no single (B, c) "
+                "logits output; predict needs a DL2PA or softmax "
+                f"classifier ({error})"
+            ) from error
+        serving = None
+    try:
+        shape = image_shape(model)
+    except ValueError as error:
         raise PredictError(str(error)) from error
 
     def logits(images):
-        out = serving.predict_on_batch(np.asarray(images, "float32"))
-        return np.asarray(out["logits"], "float32")
+        images = np.asarray(images, "float32")
+        if serving is not None:
+            out = serving.predict_on_batch(images)
+            return np.asarray(out["logits"], "float32")
+        # A softmax run: the scores are its softmax probabilities.
+        out = keras.ops.cast(model.predict_on_batch(images), "float32")
+        return keras.ops.convert_to_numpy(keras.ops.softmax(out))
 
-    shape = image_shape(model)
     return Predictor(logits, shape, loaded.class_names, "keras", str(path))
 
 
