@@ -49,17 +49,15 @@ def _raise_if_bad_labels(model) -> None:
     """Out-of-range labels in a compiled step make the loss NaN too; their
     NaN class counts (`IPMLoss`) name the real cause."""
     from keras_dlpa.ipm_loss import bad_labels_error
+    from keras_dlpa.reassign_callback import find_prototype_layer
 
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        stack.extend(getattr(layer, "layers", []) or [])
-        counts = getattr(layer, "feature_counts", None)
-        if (
-            counts is not None
-            and np.isnan(keras.ops.convert_to_numpy(counts)).any()
-        ):
-            raise bad_labels_error(layer.num_classes)
+    try:
+        layer = find_prototype_layer(model)
+    except ValueError:  # a softmax model: no class statistics
+        return
+    counts = keras.ops.convert_to_numpy(layer.feature_counts)
+    if np.isnan(counts).any():
+        raise bad_labels_error(layer.num_classes)
 
 
 class DivergenceCallback(keras.callbacks.Callback):
