@@ -1,5 +1,9 @@
-"""The epoch plan and its two executors (tf.data and grain)."""
+"""The epoch plan and its executors (tf.data, grain and device)."""
 
+import json
+import os
+
+import keras
 import numpy as np
 import pytest
 
@@ -117,3 +121,66 @@ def test_plan_argument_errors():
         Augmentation(crop_padding=-2)
     with pytest.raises(ValueError, match="initial_epoch"):
         grain_train_dataset(_data(), 8, 0, 4, 3)
+
+
+@pytest.mark.parametrize("augmentation", AUGMENTATIONS, ids=str)
+def test_device_executor_equals_the_numpy_plan_bit_for_bit(augmentation):
+    from keras_dlpa.data.device_executor import device_train_dataset
+
+    data = _data()
+    batches, steps = device_train_dataset(data, 32, 9, 1, 3, augmentation)
+    maker = BatchMaker(data, augmentation)
+    expected = [
+        maker(epoch_plan(data.labels, 32, 9, e, augmentation, 7), s)
+        for e in (1, 2)
+        for s in range(steps)
+    ]
+    got = [(np.asarray(x), np.asarray(y)) for x, y in batches]
+    assert steps == 4 and len(got) == len(expected) == 8
+    for (xa, ya), (xb, yb) in zip(got, expected):
+        assert xa.dtype == xb.dtype == np.float32 and ya.dtype == yb.dtype
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_device_executor_refuses_what_it_cannot_run():
+    from keras_dlpa.data.device_executor import device_train_dataset
+    from keras_dlpa.data.executor import resolve_executor
+    from keras_dlpa.data.input_shard import InputShard
+
+    with pytest.raises(ValueError, match="one process's whole batches|whole"):
+        device_train_dataset(_data(), 32, 0, 0, 1, shard=InputShard(0, 2))
+    with pytest.raises(ValueError, match="initial_epoch"):
+        device_train_dataset(_data(), 32, 0, 3, 1)
+    with pytest.raises(ValueError, match="in-memory data"):
+        resolve_executor("device", in_memory=False)
+    with pytest.raises(ValueError, match="executor"):
+        resolve_executor("gpu")
+    # On CPU, auto never picks the device executor.
+    assert resolve_executor("auto") in ("tf", "grain")
+    if keras.backend.backend() != "jax":
+        with pytest.raises(ValueError, match="needs the JAX backend"):
+            resolve_executor("device")
+
+
+def test_device_executor_trains_as_grain_does_on_jax(tmp_path):
+    """A recipe run on JAX (no TensorFlow) with the device executor ends
+    with the grain run's weights, assignment, statistics and metrics."""
+    from test_backends import NO_TF
+    from test_resume import _args
+    from test_resume import _assert_same_run
+    from test_resume import _env
+    from test_resume import _images
+    from test_resume import _run
+
+    images = _images(tmp_path / "images")
+    env = _env(tmp_path, KERAS_BACKEND="jax")
+    env["PYTHONPATH"] = os.pathsep.join([str(NO_TF), env["PYTHONPATH"]])
+    for executor in ("grain", "device"):
+        out = tmp_path / executor
+        args = _args(images, out, "--executor", executor, "--verbose", "2")
+        result = _run(args, env)
+        config = json.loads((out / "config.json").read_text())
+        assert config["executor"] == executor and config["backend"] == "jax"
+    assert "Input: the device executor" in result.stdout
+    _assert_same_run(tmp_path / "grain", tmp_path / "device")

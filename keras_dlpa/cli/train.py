@@ -195,8 +195,10 @@ def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
     add(
         "--executor",
         default="auto",
-        choices=("auto", "tf", "grain"),
-        help="input executor (auto: tf.data on TensorFlow, grain elsewhere)",
+        choices=("auto", "tf", "grain", "device"),
+        help="input executor (auto: device on a JAX GPU/TPU for in-memory "
+        "data, else tf.data on TensorFlow, grain elsewhere; device: the "
+        "images live on the accelerator, JAX only)",
     )
     add(
         "--deadline",

@@ -8,21 +8,62 @@ from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
 
-EXECUTORS = ("auto", "tf", "grain")
+EXECUTORS = ("auto", "tf", "grain", "device")
 
 
-def resolve_executor(executor: str = "auto") -> str:
-    """`"tf"` on the TensorFlow backend and `"grain"` elsewhere for `"auto"`.
+def _accelerator() -> str | None:
+    """The JAX default platform (`"gpu"`, `"tpu"`) when it is not the CPU."""
+    import jax
 
-    `"tf"` needs TensorFlow installed; `"grain"` works on every backend.
+    platform = jax.default_backend()
+    return None if platform == "cpu" else platform
+
+
+def resolve_executor(
+    executor: str = "auto", in_memory: bool = True, whole_batches: bool = True
+) -> str:
+    """The executor that runs the plans.
+
+    `"auto"`: on JAX with an accelerator, in-memory data and whole batches
+    on one process, `"device"` (`keras_dlpa.data.device_executor`: the
+    images live on the accelerator); otherwise `"tf"` on the TensorFlow
+    backend and `"grain"` elsewhere. `"tf"` needs TensorFlow; `"grain"`
+    works on every backend; `"device"` needs the JAX backend, in-memory
+    data and one process's whole batches (a `ValueError` says which is
+    missing).
+
+    Args:
+        executor: one of `EXECUTORS`.
+        in_memory: the training data is an `ImageData` (not streamed).
+        whole_batches: this process builds whole batches (one replica,
+            or one process's replicas without an input shard).
     """
     if executor not in EXECUTORS:
         raise ValueError(
             f"`executor` must be one of {EXECUTORS}. Received: "
             f"executor={executor!r}"
         )
+    backend = keras.backend.backend()
+    if executor == "device":
+        missing = [
+            what
+            for what, ok in (
+                (f"the JAX backend (this is {backend})", backend == "jax"),
+                ("in-memory data (these are streamed)", in_memory),
+                ("one replica on one process", whole_batches),
+            )
+            if not ok
+        ]
+        if missing:
+            raise ValueError(
+                "executor='device' needs " + " and ".join(missing) + "; "
+                "use executor='auto', 'grain' or 'tf'."
+            )
+        return executor
     if executor == "auto":
-        return "tf" if keras.backend.backend() == "tensorflow" else "grain"
+        if backend == "jax" and in_memory and whole_batches and _accelerator():
+            return "device"
+        return "tf" if backend == "tensorflow" else "grain"
     return executor
 
 
@@ -38,12 +79,25 @@ def train_dataset(
 ):
     """Planned training batches of epochs `initial_epoch .. epochs - 1`.
 
-    Both executors yield the same batches bit for bit (see
+    The executors yield the same batches bit for bit (see
     `keras_dlpa.data.plan`). With a `shard` (multi-host input) each batch
     holds only this process's rows `shard.rows(batch_size)` of the global
     batch. Returns `(dataset, steps_per_epoch)`.
     """
-    if resolve_executor(executor) == "tf":
+    executor = resolve_executor(executor)
+    if executor == "device":
+        from keras_dlpa.data.device_executor import device_train_dataset
+
+        return device_train_dataset(
+            data,
+            batch_size,
+            seed,
+            initial_epoch,
+            epochs,
+            augmentation,
+            shard=shard,
+        )
+    if executor == "tf":
         from keras_dlpa.data.pipeline import epoch_keyed_pipeline
 
         return epoch_keyed_pipeline(

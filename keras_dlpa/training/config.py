@@ -111,8 +111,10 @@ class ExperimentConfig:
         draw the plots at the end. precision: `"float32"` or
         `"bfloat16"` (Keras `mixed_bfloat16` policy; the prototype head,
         the loss and the class statistics stay float32). executor: the
-        plan executor, `"auto"` (tf.data on TensorFlow, grain elsewhere),
-        `"tf"` or `"grain"`. deadline: Unix time; training stops after
+        plan executor, `"auto"` (`"device"` on a JAX accelerator for
+        in-memory data, else tf.data on TensorFlow, grain elsewhere),
+        `"tf"`, `"grain"` or `"device"` (JAX: the images live on the
+        accelerator, `keras_dlpa.data.device_executor`). deadline: Unix time; training stops after
         the last epoch expected to end before it (`DeadlineCallback`),
         saves, and `evaluation.json` says `completed: false`; resume
         later with `resume=True`. sync_batch_norm: synchronised BatchNorm

@@ -278,12 +278,20 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         index = distribution.input_shard.index
         worker_out = Path(config.out) / f"worker-{index}"
         config = dataclasses.replace(config, out=str(worker_out))
+    whole = distribution.num_replicas == 1 and distribution.input_shard.is_whole
     if config.streaming:
+        resolve_executor(config.executor, in_memory=False)  # refuses device
         # JPEG decoding scales with processes, not threads: grain worker
         # processes unless tf.data is asked for explicitly.
         executor = "tf" if config.executor == "tf" else "grain"
     else:
-        executor = resolve_executor(config.executor)
+        executor = resolve_executor(config.executor, whole_batches=whole)
+    if executor == "device" and config.verbose:
+        print(
+            "Input: the device executor (images on the accelerator, only "
+            "the epoch plans travel).",
+            flush=True,
+        )
     started = time.perf_counter()
     seed_everything(config.seed)
     if config.deterministic and keras.backend.backend() == "tensorflow":

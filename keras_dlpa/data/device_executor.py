@@ -1,0 +1,170 @@
+"""The device-resident executor of the epoch plans (JAX, in-memory data).
+
+The uint8 training images `(N, H, W, 3)` and their labels are put on the
+accelerator once. Each epoch only its plan (`keras_dlpa.data.plan`)
+travels: indices, crop offsets, flips, mixup partners and lambdas, a few
+KB. A compiled function gathers, pads, crops, flips and mixes each batch
+on the device (with mixup, a second one adds the mixed terms), so no image crosses the host-device link during training
+(the input path of the field's CIFAR speed records). Normalisation stays in
+the model's first layer, as with every executor.
+
+The batches equal `plan.BatchMaker`'s (the numpy reference, and so the
+grain and tf.data executors') bit for bit (tests/test_executors.py, on
+CPU): gathers, crops, flips and labels are exact, and mixup's products are
+computed apart from their sum (no fused multiply-add), so each is rounded
+as numpy rounds it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.input_shard import InputShard
+from keras_dlpa.data.plan import Augmentation
+from keras_dlpa.data.plan import epoch_plan
+from keras_dlpa.data.plan import steps_per_epoch
+
+
+def _import_jax():
+    try:
+        import jax
+    except ImportError as error:
+        raise ImportError(
+            "The device executor needs JAX (`executor='device'` runs on "
+            "the JAX backend): pip install jax, or use executor='grain'."
+        ) from error
+    return jax
+
+
+def _make_batch_fn(num_classes: int, padding: int, one_hot: bool, mix: bool):
+    """The compiled `(images, labels, plan arrays, step) -> batch`."""
+    jax = _import_jax()
+    jnp = jax.numpy
+
+    def crops(images, indices, offsets, flips):
+        batch = images[indices]
+        height, width = batch.shape[1:3]
+        if padding > 0:
+            pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+            batch = jnp.pad(batch, pads)
+        rows = offsets[:, 0, None] + jnp.arange(height)[None, :]
+        cols = jnp.broadcast_to(
+            jnp.arange(width)[None, :], (len(indices), width)
+        )
+        cols = jnp.where(flips[:, None], width - 1 - cols, cols)
+        cols = offsets[:, 1, None] + cols
+        b = jnp.arange(len(indices))[:, None, None]
+        return batch[b, rows[:, :, None], cols[:, None, :]].astype(jnp.float32)
+
+    def make(images, labels, plan, step):
+        indices, offsets, flips, partners, lam = (a[step] for a in plan)
+        x = crops(images, indices, offsets, flips)
+        y = labels[indices]
+        if not one_hot:
+            return x, y
+        y = jax.nn.one_hot(y, num_classes, dtype=jnp.float32)
+        if not mix:
+            return x, y
+        rest = jnp.float32(1.0) - lam
+        return lam * x, rest * x[partners], lam * y, rest * y[partners]
+
+    make = jax.jit(make)
+    if not mix:
+        return make
+
+    # XLA contracts `a * b + c * d` within one compiled function into a
+    # fused multiply-add (rounded once, numpy rounds each product), and
+    # optimisation barriers do not stop it: the products come out of
+    # `make` rounded, and a second function adds them.
+    add_pairs = jax.jit(lambda t: (t[0] + t[1], t[2] + t[3]))
+    return lambda *args: add_pairs(make(*args))
+
+
+def device_train_dataset(
+    data: ImageData,
+    batch_size: int,
+    seed: int,
+    initial_epoch: int,
+    epochs: int,
+    augmentation: Augmentation | None = None,
+    one_hot: bool = False,
+    shard: InputShard | None = None,
+):
+    """Planned training batches of epochs `initial_epoch .. epochs - 1`,
+    built on the JAX default device.
+
+    Args:
+        data: the training `ImageData` (in memory; uint8 images).
+        batch_size: images per batch `B`.
+        seed: run seed of the plans.
+        initial_epoch: first epoch (resume).
+        epochs: one past the last epoch.
+        augmentation: the plans' `Augmentation` (default crop 4 + flip).
+        one_hot: one-hot labels without mixup.
+        shard: must be the whole batch (multi-host input is the grain and
+            tf.data executors').
+
+    Returns:
+        `(batches, steps_per_epoch)`: a generator of `(images, labels)`
+        `jax.Array`s on the device (float32 0-255 `(B, H, W, 3)`; int32
+        `(B,)` or float32 `(B, c)`), epoch by epoch. Pass
+        `steps_per_epoch` and `shuffle=False` to `fit`.
+    """
+    jax = _import_jax()
+    if not isinstance(data, ImageData):
+        raise TypeError(
+            "The device executor needs in-memory data, a "
+            "`keras_dlpa.data.ImageData`. Received: "
+            f"{type(data).__name__}. Streamed data uses executor='grain' "
+            "or 'tf'."
+        )
+    if shard is not None and not shard.is_whole:
+        raise ValueError(
+            "The device executor builds whole batches on one process. "
+            f"Received: shard={shard}. Use executor='grain' or 'tf' for "
+            "multi-process input."
+        )
+    if not 0 <= int(initial_epoch) <= int(epochs):
+        raise ValueError(
+            "Expected 0 <= `initial_epoch` <= `epochs`. Received: "
+            f"initial_epoch={initial_epoch}, epochs={epochs}"
+        )
+    augmentation = augmentation or Augmentation()
+    steps = steps_per_epoch(len(data), batch_size)
+    labels = np.asarray(data.labels)
+    make = _make_batch_fn(
+        data.num_classes,
+        augmentation.crop_padding,
+        bool(one_hot) or augmentation.soft_labels,
+        augmentation.soft_labels,
+    )
+    plan_of = functools.partial(
+        epoch_plan,
+        labels,
+        batch_size,
+        seed,
+        augmentation=augmentation,
+        num_classes=data.num_classes,
+    )
+
+    def batches():
+        images = jax.device_put(np.asarray(data.images))
+        device_labels = jax.device_put(labels.astype(np.int32))
+        for epoch in range(int(initial_epoch), int(epochs)):
+            plan = plan_of(epoch)
+            arrays = jax.device_put(
+                (
+                    plan.indices.astype(np.int32),
+                    plan.offsets,
+                    plan.flips,
+                    plan.partners.astype(np.int32),
+                    plan.lam,
+                )
+            )
+            for step in range(steps):
+                yield make(images, device_labels, arrays, np.int32(step))
+
+    return batches(), steps
