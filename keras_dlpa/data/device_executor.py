@@ -4,9 +4,10 @@ The uint8 training images `(N, H, W, 3)` and their labels are put on the
 accelerator once. Each epoch only its plan (`keras_dlpa.data.plan`)
 travels: indices, crop offsets, flips, mixup partners and lambdas, a few
 KB. A compiled function gathers, pads, crops, flips and mixes each batch
-on the device (with mixup, a second one adds the mixed terms), so no image crosses the host-device link during training
-(the input path of the field's CIFAR speed records). Normalisation stays in
-the model's first layer, as with every executor.
+on the device (with mixup, a second one adds the mixed terms), so no
+image crosses the host-device link during training (the input path of
+the field's CIFAR speed records). Normalisation stays in the model's
+first layer, as with every executor.
 
 The batches equal `plan.BatchMaker`'s (the numpy reference, and so the
 grain and tf.data executors') bit for bit (tests/test_executors.py, on

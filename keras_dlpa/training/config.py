@@ -114,14 +114,15 @@ class ExperimentConfig:
         plan executor, `"auto"` (`"device"` on a JAX accelerator for
         in-memory data, else tf.data on TensorFlow, grain elsewhere),
         `"tf"`, `"grain"` or `"device"` (JAX: the images live on the
-        accelerator, `keras_dlpa.data.device_executor`). deadline: Unix time; training stops after
-        the last epoch expected to end before it (`DeadlineCallback`),
-        saves, and `evaluation.json` says `completed: false`; resume
-        later with `resume=True`. sync_batch_norm: synchronised BatchNorm
-        across replicas (tf.distribute). init_weights: a `.weights.h5` of
-        the same model to start from instead of the random initialisation
-        (model weights only; ignored when resuming from a checkpoint),
-        e.g. to compare backends from the same start.
+        accelerator, `keras_dlpa.data.device_executor`). deadline: Unix
+        time; training stops after the last epoch expected to end before
+        it (`DeadlineCallback`), saves, and `evaluation.json` says
+        `completed: false`; resume later with `resume=True`.
+        sync_batch_norm: synchronised BatchNorm across replicas
+        (tf.distribute). init_weights: a `.weights.h5` of the same model
+        to start from instead of the random initialisation (model
+        weights only; ignored when resuming from a checkpoint), e.g. to
+        compare backends from the same start.
     """
 
     dataset: str = "cifar100"
