@@ -24,11 +24,12 @@ paper's number), `out/report.json` and plots. Grids (`GRIDS`):
   prepared on first use: where the network allows, or prepared
   beforehand in the TFDS data dir, `tfds_data_dir`; offline and
   unprepared, such a run fails after TFDS's retries and the others go
-  on); `datasets` restricts a sweep to some of them (e.g. only `cifar10`
-  offline). STL-10 is trained at its native 96x96 (the paper does not
-  say whether it resized) from its 500-per-class `train` split; the
-  SVHN classes are unequal, so the profile's head size is the smallest
-  class (`long_tailed_train_val`). Test split: each builder's `test`.
+  on); `Selection(datasets=...)` restricts a sweep to some of them
+  (e.g. only `cifar10` offline). STL-10 is trained at its native 96x96
+  (the paper does not say whether it resized) from its 500-per-class
+  `train` split; the SVHN classes are unequal, so the profile's head
+  size is the smallest class (`long_tailed_train_val`). Test split:
+  each builder's `test`.
 - `table7`: prototype quality (max / min pairwise cosine) at c = 100, d in
   {50, 100}; no training.
 - `table8`: the prototype-distribution ablation on balanced CIFAR-100
@@ -214,23 +215,14 @@ class Grid:
         """The methods of the cells, in order."""
         return tuple(dict.fromkeys(r.method for r in self.runs))
 
-    def cells(self, quick: bool = False, datasets=None, methods=None) -> tuple:
-        """The runs; with `quick` only imbalance 0.01 / d <= 10 (or
-        `quick_dims`); with `datasets` / `methods` only the cells of those
-        datasets / methods (a `ValueError` names any the grid lacks)."""
+    def cells(self, quick: bool = False, select: Selection | None = None):
+        """The runs (a tuple); with `quick` only imbalance 0.01 / d <= 10
+        (or `quick_dims`); with `select` only the selected cells (a
+        `ValueError` names a dataset, method, imbalance or d the grid
+        lacks)."""
         runs = self.runs
-        for kind, wanted, key, known in (
-            ("methods", methods, lambda r: r.method, self.methods()),
-            ("datasets", datasets, self._dataset, self.datasets()),
-        ):
-            if wanted is None:
-                continue
-            if not set(wanted) <= set(known):
-                raise ValueError(
-                    f"Grid {self.name!r} has the {kind} {known}. "
-                    f"Received: {kind}={tuple(wanted)}"
-                )
-            runs = tuple(r for r in runs if key(r) in wanted)
+        if select is not None:
+            runs = tuple(r for r in runs if select.check(self).matches(self, r))
         if not quick:
             return runs
         if self.quick_dims is not None:
@@ -240,6 +232,70 @@ class Grid:
             for r in runs
             if r.setting == "0.01" or (r.setting == "balanced" and r.dim <= 10)
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The cells of a grid to run and report; `None` keeps every value.
+
+    Attributes:
+        datasets: dataset names (`Grid.datasets()`).
+        methods: method names (`Grid.methods()`).
+        imbalances: settings, e.g. `("0.01",)` or `("balanced",)`; numbers
+            compare as numbers (`"0.010"` is `"0.01"`).
+        dims: feature sizes `d`.
+    """
+
+    datasets: tuple | None = None
+    methods: tuple | None = None
+    imbalances: tuple | None = None
+    dims: tuple | None = None
+
+    def _axes(self, grid: Grid):
+        return (
+            ("datasets", self.datasets, grid._dataset),
+            ("methods", self.methods, lambda r: r.method),
+            ("imbalances", self.imbalances, lambda r: _setting(r.setting)),
+            ("dims", self.dims, lambda r: int(r.dim)),
+        )
+
+    def _wanted(self, kind, values):
+        if kind == "imbalances":
+            return {_setting(v) for v in values}
+        if kind == "dims":
+            return {int(v) for v in values}
+        return set(values)
+
+    def check(self, grid: Grid) -> Selection:
+        """`self`, or a `ValueError` naming values `grid` does not have."""
+        for kind, values, key in self._axes(grid):
+            if values is None:
+                continue
+            known = tuple(dict.fromkeys(key(r) for r in grid.runs))
+            if not values or not self._wanted(kind, values) <= set(known):
+                raise ValueError(
+                    f"Grid {grid.name!r} has the {kind} "
+                    f"{', '.join(map(str, known))}. Received: "
+                    f"{kind}={tuple(values)}"
+                )
+        return self
+
+    def matches(self, grid: Grid, run: Run) -> bool:
+        return all(
+            values is None or key(run) in self._wanted(kind, values)
+            for kind, values, key in self._axes(grid)
+        )
+
+
+def _setting(value) -> str:
+    """`"balanced"`, or the imbalance as a canonical number text."""
+    text = str(value).strip()
+    if text == "balanced":
+        return text
+    try:
+        return repr(float(text))
+    except ValueError:
+        return text
 
 
 def _lt_runs(methods_dims, imbalances=("0.005", "0.01", "0.02"), dataset=None):
@@ -372,11 +428,14 @@ def grid_jobs(
     data=None,
     quick=False,
     extra_args=(),
-    datasets=None,
+    select: Selection | None = None,
     tfds_data_dir=None,
-    methods=None,
 ) -> list[Job]:
     """The `sweep.Job`s of `grid` for each seed (run dirs under `out`).
+
+    Jobs of the grid's quick cells (the headline column: imbalance 0.01,
+    or the smallest d) come first, so a sweep cut short by its deadline
+    has finished those; `select` (a `Selection`) keeps only some cells.
 
     An `ours_star` job gets `--softmax-run` (the run directory of the
     softmax job of the same cell and seed, which must be in the grid) and
@@ -386,9 +445,10 @@ def grid_jobs(
     from keras_dlpa.methods import get_method
 
     out = Path(out)
-    cells = grid.cells(quick, datasets, methods)
+    cells = grid.cells(quick, select)
+    headline = set(grid.cells(True))
     jobs = []
-    for run in cells:
+    for run in sorted(cells, key=lambda r: r not in headline):
         for seed in seeds:
             args = _run_args(grid, run, seed, data, quick)
             if run.dataset is not None and tfds_data_dir is not None:
@@ -430,13 +490,11 @@ def _fmt(mean, std, scale=100.0):
     return f"{scale * mean:.2f} ± {scale * std:.2f}"
 
 
-def summarise(
-    grid: Grid, out, seeds, quick=False, datasets=None, methods=None
-) -> list:
+def summarise(grid: Grid, out, seeds, quick=False, select=None) -> list:
     """One row per cell: seeds done, mean ± std of the metrics, paper."""
     out = Path(out)
     rows = []
-    for run in grid.cells(quick, datasets, methods):
+    for run in grid.cells(quick, select):
         evaluations = []
         for seed in seeds:
             path = out / "runs" / _name(run, seed) / "evaluation.json"
@@ -575,9 +633,7 @@ def _plots(grid: Grid, out: Path, rows, seeds) -> list[str]:
     return files
 
 
-def write_report(
-    grid_name: str, out, seeds, quick=False, datasets=None, methods=None
-) -> dict:
+def write_report(grid_name: str, out, seeds, quick=False, select=None) -> dict:
     """Writes `out/report.md` and `out/report.json`; returns the JSON."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -604,7 +660,7 @@ def write_report(
         (out / "report.md").write_text("\n".join(lines) + "\n")
     else:
         grid = GRIDS[grid_name]
-        rows = summarise(grid, out, seeds, quick, datasets, methods)
+        rows = summarise(grid, out, seeds, quick, select)
         plots = _plots(grid, out, rows, seeds)
         text = f"# {grid.title}\n\n{note}\n\n{_table(rows)}"
         for plot in plots:
@@ -670,9 +726,8 @@ def reproduce(
     deadline: float | None = None,
     report_only: bool = False,
     extra_args=(),
-    datasets=None,
+    select: Selection | None = None,
     tfds_data_dir=None,
-    methods=None,
 ) -> dict:
     """Runs (or resumes) the grid `grid_name`, then writes the report.
 
@@ -687,10 +742,10 @@ def reproduce(
         deadline: Unix time passed to every run (`--deadline`).
         report_only: only write the report from the runs on disk.
         extra_args: more recipe flags for every run (e.g. `--epochs 2`).
-        datasets: only the cells of these datasets (`Grid.datasets()`,
-            e.g. `("cifar10",)` for table6 without the TFDS cells).
+        select: only these cells (a `Selection` of datasets, methods,
+            imbalances and d, e.g. `Selection(imbalances=("0.01",))`;
+            `datasets=("cifar10",)` runs table6 without the TFDS cells).
         tfds_data_dir: TFDS data dir of the TFDS cells (`--data-dir`).
-        methods: only the cells of these methods (`Grid.methods()`).
 
     Returns:
         The report dict (`report.json`).
@@ -726,9 +781,8 @@ def reproduce(
             data,
             quick,
             extra_args,
-            datasets=datasets,
+            select=select,
             tfds_data_dir=tfds_data_dir,
-            methods=methods,
         )
         run_jobs(jobs, out / "logs", parallel=parallel, deadline=deadline)
-    return write_report(grid_name, out, seeds, quick, datasets, methods)
+    return write_report(grid_name, out, seeds, quick, select)

@@ -12,6 +12,7 @@ from conftest import REPO_ROOT
 
 from keras_dlpa.reproduce import CIFAR100_ARCHIVE
 from keras_dlpa.reproduce import GRIDS
+from keras_dlpa.reproduce import Selection
 from keras_dlpa.reproduce import grid_jobs
 
 
@@ -51,19 +52,56 @@ def test_grids_have_the_paper_cells():
     quick = grid_jobs(table4, "out", seeds=(0,), quick=True)
     assert len(quick) == 4 and all("--quick" in j.args for j in quick)
     assert table4.methods() == ("softmax", "etf", "dl2pa")
-    some = grid_jobs(table4, "out", seeds=(0,), methods=("etf", "dl2pa"))
+    some = grid_jobs(
+        table4, "out", seeds=(0,), select=Selection(methods=("etf", "dl2pa"))
+    )
     assert {j.args[1] for j in some} == {"etf", "dl2pa"} and len(some) == 9
     with pytest.raises(ValueError, match="methods=\\('psc',\\)"):
-        table4.cells(methods=("psc",))
+        table4.cells(select=Selection(methods=("psc",)))
 
 
-def test_methods_flag_names_the_grid_methods(capsys):
+def test_table4_runs_the_headline_column_first_and_selects_cells():
+    table4 = GRIDS["table4"]
+    jobs = grid_jobs(table4, "out", seeds=(0,))
+    assert [j.name for j in jobs[:4]] == [
+        "softmax-d128-0.01-s0",
+        "etf-d128-0.01-s0",
+        "dl2pa-d128-0.01-s0",
+        "dl2pa-d50-0.01-s0",
+    ]
+    assert {j.name.split("-")[2] for j in jobs[4:]} == {"0.005", "0.02"}
+    picked = grid_jobs(
+        table4,
+        "out",
+        seeds=(0, 1),
+        select=Selection(imbalances=("0.010", "0.02"), dims=(50,)),
+    )
+    assert [j.name for j in picked] == [
+        "dl2pa-d50-0.01-s0",
+        "dl2pa-d50-0.01-s1",
+        "dl2pa-d50-0.02-s0",
+        "dl2pa-d50-0.02-s1",
+    ]
+    for select in (Selection(imbalances=("0.5",)), Selection(dims=(64,))):
+        with pytest.raises(ValueError, match="Grid 'table4' has the"):
+            table4.cells(select=select)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--methods", "psc"], "has the methods softmax, etf, dl2pa."),
+        (["--imbalance", "0.3"], "Received: --imbalance ('0.3',)"),
+        (["--dims", "64"], "has the dims 128, 50. Received: --dims (64,)"),
+        (["--dims", "x"], "--dims must be comma-separated integers"),
+    ],
+)
+def test_selection_flags_name_the_grid_cells(capsys, flags, expected):
     from keras_dlpa.cli import main
 
-    assert main(["reproduce", "--grid", "table4", "--methods", "psc"]) == 2
+    assert main(["reproduce", "--grid", "table4", *flags]) == 2
     err = capsys.readouterr().err
-    assert "--methods must name methods of this grid" in err
-    assert "softmax, etf, dl2pa" in err and "'psc'" in err
+    assert expected in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.large
@@ -170,7 +208,12 @@ def test_table6_has_cifar10_svhn_and_stl10_cells():
     assert "--image-dir" not in svhn.args
     assert svhn.args[svhn.args.index("--dataset") + 1] == "svhn_cropped"
     only = grid_jobs(
-        table6, "o", (0,), quick=True, datasets=("stl10",), tfds_data_dir="T"
+        table6,
+        "o",
+        (0,),
+        quick=True,
+        select=Selection(datasets=("stl10",)),
+        tfds_data_dir="T",
     )
     assert [j.name for j in only] == [
         "stl10-softmax-d64-0.01-s0",
@@ -179,7 +222,7 @@ def test_table6_has_cifar10_svhn_and_stl10_cells():
     ]
     assert all(j.args[j.args.index("--data-dir") + 1] == "T" for j in only)
     with pytest.raises(ValueError, match="datasets"):
-        table6.cells(datasets=("mnist",))
+        table6.cells(select=Selection(datasets=("mnist",)))
 
 
 def test_table6_svhn_cell_trains_from_tfds(tmp_path, monkeypatch):
@@ -282,7 +325,7 @@ def test_quick_table8_end_to_end(tmp_path, monkeypatch, capsys):
         # loss and regulariser: tests/test_table8_methods.py).
         parallel=2,
         extra_args=tiny + ("--no-report",),
-        methods=("softmax", "ours_star", "dl2pa"),
+        select=Selection(methods=("softmax", "ours_star", "dl2pa")),
     )
     log = capsys.readouterr().out
     assert log.index("softmax-d16-balanced-s0: exit 0") < log.index(

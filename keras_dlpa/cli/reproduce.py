@@ -20,20 +20,20 @@ def _seeds(text: str) -> tuple:
     return seeds
 
 
+def _ints(flag: str, text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(
+            f"{flag} must be comma-separated integers. Received: {text!r}"
+        ) from None
+
+
 def _names(text: str | None) -> tuple | None:
     """`"a,b"` -> `("a", "b")`; None stays None."""
     if text is None:
         return None
     return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _check_names(flag: str, text, names, known) -> None:
-    """A `UsageError` unless `names` (from `text`) are among `known`."""
-    if names is not None and (not names or not set(names) <= set(known)):
-        raise UsageError(
-            f"{flag} must name {flag[2:]} of this grid ({', '.join(known)})."
-            f" Received: {text!r}"
-        )
 
 
 def _run(args) -> int:
@@ -47,8 +47,14 @@ def _run(args) -> int:
         )
     if args.parallel < 1:
         raise UsageError(f"--parallel must be >= 1. Received: {args.parallel}")
-    datasets = _names(args.datasets)
-    methods = _names(args.methods)
+    from keras_dlpa.reproduce import Selection
+
+    select = Selection(
+        datasets=_names(args.datasets),
+        methods=_names(args.methods),
+        imbalances=_names(args.imbalance),
+        dims=None if args.dims is None else _ints("--dims", args.dims),
+    )
     args.out = args.out or f"runs/{args.grid}" + (
         "-quick" if args.quick else ""
     )
@@ -57,12 +63,24 @@ def _run(args) -> int:
         deadline = time.time() + args.time_limit
     from keras_dlpa.reproduce import STUDY_NAMES
 
-    if args.grid not in ("table7",) + STUDY_NAMES:
+    if args.grid in ("table7",) + STUDY_NAMES:
+        if select != Selection():
+            raise UsageError(
+                f"--grid {args.grid} runs all of its cells; --datasets, "
+                "--methods, --imbalance and --dims select cells of table4, "
+                "fig4a, fig4a_cpu, table6 and table8."
+            )
+        select = None
+    else:
         from keras_dlpa.reproduce import GRIDS
 
-        grid = GRIDS[args.grid]
-        _check_names("--datasets", args.datasets, datasets, grid.datasets())
-        _check_names("--methods", args.methods, methods, grid.methods())
+        try:
+            select.check(GRIDS[args.grid])
+        except ValueError as error:
+            text = str(error).replace("imbalances=", "--imbalance ")
+            for kind in ("datasets", "methods", "dims"):
+                text = text.replace(f"{kind}=", f"--{kind} ")
+            raise UsageError(text) from None
     report = reproduce(
         args.grid,
         args.out,
@@ -73,9 +91,8 @@ def _run(args) -> int:
         deadline=deadline,
         report_only=args.report_only,
         extra_args=() if args.epochs is None else ("--epochs", args.epochs),
-        datasets=datasets,
+        select=select,
         tfds_data_dir=args.tfds_data_dir,
-        methods=methods,
     )
     rows = len(report["rows"])
     print(f"Report: {args.out}/report.md ({rows} rows)")
@@ -126,6 +143,17 @@ def register(subparsers) -> None:
         "--methods",
         default=None,
         help="only these methods' cells, comma-separated (e.g. dl2pa,softmax)",
+    )
+    add(
+        "--imbalance",
+        default=None,
+        help="only these imbalance columns, comma-separated (e.g. 0.01, or "
+        "balanced)",
+    )
+    add(
+        "--dims",
+        default=None,
+        help="only these feature sizes d, comma-separated (e.g. 50,128)",
     )
     add(
         "--tfds-data-dir",
