@@ -9,8 +9,12 @@ the last epoch that fits and can be resumed later), and
 - a job whose `evaluation.json` says `completed: true` is skipped, unless
   its `--epochs` asks for more epochs than it ran (then it is resumed to
   train the rest);
-- a job with a checkpoint is resumed (`--resume`), which refuses other
-  settings than the run's own (`keras_dlpa.training.run_dir`);
+- a job with a checkpoint is resumed (`--resume`);
+- a job whose run directory holds a run (complete or not) with other
+  settings than the job's is `"refused"` with one line naming them (e.g.
+  a `--quick --epochs 2` smoke run in the directory of a full run; only
+  `run_dir.RESUMABLE_SETTINGS` such as `--epochs` may differ), and is
+  neither skipped as complete nor started;
 - no job starts once the deadline has passed;
 - a failed job is reported without stopping the others;
 - a job with `after` (names of earlier jobs, e.g. the softmax run whose
@@ -83,6 +87,34 @@ def job_status(out, epochs: int | None = None) -> str:
     return "new"
 
 
+def settings_conflict(job: Job) -> str | None:
+    """How the job's settings differ from the run in its directory
+    (`"name: stored -> new; ..."`), or None (same settings, or no run).
+
+    Compares what `--resume` compares (`run_dir.resume_differences`): the
+    job's flags parsed by its recipe's parser against `config.json`.
+    """
+    path = Path(job.out) / "config.json"
+    if not path.is_file():
+        return None
+    from keras_dlpa.cli.train import build_parser
+    from keras_dlpa.cli.train import config_from_args
+    from keras_dlpa.training.run_dir import resume_differences
+
+    argv = [str(a) for a in job.args] + ["--out", str(job.out)]
+    try:
+        args = build_parser(job.recipe).parse_args(argv)
+        config = config_from_args(job.recipe, args)
+    except (SystemExit, ValueError, TypeError):
+        return None  # bad flags: the job's own run says so when started
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "config.json unreadable"
+    differences = resume_differences(config, stored.get("settings", stored))
+    return "; ".join(differences) or None
+
+
 def job_environment(env: dict | None, parallel: int) -> dict:
     """The jobs' environment (`os.environ` by default); with several jobs
     at once, JAX may not take 75 % of the accelerator's memory up front
@@ -123,9 +155,10 @@ def run_jobs(
     """Runs `jobs`, `parallel` at a time; returns a result per job name.
 
     Each result has `status` (`"skipped"` when already complete,
-    `"blocked"` when a job of its `after` is not complete, `"not
-    started"` once `deadline` has passed (both never started, `returncode`
-    None), else the status it started from), `returncode`,
+    `"refused"` when its run directory holds a run with other settings
+    (`settings_conflict`), `"blocked"` when a job of its `after` is not
+    complete, `"not started"` once `deadline` has passed (these never
+    started, `returncode` None), else the status it started from), `returncode`,
     `log` (path) and `evaluation` (the run's `evaluation.json`, or
     `None`). Progress goes to stdout, one line per job start and end.
     Jobs start in list order, except that a job waiting for its `after`
@@ -158,6 +191,17 @@ def run_jobs(
             pending.remove(job)
             status = job_status(job.out, _requested_epochs(job.args))
             log = log_dir / f"{job.name}.log"
+            conflict = None if status == "new" else settings_conflict(job)
+            if conflict is not None:
+                results[job.name] = _result(job, "refused", None, log)
+                results[job.name]["evaluation"] = None
+                print(
+                    f"[sweep] {job.name}: refused, {job.out} holds a run "
+                    f"with other settings ({conflict}); move it away or "
+                    "use another sweep directory",
+                    flush=True,
+                )
+                continue
             if status == "complete":
                 results[job.name] = _result(job, "skipped", 0, log)
                 print(f"[sweep] {job.name}: complete, skipped", flush=True)
