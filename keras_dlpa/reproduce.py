@@ -404,7 +404,9 @@ def _run_args(grid: Grid, run: Run, seed: int, data, quick: bool) -> list:
             # `long_tailed_train_val` intends for this table.
             args += ["--allow-data-drop"]
     elif data is not None:
-        args += ["--image-dir", str(data)]
+        # A prepared `.npz` (`write_prepared_splits`) or images.
+        flag = "--npz" if str(data).endswith(".npz") else "--image-dir"
+        args += [flag, str(data)]
     args += list(grid.args)
     if quick:
         args += list(grid.quick_args)
@@ -735,8 +737,9 @@ def reproduce(
         grid_name: one of `GRID_NAMES`.
         out: the sweep directory (`runs/`, `logs/`, `report.md`).
         seeds: run seeds.
-        data: image folder or archive for `--image-dir` (default: the
-            shared archive, else TFDS).
+        data: image folder or archive for `--image-dir`, or a prepared
+            `.npz` of one seed's splits for `--npz` (default: the shared
+            archive, else TFDS).
         quick: add the grid's `quick_args` (tiny CI runs).
         parallel: runs at once (one process each).
         deadline: Unix time passed to every run (`--deadline`).

@@ -141,3 +141,45 @@ def test_real_cifar10_jpeg_archive(tmp_path):
     assert data.class_names == CIFAR10_NAMES
     np.testing.assert_array_equal(data.class_counts(), [5000] * 10)
     assert 100 < data.images.mean() < 150  # real photos, not blank
+
+
+def test_prepared_splits_are_the_runs_splits_and_refuse_others(tmp_path):
+    """`--npz` of a prepared file gives the run the arrays a run from the
+    images gets (same order, so the same batches), without the source."""
+    from conftest import image_folder
+
+    from keras_dlpa.cli.train import build_parser
+    from keras_dlpa.cli.train import config_from_args
+    from keras_dlpa.training.sources import load_data
+    from keras_dlpa.training.sources import splits_with_report
+    from keras_dlpa.training.sources import write_prepared_splits
+
+    images = image_folder(tmp_path / "images", 5, 20, size=8)
+    common = ["--imbalance", "0.2", "--seed", "3", "--out", "unused"]
+
+    def config(*flags):
+        args = build_parser("cifar10_lt").parse_args([*common, *flags])
+        return config_from_args("cifar10_lt", args)
+
+    npz = tmp_path / "prepared.npz"
+    record = write_prepared_splits(config("--image-dir", str(images)), npz)
+    direct = config("--image-dir", str(images))
+    full, given_val, _ = load_data(direct)
+    expected = splits_with_report(full, direct, given_val)
+    from_npz = config("--npz", str(npz))
+    train_full, val, test = load_data(from_npz)
+    train, val, report = splits_with_report(train_full, from_npz, val)
+    assert test is None and record["settings"]["imbalance"] == 0.2
+    for got, want in ((train, expected[0]), (val, expected[1])):
+        np.testing.assert_array_equal(got.images, want.images)
+        np.testing.assert_array_equal(got.labels, want.labels)
+        assert got.class_names == want.class_names
+    assert report["after_profile"] == expected[2]["after_profile"]
+    assert report["prepared_from"] == str(images)
+    assert len(train) < 80 and len(val) == 10
+    other = config("--npz", str(npz), "--imbalance", "0.5")
+    with pytest.raises(ValueError, match="holds the splits of .*'imbalance"):
+        full, given_val, _ = load_data(other)
+        splits_with_report(full, other, given_val)
+    with pytest.raises(ValueError, match="--image-dir or --npz, not both"):
+        config("--npz", str(npz), "--image-dir", str(images))

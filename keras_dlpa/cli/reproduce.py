@@ -131,7 +131,8 @@ def register(subparsers) -> None:
     add(
         "--data",
         default=None,
-        help="image folder/archive (--image-dir) of the grid's CIFAR cells",
+        help="image folder/archive (--image-dir) of the grid's CIFAR cells, "
+        "or a prepared .npz of their splits (--npz; one seed, one imbalance)",
     )
     add(
         "--datasets",

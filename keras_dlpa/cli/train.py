@@ -101,6 +101,12 @@ def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
         default=None,
         help="class-folder directory or .tar.gz (instead of TFDS)",
     )
+    add(
+        "--npz",
+        default=None,
+        help=".npz of images and labels (instead of TFDS); a prepared one "
+        "(benchmarks/gpu/prepare_data.py) holds the run's splits",
+    )
     if d["source"] == "image_list":
         add("--root", default=None, help="image root of the list files")
         add("--train-list", default=None, help="list file or class folder")
@@ -301,9 +307,13 @@ def config_from_args(recipe: str, args):
             test_list=args.test_dir,
         )
     values.update({k: v for k, v in explicit.items() if v is not None})
+    if args.image_dir and args.npz:
+        raise ValueError("Pass --image-dir or --npz, not both.")
     if args.image_dir:
         values.update(source="image_dir", image_dir=args.image_dir)
         values["test_split"] = None
+    if args.npz:
+        values.update(source="numpy", numpy_path=args.npz, test_split=None)
     if spec["config"].get("streaming") and args.tfds:
         values["source"] = "tfds"
         # imagenet_lt: train / validation / test; imagenet2012: its

@@ -3,7 +3,9 @@ the validation split and the long-tailed profile (numpy, no TensorFlow)."""
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -136,6 +138,10 @@ def load_data(
                 else None
             )
             train = _from_numpy(arrays["images"], arrays["labels"], names)
+            if "val_images" in arrays:
+                val = _from_numpy(
+                    arrays["val_images"], arrays["val_labels"], names
+                )
             if "test_images" in arrays:
                 test = _from_numpy(
                     arrays["test_images"],
@@ -168,6 +174,75 @@ def make_splits(
     return splits_with_report(data, config, val)[:2]
 
 
+# The settings that define a run's splits; a prepared `.npz` records them.
+SPLIT_SETTINGS = ("imbalance", "val_fraction", "seed", "train_per_class")
+
+
+def _split_settings(config: ExperimentConfig) -> dict:
+    return {name: getattr(config, name) for name in SPLIT_SETTINGS}
+
+
+def prepared_splits(config: ExperimentConfig) -> dict | None:
+    """The record of a prepared `.npz` (`write_prepared_splits`), checked
+    against `config`'s split settings; None for any other source.
+
+    Raises:
+        ValueError: the file was prepared with other split settings.
+    """
+    if config.source != "numpy" or not config.numpy_path:
+        return None
+    with np.load(config.numpy_path) as arrays:
+        if "prepared" not in arrays:
+            return None
+        record = json.loads(str(arrays["prepared"]))
+    wanted = _split_settings(config)
+    if record["settings"] != wanted:
+        raise ValueError(
+            f"{config.numpy_path} holds the splits of {record['settings']}; "
+            f"this run asks for {wanted}. Prepare the file with the run's "
+            "settings (benchmarks/gpu/prepare_data.py) or change them."
+        )
+    return record
+
+
+def write_prepared_splits(config: ExperimentConfig, path) -> dict:
+    """Writes the splits of `config`'s run to one `.npz` that a run with
+    `source="numpy"` (`--npz`) and the same `SPLIT_SETTINGS` reads as
+    they are, without the source.
+
+    The file holds the training images after the long-tailed profile and
+    the validation images (and the test split, if any), in the order the
+    run uses, so a run from it trains on the same arrays, bit for bit, as
+    a run from the source; it is much smaller than the source (the
+    CIFAR-100-LT 0.01 splits: 15,847 of 50,000 images). Returns the
+    record stored under `prepared` (settings, source, data report).
+    """
+    train_full, val, test = load_data(config)
+    train, val, report = splits_with_report(train_full, config, val)
+    source = config.image_dir or config.numpy_path or config.dataset
+    record = {
+        "settings": _split_settings(config),
+        "source": str(source),
+        "data_report": report,
+    }
+    arrays = {
+        "images": train.images,
+        "labels": train.labels,
+        "class_names": np.array(train.class_names),
+        "val_images": val.images,
+        "val_labels": val.labels,
+        "prepared": np.array(json.dumps(record)),
+    }
+    if test is not None:
+        arrays.update(test_images=test.images, test_labels=test.labels)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    return record
+
+
 def splits_with_report(
     data: ImageData, config: ExperimentConfig, val: ImageData | None = None
 ) -> tuple[ImageData, ImageData, dict]:
@@ -185,6 +260,12 @@ def splits_with_report(
         per class before the cap, after the validation split and after
         the profile, and the images lost to the smallest class.
     """
+    prepared = prepared_splits(config)
+    if prepared is not None:
+        # Split once by `write_prepared_splits`: used as they are.
+        report = dict(prepared["data_report"])
+        report["prepared_from"] = prepared["source"]
+        return data, val, report
     names = list(data.class_names)
     loaded = data.class_counts()
     if config.train_per_class:
