@@ -583,14 +583,14 @@ def table7_rows() -> list[dict]:
 
 
 def _plots(grid: Grid, out: Path, rows, seeds) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     files = []
     dims = sorted({r["dim"] for r in rows})
     if grid.name.startswith("fig4a") and len(dims) > 1:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for method in sorted({r["method"] for r in rows}):
             pts = [
@@ -751,7 +751,8 @@ def reproduce(
         tfds_data_dir: TFDS data dir of the TFDS cells (`--data-dir`).
 
     Returns:
-        The report dict (`report.json`).
+        The report dict (`report.json`), with `failed_runs`: the jobs of
+        this call that failed or were refused (see their logs).
     """
     if grid_name not in GRID_NAMES:
         raise ValueError(
@@ -774,6 +775,7 @@ def reproduce(
     if not seeds:
         raise ValueError("`seeds` must not be empty.")
     out = Path(out)
+    failed = []
     if grid_name != "table7" and not report_only:
         grid = GRIDS[grid_name]
         data = data if data is not None else default_data(grid_name)
@@ -787,5 +789,15 @@ def reproduce(
             select=select,
             tfds_data_dir=tfds_data_dir,
         )
-        run_jobs(jobs, out / "logs", parallel=parallel, deadline=deadline)
-    return write_report(grid_name, out, seeds, quick, select)
+        results = run_jobs(
+            jobs, out / "logs", parallel=parallel, deadline=deadline
+        )
+        failed = [
+            name
+            for name, result in results.items()
+            if result["status"] == "refused"
+            or result["returncode"] not in (0, None)
+        ]
+    report = write_report(grid_name, out, seeds, quick, select)
+    report["failed_runs"] = failed
+    return report

@@ -1,10 +1,11 @@
 """Run several recipe runs as separate processes, resumably.
 
-The GPU driver (`benchmarks/gpu_cifar10_lt.py`) and `keras-dlpa
-reproduce` use this to run many recipes/methods/seeds side by side on one
-machine: each job is one `recipes/<recipe>.py` process with its own run
-directory and log, an optional deadline (`--deadline`, so it stops after
-the last epoch that fits and can be resumed later), and
+`keras-dlpa reproduce` (and through it the GPU campaign,
+`benchmarks/gpu/run.sh`) uses this to run many recipes/methods/seeds side
+by side on one machine: each job is one `recipes/<recipe>.py` process
+with its own run directory and log, an optional deadline (`--deadline`,
+so it stops after the last epoch that fits and can be resumed later),
+and
 
 - a job whose `evaluation.json` says `completed: true` is skipped, unless
   its `--epochs` asks for more epochs than it ran (then it is resumed to

@@ -83,6 +83,7 @@ def gradient(fn, x):
 _SLOW_FILES_FIRST = (
     "test_jax_backend.py",
     "test_quickstart.py",
+    "test_gpu_campaign.py",
     "test_streaming.py",
     "test_reproduce.py",
     "test_backends.py",
@@ -91,7 +92,7 @@ _SLOW_FILES_FIRST = (
     "test_multihost.py",
     "test_distribute.py",
     "test_applications.py",
-    "test_gpu_benchmark_script.py",
+    "test_executors.py",
 )
 
 

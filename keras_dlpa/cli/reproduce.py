@@ -3,6 +3,7 @@ tables (4, 6, 7, 8 and Fig. 4a), resumable."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 from keras_dlpa.cli.errors import UsageError
@@ -34,6 +35,16 @@ def _names(text: str | None) -> tuple | None:
     if text is None:
         return None
     return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _extra_args(args) -> tuple:
+    """Recipe flags for every run: `--epochs`, `--precision`."""
+    extra = ()
+    if args.epochs is not None:
+        extra += ("--epochs", args.epochs)
+    if args.precision is not None:
+        extra += ("--precision", args.precision)
+    return extra
 
 
 def _run(args) -> int:
@@ -90,12 +101,20 @@ def _run(args) -> int:
         parallel=args.parallel,
         deadline=deadline,
         report_only=args.report_only,
-        extra_args=() if args.epochs is None else ("--epochs", args.epochs),
+        extra_args=_extra_args(args),
         select=select,
         tfds_data_dir=args.tfds_data_dir,
     )
     rows = len(report["rows"])
     print(f"Report: {args.out}/report.md ({rows} rows)")
+    failed = report.get("failed_runs")
+    if failed:
+        print(
+            f"keras-dlpa: {len(failed)} run(s) failed or were refused: "
+            f"{', '.join(failed)} (logs in {args.out}/logs)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -167,4 +186,10 @@ def register(subparsers) -> None:
     add("--time-limit", type=float, default=None, help="seconds from now")
     add("--report-only", action="store_true", help="only write the report")
     add("--epochs", type=int, default=None, help="override every run's epochs")
+    add(
+        "--precision",
+        default=None,
+        choices=("float32", "bfloat16"),
+        help="every run's precision (bfloat16: head, loss, stats float32)",
+    )
     parser.set_defaults(func=_run)

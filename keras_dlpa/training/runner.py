@@ -522,10 +522,25 @@ def _run(config, callbacks, distribution, executor, started, run_dir, restore):
         "Evaluation of %s:\n%s", run_dir, format_metrics_table(evaluation)
     )
     if config.report:
-        from keras_dlpa.report import make_report
-
-        make_report(run_dir)
+        _plot(run_dir)
     return evaluation
+
+
+def _plot(run_dir: Path) -> None:
+    """The run's plots, or one warning where matplotlib is missing (e.g.
+    the GPU box): the run itself is complete either way."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        logger.warning(
+            "No plots: matplotlib is not installed. Draw them later with "
+            "`keras-dlpa report %s` where it is.",
+            run_dir,
+        )
+        return
+    from keras_dlpa.report import make_report
+
+    make_report(run_dir)
 
 
 __all__ = [

@@ -223,6 +223,8 @@ def write_prepared_splits(config: ExperimentConfig, path) -> dict:
     record = {
         "settings": _split_settings(config),
         "source": str(source),
+        "train_size": len(train),
+        "val_size": len(val),
         "data_report": report,
     }
     arrays = {

@@ -7,6 +7,10 @@ refuses TensorFlow and the packages that need it.
 `KERAS_DLPA_BLOCK_IMPORTS=keras,jax` (comma-separated top-level names)
 refuses those too, e.g. to show that a code path needs neither Keras nor
 JAX.
+
+`KERAS_DLPA_MODULE_AUDIT=DIR` writes the top-level names of the modules
+the process loaded to `DIR/<pid>.txt` at exit (what must travel to a
+machine; tests/test_gpu_campaign.py).
 """
 
 import importlib.abc
@@ -35,3 +39,17 @@ class _BlockTensorFlow(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, _BlockTensorFlow())
+
+
+AUDIT_ENV = "KERAS_DLPA_MODULE_AUDIT"
+if os.environ.get(AUDIT_ENV):
+    import atexit
+
+    def _audit(folder=os.environ[AUDIT_ENV]):
+        names = sorted({name.split(".")[0] for name in list(sys.modules)})
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{os.getpid()}.txt")
+        with open(path, "w") as handle:
+            handle.write("\n".join(names) + "\n")
+
+    atexit.register(_audit)
