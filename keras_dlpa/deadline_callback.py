@@ -12,10 +12,12 @@ class DeadlineCallback(keras.callbacks.Callback):
 
     For time-limited jobs (a cluster allocation, a GPU lease): at the end
     of each epoch it estimates the next epoch's duration as `margin` times
-    the longest epoch so far and sets `model.stop_training` when the next
-    epoch would end after `deadline`. Checkpointing callbacks still run at
-    that epoch's end, so the run can be resumed later; `completed` tells
-    whether every epoch ran.
+    the longest epoch so far, leaving out the first epoch of this `fit`
+    once there is another (it includes compilation, which can take many
+    epochs' time on an accelerator), and sets `model.stop_training` when
+    the next epoch would end after `deadline`. Checkpointing callbacks
+    still run at that epoch's end, so the run can be resumed later;
+    `completed` tells whether every epoch ran.
 
     Args:
         deadline: Unix time (`time.time()` scale) by which training must
@@ -40,11 +42,18 @@ class DeadlineCallback(keras.callbacks.Callback):
         self.margin = float(margin)
         self.verbose = verbose
         self.completed = True
-        self.longest = 0.0
+        self.durations = []
         self.stopped_epoch = None
+
+    @property
+    def longest(self) -> float:
+        """The longest epoch of this `fit`, the first left out if there
+        are others (seconds; 0 before any)."""
+        return max(self.durations[1:] or self.durations or [0.0])
 
     def on_train_begin(self, logs=None):
         self.completed = True
+        self.durations = []
         self.stopped_epoch = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -52,7 +61,7 @@ class DeadlineCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.time()
-        self.longest = max(self.longest, now - self._start)
+        self.durations.append(now - self._start)
         epochs = (self.params or {}).get("epochs")
         if epochs is not None and epoch + 1 >= epochs:
             return

@@ -178,6 +178,28 @@ def test_killed_mid_epoch_resumes_exactly(reference):
 
 
 @pytest.mark.large
+def test_killed_between_sparse_checkpoints_resumes_exactly(reference):
+    """`--checkpoint-every 2`: killed in epoch 4 (0-based 3), one epoch
+    after the checkpoint of epoch 2; the resumed run trains epoch 3 again
+    (its metrics row replaced, not repeated) and ends as the uninterrupted
+    run (checkpointed every epoch) does."""
+    tmp_path, images, ref = reference
+    out = tmp_path / "sparse"
+    args = _args(images, out, "--checkpoint-every", "2")
+
+    def in_last_epoch():
+        rows = out / "metrics.json"
+        return rows.is_file() and len(json.loads(rows.read_text())) >= 3
+
+    _kill_when(args, _env(tmp_path), in_last_epoch)
+    assert latest_checkpoint(out / "checkpoints")["epoch"] == 2
+    assert not _manifest(out, 3).is_file()
+    _run(args + ["--resume"], _env(tmp_path))
+    assert latest_checkpoint(out / "checkpoints")["epoch"] == EPOCHS
+    _assert_same_run(ref, out)
+
+
+@pytest.mark.large
 def test_killed_during_checkpoint_write_falls_back_and_resumes(reference):
     tmp_path, images, ref = reference
     out = tmp_path / "during_write"

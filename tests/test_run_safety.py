@@ -256,3 +256,73 @@ def test_the_sweep_refuses_a_run_directory_with_other_settings(
     assert results["full"]["evaluation"] is None
     log = capsys.readouterr().out
     assert f"full: refused, {out} holds a run with other settings (" in log
+
+
+def test_checkpoint_every_keeps_the_best_epoch_between_checkpoints(tmp_path):
+    """`every=3` over 7 epochs: checkpoints after epochs 3, 6 and 7 (the
+    last); the best epoch (5, between checkpoints) is written with its own
+    weights at the next checkpoint, and the run's weights are untouched."""
+    from keras_dlpa.training.checkpoint import RunCheckpoint
+    from keras_dlpa.training.checkpoint import latest_checkpoint
+
+    scores = [0.1, 0.5, 0.3, 0.2, 0.6, 0.4, 0.1]
+    seen = {}
+
+    class Score(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_top1"] = scores[epoch]
+            seen[epoch] = [np.array(w) for w in self.model.get_weights()]
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).normal(size=(16, 2))
+    checkpoint = RunCheckpoint(
+        tmp_path / "ckpt", best_path=tmp_path / "best.keras", every=3, keep=5
+    )
+    after = {}
+
+    class After(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            after[epoch] = [np.array(w) for w in self.model.get_weights()]
+
+    model.fit(
+        x,
+        x[:, :1],
+        epochs=7,
+        verbose=0,
+        callbacks=[Score(), checkpoint, After()],
+    )
+    for epoch in range(7):  # writing the best model restored the weights
+        for a, b in zip(after[epoch], seen[epoch]):
+            np.testing.assert_array_equal(a, b)
+    manifests = sorted(p.name for p in (tmp_path / "ckpt").glob("*.json"))
+    assert manifests == [
+        "epoch-000003.json", "epoch-000006.json", "epoch-000007.json"
+    ]  # fmt: skip
+    latest = latest_checkpoint(tmp_path / "ckpt")
+    assert latest["best"]["epoch"] == 4 and latest["best"]["value"] == 0.6
+    assert latest["best"]["file"].endswith("best-000005.keras")
+    best = keras.saving.load_model(tmp_path / "best.keras")
+    for a, b in zip(best.get_weights(), seen[4]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(model.get_weights(), seen[6]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="`every` must be an integer >= 1"):
+        RunCheckpoint(tmp_path / "x", every=0)
+
+    class Stop(keras.callbacks.Callback):  # as the deadline does
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = epoch == 3
+
+    stopped = RunCheckpoint(tmp_path / "stop", every=3)
+    model.fit(x, x[:, :1], epochs=7, verbose=0, callbacks=[Stop(), stopped])
+    manifests = sorted(p.name for p in (tmp_path / "stop").glob("*.json"))
+    assert manifests == ["epoch-000003.json", "epoch-000004.json"]
+
+
+def test_deadline_estimate_leaves_out_the_compiling_first_epoch():
+    deadline = DeadlineCallback(time.time() + 100, margin=1.5, verbose=0)
+    deadline.durations = [30.0]
+    assert deadline.longest == 30.0
+    deadline.durations = [30.0, 1.0, 2.0]
+    assert deadline.longest == 2.0

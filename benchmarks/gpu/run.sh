@@ -20,8 +20,8 @@
 #
 # Settings (environment): IMBALANCE (0.01), DIMS, METHODS (all), SEED (0),
 # PARALLEL (4), EPOCHS (the recipe's 200), RESERVE (60 s for evaluation
-# and packing), PRECISION (float32), CAMPAIGN (.campaign), PYTHON
-# (python3). REHEARSAL=1 is the CPU rehearsal (tests/test_gpu_campaign.py):
+# and packing), PRECISION (float32), CHECKPOINT_EVERY (50), CAMPAIGN
+# (.campaign), PYTHON (python3). REHEARSAL=1 is the CPU rehearsal (tests/test_gpu_campaign.py):
 # JAX on CPU, --quick, 1 epoch, 2 runs at a time.
 set -u
 OUT=${1:?usage: run.sh OUT_DIR [SECONDS]}
@@ -70,6 +70,9 @@ SELECT=(--imbalance "$IMBALANCE" --seeds "$SEED")
 [ -n "${METHODS:-}" ] && SELECT+=(--methods "$METHODS")
 [ -n "${EPOCHS:-}" ] && SELECT+=(--epochs "$EPOCHS")
 [ "$PRECISION" != float32 ] && SELECT+=(--precision "$PRECISION")
+# Checkpoints cannot outlive the box (they do not come back), so only
+# every CHECKPOINT_EVERY epochs and the last (bench_fit_budget.py).
+SELECT+=(--checkpoint-every "${CHECKPOINT_EVERY:-50}")
 SWEEP=$(mktemp -d)/table4
 DEADLINE=$((START + BUDGET - RESERVE))
 echo "== training until $(date -d "@$DEADLINE" +%T) ($((DEADLINE - $(date +%s))) s)"

@@ -38,12 +38,15 @@ def _names(text: str | None) -> tuple | None:
 
 
 def _extra_args(args) -> tuple:
-    """Recipe flags for every run: `--epochs`, `--precision`."""
+    """Recipe flags for every run: `--epochs`, `--precision`,
+    `--checkpoint-every`."""
     extra = ()
     if args.epochs is not None:
         extra += ("--epochs", args.epochs)
     if args.precision is not None:
         extra += ("--precision", args.precision)
+    if args.checkpoint_every is not None:
+        extra += ("--checkpoint-every", args.checkpoint_every)
     return extra
 
 
@@ -191,5 +194,11 @@ def register(subparsers) -> None:
         default=None,
         choices=("float32", "bfloat16"),
         help="every run's precision (bfloat16: head, loss, stats float32)",
+    )
+    add(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="every run's epochs between checkpoints (default 1)",
     )
     parser.set_defaults(func=_run)

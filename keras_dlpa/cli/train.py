@@ -193,6 +193,12 @@ def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
     add("--deterministic", action="store_true", help="TF op determinism")
     add("--no-report", action="store_true", help="skip the plots")
     add(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        help="epochs between crash-safe checkpoints (and after the last)",
+    )
+    add(
         "--precision",
         default="float32",
         choices=("float32", "bfloat16"),
@@ -269,6 +275,7 @@ def config_from_args(recipe: str, args):
         else args.verbose,
         deterministic=args.deterministic,
         report=not args.no_report,
+        checkpoint_every=args.checkpoint_every,
         precision=args.precision,
         executor=args.executor,
         deadline=_deadline(args),

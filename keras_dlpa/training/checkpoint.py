@@ -4,14 +4,22 @@ Keras' `BackupAndRestore` writes one checkpoint in place, so a kill during
 the write loses the run, and `ModelCheckpoint` writes `best.keras` in
 place too. `RunCheckpoint` does both jobs crash-safely:
 
-- at the end of every epoch it writes the weights (model + optimizer, so
-  the iteration counter, the assignment and the class statistics) to a
+- at the end of every `every`-th epoch, and of the last epoch `fit` runs
+  (the last one, or one after which a callback such as the deadline
+  stopped training), it writes the weights (model + optimizer, so the
+  iteration counter, the assignment and the class statistics) to a
   temporary file, fsyncs it and renames it atomically to
-  `checkpoints/epoch-NNNNNN.weights.h5`; when the epoch improved
-  `monitor` it writes the model to `checkpoints/best-NNNNNN.keras` the same
-  way; then it writes the manifest `checkpoints/epoch-NNNNNN.json` (epoch,
+  `checkpoints/epoch-NNNNNN.weights.h5`; if an epoch since the previous
+  checkpoint improved `monitor`, it writes the model with that epoch's
+  weights (kept in host memory until then) to
+  `checkpoints/best-NNNNNN.keras` the same way (NNNNNN: that epoch + 1);
+  then it writes the manifest `checkpoints/epoch-NNNNNN.json` (epoch,
   file size and SHA-256 of the weights, the best model's file, epoch and
   value) the same way. A checkpoint exists only once its manifest does.
+  A run killed between checkpoints resumes from the last one and trains
+  the epochs after it again, with the same batches, so it ends as an
+  uninterrupted run does (the best model of those epochs included); only
+  the time since the last checkpoint is lost.
 - it keeps the last `keep` checkpoints (and the best models they name)
   and deletes older ones only after the new one is complete;
 - `latest_checkpoint(dir)` verifies the manifests from the newest down
@@ -219,6 +227,10 @@ class RunCheckpoint(keras.callbacks.Callback):
             a new one is written).
         restore: a manifest from `latest_checkpoint` to restore at the start
             of training (`None`: start fresh).
+        every: write a checkpoint every this many epochs (and after the
+            last epoch `fit` runs); each costs a weights file and, after
+            an improvement, a `.keras` model (`benchmarks/
+            bench_fit_budget.py`).
     """
 
     def __init__(
@@ -228,12 +240,17 @@ class RunCheckpoint(keras.callbacks.Callback):
         monitor: str = "val_top1",
         keep: int = 2,
         restore: dict | None = None,
+        every: int = 1,
     ):
         super().__init__()
-        if int(keep) != keep or keep < 1:
-            raise ValueError(
-                f"`keep` must be an integer >= 1. Received: {keep}"
-            )
+        for name, value in (("keep", keep), ("every", every)):
+            if int(value) != value or value < 1:
+                raise ValueError(
+                    f"`{name}` must be an integer >= 1. Received: "
+                    f"{name}={value!r}"
+                )
+        self.every = int(every)
+        self._pending = None  # an improved epoch not yet written
         self.directory = Path(directory)
         self.best_path = None if best_path is None else Path(best_path)
         self.monitor = monitor
@@ -254,26 +271,61 @@ class RunCheckpoint(keras.callbacks.Callback):
             restore_weights(self.model, self.restore["weights"])
             self._publish_best()
 
+    def _best_value(self):
+        if self._pending is not None:
+            return self._pending["value"]
+        return self.best["value"]
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         value = logs.get(self.monitor)
-        improved = (
+        best = self._best_value()
+        if (
             self.best_path is not None
             and value is not None
             and math.isfinite(float(value))
-            and (self.best["value"] is None or value > self.best["value"])
-        )
-        done = int(epoch) + 1
-        if improved:
-            best_file = self.directory / f"best-{done:06d}.keras"
-            tmp = _temporary(self.directory, ".keras")
-            self.model.save(tmp)
-            _commit(tmp, best_file)
-            self.best = {
-                "file": str(best_file),
+            and (best is None or value > best)
+        ):
+            # Kept on the host until the next checkpoint writes it.
+            to_np = keras.ops.convert_to_numpy
+            self._pending = {
                 "epoch": int(epoch),
                 "value": float(value),
+                "weights": [to_np(v).copy() for v in self.model.weights],
             }
+        done = int(epoch) + 1
+        last = done >= (self.params or {}).get("epochs", done)
+        stopping = bool(getattr(self.model, "stop_training", False))
+        if done % self.every and not (last or stopping):
+            return
+        self._write(done)
+
+    def _write_best(self) -> bool:
+        """Writes the pending best model; True if there was one."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return False
+        best_file = self.directory / f"best-{pending['epoch'] + 1:06d}.keras"
+        variables = self.model.weights
+        current = [keras.ops.convert_to_numpy(v).copy() for v in variables]
+        tmp = _temporary(self.directory, ".keras")
+        try:
+            for variable, saved in zip(variables, pending["weights"]):
+                variable.assign(saved)
+            self.model.save(tmp)
+        finally:
+            for variable, saved in zip(variables, current):
+                variable.assign(saved)
+        _commit(tmp, best_file)
+        self.best = {
+            "file": str(best_file),
+            "epoch": pending["epoch"],
+            "value": pending["value"],
+        }
+        return True
+
+    def _write(self, done: int) -> None:
+        improved = self._write_best()
         weights = self.directory / f"epoch-{done:06d}.weights.h5"
         tmp = _temporary(self.directory, ".weights.h5")
         self.model.save_weights(tmp)

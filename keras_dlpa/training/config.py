@@ -103,7 +103,10 @@ class ExperimentConfig:
         its rows of every global batch, see `docs/distributed.md`).
         verbose: `fit` verbosity (1 progress bar, 2 one line per epoch).
         deterministic: TF op determinism (bit-exact resume; JAX on CPU
-        is deterministic). jit_compile: `"auto"` (default) compiles the
+        is deterministic). checkpoint_every: write the crash-safe
+        checkpoint every this many epochs (and after the last one); a run
+        killed in between resumes from the last one and ends the same
+        (`RunCheckpoint`). jit_compile: `"auto"` (default) compiles the
         train step with XLA on JAX (`jax.jit`; without it Keras runs the
         JAX step eagerly, op by op) and as a `tf.function` without XLA on
         TensorFlow; `True`/`False` force it (`compile(jit_compile=...)`).
@@ -184,6 +187,7 @@ class ExperimentConfig:
     deterministic: bool = False
     jit_compile: bool | str = "auto"
     report: bool = True
+    checkpoint_every: int = 1
     precision: str = "float32"
     executor: str = "auto"
     deadline: float | None = None
@@ -276,9 +280,9 @@ class ExperimentConfig:
                     f"`{name}` must be a finite number in {interval}. "
                     f"Received: {name}={value!r}"
                 )
-        for name in ("warmup_epochs", "reassign_per_epoch"):
+        for name in ("warmup_epochs", "reassign_per_epoch", "checkpoint_every"):
             value = getattr(self, name)
-            least = 1 if name == "reassign_per_epoch" else 0
+            least = 0 if name == "warmup_epochs" else 1
             if int(value) != value or value < least:
                 raise ValueError(
                     f"`{name}` must be an integer >= {least}. Received: "

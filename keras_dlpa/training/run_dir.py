@@ -31,6 +31,7 @@ RESUMABLE_SETTINGS = (
     "eval_batch_size",
     "jit_compile",
     "deterministic",
+    "checkpoint_every",
     "download",
     "data_dir",
     "manual_dir",

@@ -403,6 +403,7 @@ def _run(config, callbacks, distribution, executor, started, run_dir, restore):
         best_path=run_dir / "best.keras",
         monitor="val_top1",
         restore=restore,
+        every=config.checkpoint_every,
     )
     all_callbacks = (
         [_train_clock(), DivergenceCallback()]
