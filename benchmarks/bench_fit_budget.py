@@ -16,6 +16,8 @@ Usage (JAX backend; the CIFAR-100 archive of ../shared/data by default):
    grain and the device executor, alternating `--pairs` times in one
    process; images/s of training (median epoch after the first, from
    `evaluation.json`) and the ratio device / grain of each pair.
+3. **Precision** (`--parts precision`): the same with `--precision
+   float32` and `bfloat16` (the default executor).
 
 Callbacks are timed by wrapping their methods in this process (the
 library is not changed for it). Writes JSON (with the load average).
@@ -102,7 +104,9 @@ def startup_seconds(repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def budget(image_dir, epochs: int, per_class: int, work: Path) -> dict:
+def budget(
+    image_dir, epochs: int, per_class: int, every: int, work: Path
+) -> dict:
     timers = Timers()
     originals = [
         (RunCheckpoint, "on_epoch_end", "checkpoint"),
@@ -134,7 +138,8 @@ def budget(image_dir, epochs: int, per_class: int, work: Path) -> dict:
             "--image-dir", str(image_dir), "--executor", "grain",
             "--train-per-class", str(per_class), "--epochs", str(epochs),
             "--milestones", str(epochs - 1), "--warmup-epochs", "1",
-            "--out", str(work / "budget"), "--verbose", "0", "--no-report",
+            "--out", str(work / f"budget-{every}"), "--verbose", "0",
+            "--no-report", "--checkpoint-every", str(every),
         ]
     )  # fmt: skip
     start = time.perf_counter()
@@ -144,7 +149,8 @@ def budget(image_dir, epochs: int, per_class: int, work: Path) -> dict:
         for owner, attribute, original in saved:
             setattr(owner, attribute, original)
     end = time.perf_counter()
-    rows = json.loads((work / "budget" / "metrics.json").read_text())
+    run_dir = work / f"budget-{every}"
+    rows = json.loads((run_dir / "metrics.json").read_text())
     train = [r["train_time_s"] for r in rows]
     steady = statistics.median(train[1:])
     # Mean seconds per epoch inside `fit` (the best model is saved only in
@@ -152,6 +158,7 @@ def budget(image_dir, epochs: int, per_class: int, work: Path) -> dict:
     per_epoch = {
         name: {
             "mean_s": round(statistics.mean(values), 3),
+            "median_s": round(statistics.median(values), 3),
             "epochs_with_any": sum(v > 0 for v in values),
         }
         for name, values in timers.per_epoch.items()
@@ -160,15 +167,13 @@ def budget(image_dir, epochs: int, per_class: int, work: Path) -> dict:
         "config": {
             "train_per_class": per_class,
             "epochs": epochs,
-            "width": config.width,
-            "depth": config.depth,
+            "backbone": config.backbone,
+            "dim": config.dim,
             "batch_size": config.batch_size,
-            "train_images": rows
-            and int(
-                json.loads((work / "budget" / "config.json").read_text())[
-                    "train_size"
-                ]
-            ),
+            "checkpoint_every": every,
+            "train_images": json.loads((run_dir / "config.json").read_text())[
+                "train_size"
+            ],
         },
         "before_fit_s": round(marks["fit_start"] - start, 2),
         "first_epoch_compile_s": round(train[0] - steady, 2),
@@ -180,15 +185,17 @@ def budget(image_dir, epochs: int, per_class: int, work: Path) -> dict:
     }
 
 
-def executors(image_dir, pairs: int, epochs: int, work: Path) -> dict:
+def compare(image_dir, pairs, epochs, work, flag, values) -> dict:
+    """The `--quick` recipe with `flag` at each of two `values`,
+    alternating `pairs` times; images/s and the ratio second / first."""
     runs = []
     for pair in range(pairs):
-        for executor in ("grain", "device"):
-            out = work / f"{executor}-{pair}"
+        for value in values:
+            out = work / f"{flag.strip('-')}-{value}-{pair}"
             config = _config(
                 [
                     "--image-dir", str(image_dir), "--quick",
-                    "--epochs", str(epochs), "--executor", executor,
+                    "--epochs", str(epochs), flag, value,
                     "--out", str(out), "--verbose", "0", "--no-report",
                 ]
             )  # fmt: skip
@@ -196,7 +203,7 @@ def executors(image_dir, pairs: int, epochs: int, work: Path) -> dict:
             runs.append(
                 {
                     "pair": pair,
-                    "executor": executor,
+                    flag.strip("-"): value,
                     "train_images_per_s": evaluation["train_images_per_s"],
                     "wall_s": evaluation["wall_time_s"],
                     "last_top1": evaluation["last"]["top1"],
@@ -204,15 +211,11 @@ def executors(image_dir, pairs: int, epochs: int, work: Path) -> dict:
             )
     ratios = []
     for pair in range(pairs):
-        rate = {
-            r["executor"]: r["train_images_per_s"]
-            for r in runs
-            if r["pair"] == pair
-        }
-        ratios.append(round(rate["device"] / rate["grain"], 3))
+        rate = [r["train_images_per_s"] for r in runs if r["pair"] == pair]
+        ratios.append(round(rate[1] / rate[0], 3))
     return {
         "runs": runs,
-        "ratio_device_over_grain": ratios,
+        f"ratio_{values[1]}_over_{values[0]}": ratios,
         "median_ratio": statistics.median(ratios),
         "same_top1": len({r["last_top1"] for r in runs}) == 1,
     }
@@ -225,24 +228,48 @@ def main():
     parser.add_argument("--train-per-class", type=int, default=40)
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--executor-epochs", type=int, default=4)
+    parser.add_argument(
+        "--parts",
+        default="budget,executors",
+        help="budget, executors (device / grain), precision (bfloat16 / "
+        "float32)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if keras.backend.backend() != "jax":
         sys.exit("Run with KERAS_BACKEND=jax (the device executor is JAX's).")
+    parts = args.parts.split(",")
+    results = {"command": "KERAS_BACKEND=jax python " + " ".join(sys.argv)}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        results = {
-            "command": "KERAS_BACKEND=jax python " + " ".join(sys.argv),
-            "startup_import_s": round(startup_seconds(), 2),
-            "budget": budget(
-                args.image_dir, args.epochs, args.train_per_class, work
-            ),
-            "executors": executors(
-                args.image_dir, args.pairs, args.executor_epochs, work
-            ),
-        }
-    print_table(results["executors"]["runs"])
-    print(json.dumps(results["budget"], indent=1))
+        quick = (args.image_dir, args.pairs, args.executor_epochs, work)
+        if "budget" in parts:
+            results["startup_import_s"] = round(startup_seconds(), 2)
+            # Checkpoints every epoch (the default), then only after the
+            # last epoch (--checkpoint-every EPOCHS).
+            results["budget"] = [
+                budget(
+                    args.image_dir,
+                    args.epochs,
+                    args.train_per_class,
+                    every,
+                    work,
+                )
+                for every in (1, args.epochs)
+            ]
+        if "executors" in parts:
+            results["executors"] = compare(
+                *quick, "--executor", ("grain", "device")
+            )
+        if "precision" in parts:
+            results["precision"] = compare(
+                *quick, "--precision", ("float32", "bfloat16")
+            )
+    for part in ("executors", "precision"):
+        if part in results:
+            print_table(results[part]["runs"])
+    for row in results.get("budget", []):
+        print(json.dumps(row, indent=1))
     write_results("fit_budget", results, args.out)
 
 

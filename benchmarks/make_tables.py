@@ -507,6 +507,67 @@ def decode_speed(data: dict) -> list[str]:
     return lines + table(["executor", "images/s"], body)
 
 
+def fit_budget(data: dict) -> list[str]:
+    """Where a recipe run's time goes, and device vs grain executor."""
+    lines = [
+        f"Start-up (fresh interpreter importing the runner): "
+        f"{data['startup_import_s']:.2f} s.",
+        "",
+    ]
+    names = (
+        "checkpoint", "weights_save", "model_save", "best_copy", "sha256",
+        "validation", "metrics_files", "reassignment",
+    )  # fmt: skip
+    body = []
+    for run in data["budget"]:
+        config = run["config"]
+        callbacks = run["callbacks_s_per_epoch"]
+        body.append(
+            [
+                config["checkpoint_every"],
+                config["train_images"],
+                num(run["before_fit_s"], 1),
+                num(run["first_epoch_compile_s"], 1),
+                num(run["train_s_per_epoch"], 2),
+                *(num(callbacks[n]["mean_s"], 3) for n in names),
+                num(run["after_fit_s"], 1),
+                num(run["wall_s"], 1),
+            ]
+        )
+    header = [
+        "checkpoint every", "train images", "before fit s",
+        "first-epoch compile s", "train s/epoch",
+        *(f"{n} s/epoch" for n in names), "after fit s", "wall s",
+    ]  # fmt: skip
+    lines += table(header, body) + [""]
+    return lines + compared(data["executors"], "executor")
+
+
+def compared(part: dict, key: str) -> list[str]:
+    """Alternating runs of two settings and the ratio of their images/s."""
+    rows = [
+        [
+            r["pair"],
+            r[key],
+            num(r["train_images_per_s"], 1),
+            num(r["wall_s"], 1),
+            pct(r["last_top1"]),
+        ]
+        for r in part["runs"]
+    ]
+    lines = table(["pair", key, "train images/s", "wall s", "last top-1"], rows)
+    name = next(k for k in part if k.startswith("ratio_"))
+    ratios = ", ".join(f"{v:.3f}" for v in part[name])
+    label = name[len("ratio_") :].replace("_over_", " / ")
+    lines += [
+        "",
+        f"{label} images/s per pair: {ratios} (median "
+        f"{part['median_ratio']:.3f}); identical top-1: "
+        f"{part['same_top1']}.",
+    ]
+    return lines
+
+
 def one(renderer, **kwargs):
     """A renderer of the only loaded file."""
     return lambda files: renderer(next(iter(files.values())), **kwargs)
@@ -572,6 +633,11 @@ TABLES = {
     "bench_pipeline": (B, one(pipeline)),
     "bench_inference": (B, one(inference)),
     "imagenet_decode_speed": (B, one(decode_speed)),
+    "fit_budget": (B, one(fit_budget)),
+    "fit_precision_cpu": (
+        B,
+        one(lambda data: compared(data["precision"], "precision")),
+    ),
     "bench_inference_head": (B, one(inference_head), ["bench_inference.json"]),
     "gpu_cifar10_lt_h100": (B, one(gpu_lt)),
     "gpu_cifar10_lowdim_h100": (B, one(gpu_lowdim)),
