@@ -25,6 +25,7 @@ import numpy as np
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
+from keras_dlpa.data.plan import check_epoch_range
 from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
 
@@ -128,11 +129,7 @@ def device_train_dataset(
             f"Received: shard={shard}. Use executor='grain' or 'tf' for "
             "multi-process input."
         )
-    if not 0 <= int(initial_epoch) <= int(epochs):
-        raise ValueError(
-            "Expected 0 <= `initial_epoch` <= `epochs`. Received: "
-            f"initial_epoch={initial_epoch}, epochs={epochs}"
-        )
+    check_epoch_range(initial_epoch, epochs)
     augmentation = augmentation or Augmentation()
     steps = steps_per_epoch(len(data), batch_size)
     labels = np.asarray(data.labels)

@@ -15,6 +15,7 @@ from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
 from keras_dlpa.data.plan import BatchMaker
+from keras_dlpa.data.plan import check_epoch_range
 from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
 
@@ -100,11 +101,7 @@ def grain_train_dataset(
             "`data` must be a `keras_dlpa.data.ImageData`. Received: "
             f"{type(data).__name__}."
         )
-    if not 0 <= int(initial_epoch) <= int(epochs):
-        raise ValueError(
-            "Expected 0 <= `initial_epoch` <= `epochs`. Received: "
-            f"initial_epoch={initial_epoch}, epochs={epochs}"
-        )
+    check_epoch_range(initial_epoch, epochs)
     batch = _PlannedBatch(
         data,
         batch_size,

@@ -97,6 +97,16 @@ class EpochPlan:
         return (self.indices, self.offsets, self.flips, self.partners, self.lam)
 
 
+def check_epoch_range(initial_epoch: int, epochs: int) -> None:
+    """A `ValueError` unless `0 <= initial_epoch <= epochs` (the epochs
+    an executor runs, `initial_epoch .. epochs - 1`)."""
+    if not 0 <= int(initial_epoch) <= int(epochs):
+        raise ValueError(
+            "Expected 0 <= `initial_epoch` <= `epochs`. Received: "
+            f"initial_epoch={initial_epoch}, epochs={epochs}"
+        )
+
+
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     """Full batches per epoch (the remainder of each epoch is dropped)."""
     if int(batch_size) != batch_size or batch_size < 1:

@@ -32,6 +32,7 @@ from keras_dlpa.data.image_ops import train_image
 from keras_dlpa.data.input_shard import WHOLE_BATCH
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.labelled_paths import LabelledPaths
+from keras_dlpa.data.plan import check_epoch_range
 from keras_dlpa.data.plan import steps_per_epoch
 from keras_dlpa.data.stream_plan import CUTMIX
 from keras_dlpa.data.stream_plan import MIXUP
@@ -157,11 +158,7 @@ def _check(data, initial_epoch, epochs):
             "`data` must be a `keras_dlpa.data.LabelledPaths`. Received: "
             f"{type(data).__name__}."
         )
-    if not 0 <= int(initial_epoch) <= int(epochs):
-        raise ValueError(
-            "Expected 0 <= `initial_epoch` <= `epochs`. Received: "
-            f"initial_epoch={initial_epoch}, epochs={epochs}"
-        )
+    check_epoch_range(initial_epoch, epochs)
 
 
 def _mark_flags_parsed():
