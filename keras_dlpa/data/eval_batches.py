@@ -1,35 +1,48 @@
-"""In-order evaluation batches of in-memory images, for every backend."""
+"""In-order evaluation batches of any data source, for every backend."""
 
 from __future__ import annotations
 
 import math
 
 import keras
-import numpy as np
 
-from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.source import DataSource
 
 
 class EvalBatches(keras.utils.PyDataset):
-    """Images of an `ImageData` in order, `batch_size` at a time.
+    """Images of a data source in order, `batch_size` at a time.
 
     Yields float32 `(B, H, W, 3)` images on the raw 0-255 scale (the last
-    batch may be partial), converting one batch at a time, so no float
-    copy of the whole set is made. Takes no workers (plain iteration in
-    the calling thread), so it is safe on every backend. Use with
-    `model.predict` and the labels `data.labels`.
+    batch may be partial), one batch at a time, so no float copy of the
+    whole set is made: an `ImageData` gives its images as they are, a
+    `LabelledPaths` decodes each batch (resize + centre crop to
+    `image_size`, a small thread pool; `DataSource.eval_images`). Takes no
+    Keras workers (plain iteration in the calling thread), so it is safe
+    on every backend. Use with `model.predict` and the labels
+    `data.labels`.
 
     Args:
-        data: the `ImageData`.
+        data: an `ImageData` or a `LabelledPaths`.
         batch_size: images per batch.
+        image_size: output side of streamed images (in-memory images
+            keep their size).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_dlpa.data import ImageData
+    >>> data = ImageData(np.zeros((5, 8, 8, 3), "uint8"), [0] * 5, ["a"])
+    >>> batches = EvalBatches(data, batch_size=2)
+    >>> len(batches), batches[2][0].shape
+    (3, (1, 8, 8, 3))
     """
 
-    def __init__(self, data: ImageData, batch_size: int = 256):
+    def __init__(self, data, batch_size: int = 256, image_size: int = 224):
         super().__init__()
-        if not isinstance(data, ImageData):
+        if not isinstance(data, DataSource):
             raise TypeError(
-                "`data` must be a `keras_dlpa.data.ImageData`. Received: "
-                f"{type(data).__name__}."
+                "`data` must be a `keras_dlpa.data.ImageData` or "
+                f"`LabelledPaths`. Received: {type(data).__name__}."
             )
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(
@@ -38,6 +51,7 @@ class EvalBatches(keras.utils.PyDataset):
             )
         self.data = data
         self.batch_size = int(batch_size)
+        self.image_size = int(image_size)
 
     def __len__(self) -> int:
         return math.ceil(len(self.data) / self.batch_size)
@@ -46,5 +60,5 @@ class EvalBatches(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         start = index * self.batch_size
-        stop = start + self.batch_size
-        return (self.data.images[start:stop].astype(np.float32),)
+        stop = min(start + self.batch_size, len(self.data))
+        return (self.data.eval_images(start, stop, self.image_size),)

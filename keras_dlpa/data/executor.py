@@ -26,11 +26,12 @@ def resolve_executor(
 
     `"auto"`: on JAX with an accelerator, in-memory data and whole batches
     on one process, `"device"` (`keras_dlpa.data.device_executor`: the
-    images live on the accelerator); otherwise `"tf"` on the TensorFlow
-    backend and `"grain"` elsewhere. `"tf"` needs TensorFlow; `"grain"`
-    works on every backend; `"device"` needs the JAX backend, in-memory
-    data and one process's whole batches (a `ValueError` says which is
-    missing).
+    images live on the accelerator); for streamed data `"grain"` (JPEG
+    decoding scales with processes, not threads); otherwise `"tf"` on
+    the TensorFlow backend and `"grain"` elsewhere. `"tf"` needs
+    TensorFlow; `"grain"` works on every backend; `"device"` needs the
+    JAX backend, in-memory data and one process's whole batches (a
+    `ValueError` says which is missing).
 
     Args:
         executor: one of `EXECUTORS`.
@@ -61,7 +62,9 @@ def resolve_executor(
             )
         return executor
     if executor == "auto":
-        if backend == "jax" and in_memory and whole_batches and _accelerator():
+        if not in_memory:
+            return "grain"
+        if backend == "jax" and whole_batches and _accelerator():
             return "device"
         return "tf" if backend == "tensorflow" else "grain"
     return executor

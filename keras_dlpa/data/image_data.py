@@ -100,6 +100,55 @@ class ImageData:
             self.skipped_files,
         )
 
+    # The `keras_dlpa.data.source.DataSource` interface.
+
+    def augmentation(self, settings):
+        """`plan.Augmentation(crop_padding, flip, mixup_alpha)` of
+        `settings` (e.g. an `ExperimentConfig`)."""
+        from keras_dlpa.data.plan import Augmentation
+
+        return Augmentation(
+            settings.crop_padding, settings.flip, settings.mixup_alpha
+        )
+
+    def input_statistics(self, image_size: int | None = None):
+        """The channel mean and std of the images, and their shape
+        (`image_size` is for streamed data; the images keep theirs)."""
+        from keras_dlpa.data.stats import channel_stats
+
+        mean, std = channel_stats(self.images)
+        return mean, std, self.image_shape
+
+    def train_dataset(
+        self,
+        batch_size,
+        seed,
+        initial_epoch,
+        epochs,
+        augmentation,
+        executor="auto",
+        shard=None,
+        workers=None,
+    ):
+        """`executor.train_dataset` of these images (`workers` is for
+        streamed data)."""
+        from keras_dlpa.data.executor import train_dataset
+
+        return train_dataset(
+            self,
+            batch_size,
+            seed,
+            initial_epoch,
+            epochs,
+            augmentation,
+            executor=executor,
+            shard=shard,
+        )
+
+    def eval_images(self, start: int, stop: int, image_size=None):
+        """float32 images `start..stop - 1`, as they are."""
+        return self.images[start:stop].astype(np.float32)
+
 
 def check_labels(labels: np.ndarray, num_classes: int) -> None:
     """Raises `ValueError` unless every label is in `[0, num_classes)`."""

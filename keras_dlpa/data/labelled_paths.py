@@ -32,16 +32,19 @@ from pathlib import Path
 import numpy as np
 
 from keras_dlpa.data.image_data import check_labels
-from keras_dlpa.data.image_decode import BadImageError
-from keras_dlpa.data.image_decode import check_image
-from keras_dlpa.data.image_decode import error_reason
-from keras_dlpa.data.image_decode import skipped_message
+from keras_dlpa_serving.image_decode import BadImageError
+from keras_dlpa_serving.image_decode import check_image
+from keras_dlpa_serving.image_decode import error_reason
+from keras_dlpa_serving.image_decode import skipped_message
 from keras_dlpa.data.image_folder import _ARCHIVE_SUFFIXES
 from keras_dlpa.data.image_folder import _list_image_folder
 from keras_dlpa.data.image_folder import extract_archive
 from keras_dlpa.data.image_folder import read_image_list
 
 logger = logging.getLogger(__name__)
+
+# Decode threads of one evaluation batch (`LabelledPaths.eval_images`).
+EVAL_THREADS = 2
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -136,6 +139,75 @@ class LabelledPaths:
         """A `BadImageError` naming entry `index`, for `error`."""
         reason = getattr(error, "reason", None) or error_reason(error)
         return BadImageError(self.name(index), reason)
+
+    # The `keras_dlpa.data.source.DataSource` interface.
+
+    def augmentation(self, settings):
+        """`StreamAugmentation` of `settings` (e.g. an `ExperimentConfig`):
+        random-resized crop to `image_size`, flip, auto-augment, random
+        erasing, mixup / cutmix."""
+        from keras_dlpa.data.stream_plan import StreamAugmentation
+
+        return StreamAugmentation(
+            image_size=settings.image_size,
+            flip=settings.flip,
+            auto_augment=settings.auto_augment,
+            random_erasing=settings.random_erasing,
+            mixup_alpha=settings.mixup_alpha,
+            cutmix_alpha=settings.cutmix_alpha,
+        )
+
+    def input_statistics(self, image_size: int):
+        """The ImageNet channel statistics (streamed sets are not read
+        twice; the pretrained trunks normalise inside anyway) and the
+        `(image_size, image_size, 3)` shape."""
+        from keras_dlpa.models.per_channel_normalization import IMAGENET_MEAN
+        from keras_dlpa.models.per_channel_normalization import IMAGENET_STD
+
+        shape = (int(image_size), int(image_size), 3)
+        return np.array(IMAGENET_MEAN), np.array(IMAGENET_STD), shape
+
+    def train_dataset(
+        self,
+        batch_size,
+        seed,
+        initial_epoch,
+        epochs,
+        augmentation,
+        executor="grain",
+        shard=None,
+        workers=None,
+    ):
+        """`streaming.stream_train_dataset` of these paths."""
+        from keras_dlpa.data.streaming import stream_train_dataset
+
+        return stream_train_dataset(
+            self,
+            batch_size,
+            seed,
+            initial_epoch,
+            epochs,
+            augmentation,
+            executor=executor,
+            workers=workers,
+            shard=shard,
+        )
+
+    def eval_images(self, start: int, stop: int, image_size: int):
+        """float32 `(n, S, S, 3)`: entries `start..stop - 1` resized and
+        centre-cropped to `image_size` (`image_ops.eval_image`), decoded
+        by `EVAL_THREADS` threads."""
+        from keras_dlpa.data.image_ops import eval_image
+
+        def decode(i):
+            try:
+                return eval_image(self.read(i), image_size)
+            except (BadImageError, OSError) as error:  # names the file
+                raise self.decode_error(i, error) from None
+
+        with ThreadPoolExecutor(max_workers=EVAL_THREADS) as pool:
+            images = list(pool.map(decode, range(start, stop)))
+        return np.stack(images).astype(np.float32)
 
 
 def drop_bad_images(

@@ -4,14 +4,16 @@ An `EpochPlan` says which images go in which batch of an epoch and how
 each is augmented (crop offsets, flips, mixup partner and lambda). It is a
 pure function of `(seed, epoch)` (numpy only, no TensorFlow), so
 
-- the tf.data executor (`keras_dlpa.data.tf_executor`) and the grain
-  executor (`keras_dlpa.data.grain_executor`) yield bit-identical batches;
+- the tf.data executor (`keras_dlpa.data.pipeline.epoch_keyed_pipeline`),
+  the grain executor (`keras_dlpa.data.grain_executor`) and the device
+  executor (`keras_dlpa.data.device_executor`) yield bit-identical
+  batches;
 - a run resumed at epoch `e` sees exactly the batches an uninterrupted run
   sees (resume is a slice of the epoch sequence).
 
-`make_batch` is the reference (numpy) implementation of one planned batch;
-the grain executor calls it, the tf.data executor does the same gathers
-with TensorFlow ops.
+`BatchMaker` is the reference (numpy) implementation of one planned batch;
+the grain executor calls it, the tf.data and device executors do the same
+gathers with TensorFlow or JAX ops.
 """
 
 from __future__ import annotations

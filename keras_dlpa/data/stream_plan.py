@@ -39,6 +39,35 @@ NUM_MAGNITUDE_BINS = 31
 NO_MIX, MIXUP, CUTMIX = 0, 1, 2
 
 
+def check_augment_settings(
+    auto_augment: str = "none",
+    random_erasing: float = 0.0,
+    mixup_alpha: float = 0.0,
+    cutmix_alpha: float = 0.0,
+) -> None:
+    """A `ValueError` naming the first setting out of range (the checks of
+    `StreamAugmentation` and of `ExperimentConfig`)."""
+    if auto_augment not in AUTO_AUGMENTS:
+        raise ValueError(
+            f"`auto_augment` must be one of {AUTO_AUGMENTS}. Received: "
+            f"auto_augment={auto_augment!r}"
+        )
+    if not 0.0 <= random_erasing <= 1.0:
+        raise ValueError(
+            "`random_erasing` must be a probability in [0, 1]. "
+            f"Received: random_erasing={random_erasing!r}"
+        )
+    for name, value in (
+        ("mixup_alpha", mixup_alpha),
+        ("cutmix_alpha", cutmix_alpha),
+    ):
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(
+                f"`{name}` must be >= 0 (0 disables it). Received: "
+                f"{name}={value!r}"
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class StreamAugmentation:
     """Training augmentation of streamed images (ImageNet recipes).
@@ -72,23 +101,12 @@ class StreamAugmentation:
                 "`image_size` must be an integer >= 8. Received: "
                 f"image_size={self.image_size!r}"
             )
-        if self.auto_augment not in AUTO_AUGMENTS:
-            raise ValueError(
-                f"`auto_augment` must be one of {AUTO_AUGMENTS}. Received: "
-                f"auto_augment={self.auto_augment!r}"
-            )
-        if not 0.0 <= self.random_erasing <= 1.0:
-            raise ValueError(
-                "`random_erasing` must be a probability in [0, 1]. "
-                f"Received: random_erasing={self.random_erasing!r}"
-            )
-        for name in ("mixup_alpha", "cutmix_alpha"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(
-                    f"`{name}` must be >= 0 (0 disables it). Received: "
-                    f"{name}={value!r}"
-                )
+        check_augment_settings(
+            self.auto_augment,
+            self.random_erasing,
+            self.mixup_alpha,
+            self.cutmix_alpha,
+        )
         low, high = self.scale
         if not 0.0 < low <= high <= 1.0:
             raise ValueError(

@@ -13,21 +13,17 @@ exact. Element `i` of a training dataset is batch `i % S` of epoch
   `map` (threads).
 
 Both yield the same batches bit for bit. Evaluation batches
-(`StreamEvalBatches`) resize + centre-crop in order.
+(`keras_dlpa.data.EvalBatches`) resize + centre-crop in order.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 
-import keras
 import numpy as np
 
-from keras_dlpa.data.image_decode import BadImageError
-from keras_dlpa.data.image_ops import eval_image
+from keras_dlpa.data.eval_batches import EvalBatches
+from keras_dlpa_serving.image_decode import BadImageError
 from keras_dlpa.data.image_ops import train_image
 from keras_dlpa.data.input_shard import WHOLE_BATCH
 from keras_dlpa.data.input_shard import InputShard
@@ -333,48 +329,6 @@ def stream_train_dataset(
     )
 
 
-class StreamEvalBatches(keras.utils.PyDataset):
-    """Evaluation images of a `LabelledPaths` in order, decoded per batch.
-
-    Resize + centre crop to `image_size` (`image_ops.eval_image`), float32
-    0-255 `(B, S, S, 3)`; the last batch may be partial. Decodes with a
-    small thread pool inside `__getitem__` (no Keras workers, so it is
-    safe on every backend). Labels: `data.labels`.
-    """
-
-    def __init__(
-        self,
-        data: LabelledPaths,
-        batch_size: int = 256,
-        image_size: int = 224,
-        threads: int = 2,
-    ):
-        super().__init__()
-        if not isinstance(data, LabelledPaths):
-            raise TypeError(
-                "`data` must be a `LabelledPaths`. Received: "
-                f"{type(data).__name__}."
-            )
-        self.data = data
-        self.batch_size = int(batch_size)
-        self.image_size = int(image_size)
-        self.threads = int(threads)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.data) / self.batch_size)
-
-    def __getitem__(self, index):
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        start = index * self.batch_size
-        stop = min(start + self.batch_size, len(self.data))
-        decode = functools.partial(self._decode)
-        with ThreadPoolExecutor(max_workers=self.threads) as pool:
-            images = list(pool.map(decode, range(start, stop)))
-        return (np.stack(images).astype(np.float32),)
-
-    def _decode(self, i):
-        try:
-            return eval_image(self.data.read(i), self.image_size)
-        except (BadImageError, OSError) as error:  # names the file
-            raise self.data.decode_error(i, error) from None
+# The evaluation batches of streamed data are `EvalBatches` (one class for
+# both kinds of data); the old name stays for existing imports.
+StreamEvalBatches = EvalBatches

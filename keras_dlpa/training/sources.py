@@ -13,60 +13,124 @@ from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.image_data import from_arrays
 from keras_dlpa.data.image_folder import load_image_folder
 from keras_dlpa.data.long_tail import long_tailed_train_val
+from keras_dlpa.data.source import DataSource
 from keras_dlpa.training.config import ExperimentConfig
 
 logger = logging.getLogger(__name__)
 
 
-def _load_streamed(config: ExperimentConfig):
-    """`(train, val, test)` as `LabelledPaths` (nothing decoded)."""
-    from keras_dlpa.data.labelled_paths import load_labelled_paths
-    from keras_dlpa.data.labelled_paths import load_tfds_records
+def _tfds_kwargs(config: ExperimentConfig) -> dict:
+    return dict(
+        data_dir=config.data_dir,
+        manual_dir=config.manual_dir,
+        download=config.download,
+    )
 
-    source = config.source
-    val = test = None
-    skip = {"skip_bad_images": config.skip_bad_images}
-    if source == "tfds":
-        kwargs = dict(
-            data_dir=config.data_dir,
-            manual_dir=config.manual_dir,
-            download=config.download,
-        )
-        train = load_tfds_records(config.dataset, "train", **kwargs)
-        if config.test_split:
-            test = load_tfds_records(
-                config.dataset, config.test_split, **kwargs
-            )
-        return train, val, test
-    if source == "image_dir":
-        if not config.image_dir:
-            raise ValueError("source='image_dir' needs `image_dir`.")
-        train = load_labelled_paths(config.image_dir, **skip)
+
+def _load_tfds(config: ExperimentConfig):
+    """A TFDS builder: decoded into memory, or its ArrayRecord records."""
+    if config.streaming:
+        from keras_dlpa.data.labelled_paths import load_tfds_records as load
     else:
-        if not config.train_list:
-            raise ValueError(
-                "source='image_list' needs `train_list` (an image list file "
-                "or a class-folder directory)."
-            )
-        train = load_labelled_paths(
-            config.train_list, config.image_root, **skip
+        from keras_dlpa.data.tfds_source import load_tfds as load
+    kwargs = _tfds_kwargs(config)
+    train = load(config.dataset, "train", **kwargs)
+    test = None
+    if config.test_split:
+        test = load(config.dataset, config.test_split, **kwargs)
+    return train, None, test
+
+
+def _load_image_dir(config: ExperimentConfig):
+    """Class folders or a `.tar.gz` of them (streamed: with the optional
+    `val_list` / `test_list`)."""
+    if not config.image_dir:
+        raise ValueError("source='image_dir' needs `image_dir`.")
+    if not config.streaming:
+        train = load_image_folder(
+            config.image_dir, skip_bad_images=config.skip_bad_images
         )
+        return train, None, None
+    from keras_dlpa.data.labelled_paths import load_labelled_paths
+
+    train = load_labelled_paths(
+        config.image_dir, skip_bad_images=config.skip_bad_images
+    )
+    return (train, *_listed_parts(config, train))
+
+
+def _load_image_list(config: ExperimentConfig):
+    """`path label` list files relative to `image_root` (always streamed)."""
+    if not config.train_list:
+        raise ValueError(
+            "source='image_list' needs `train_list` (an image list file "
+            "or a class-folder directory)."
+        )
+    from keras_dlpa.data.labelled_paths import load_labelled_paths
+
+    train = load_labelled_paths(
+        config.train_list,
+        config.image_root,
+        skip_bad_images=config.skip_bad_images,
+    )
+    return (train, *_listed_parts(config, train))
+
+
+def _listed_parts(config: ExperimentConfig, train):
+    """The streamed `val_list` and `test_list` (or None), with the
+    training classes."""
+    from keras_dlpa.data.labelled_paths import load_labelled_paths
+
     names = train.class_names
-    if config.val_list:
-        val = load_labelled_paths(
-            config.val_list, config.image_root, names, **skip
+    parts = []
+    for name in ("val_list", "test_list"):
+        path = getattr(config, name)
+        part = None
+        if path:
+            part = load_labelled_paths(
+                path,
+                config.image_root,
+                names,
+                skip_bad_images=config.skip_bad_images,
+            )
+            if part.class_names != names:
+                raise ValueError(
+                    f"The classes of `{name}` differ from the training "
+                    f"classes ({part.class_names[:3]}... vs {names[:3]}...)."
+                )
+        parts.append(part)
+    return parts
+
+
+def _load_numpy(config: ExperimentConfig):
+    """An `.npz` of `images`, `labels` and optional `class_names`,
+    `val_images` / `val_labels`, `test_images` / `test_labels`."""
+    if not config.numpy_path:
+        raise ValueError("source='numpy' needs `numpy_path` (.npz).")
+    with np.load(config.numpy_path) as arrays:
+        names = (
+            arrays["class_names"].tolist() if "class_names" in arrays else None
         )
-    if config.test_list:
-        test = load_labelled_paths(
-            config.test_list, config.image_root, names, **skip
-        )
-    for part, name in ((val, "val_list"), (test, "test_list")):
-        if part is not None and part.class_names != names:
-            raise ValueError(
-                f"The classes of `{name}` differ from the training classes "
-                f"({part.class_names[:3]}... vs {names[:3]}...)."
+        train = from_arrays(arrays["images"], arrays["labels"], names)
+        val = test = None
+        if "val_images" in arrays:
+            val = from_arrays(arrays["val_images"], arrays["val_labels"], names)
+        if "test_images" in arrays:
+            test = from_arrays(
+                arrays["test_images"],
+                arrays["test_labels"],
+                train.class_names,
             )
     return train, val, test
+
+
+# `config.source` -> `loader(config) -> (train, val_or_None, test_or_None)`.
+LOADERS = {
+    "tfds": _load_tfds,
+    "image_dir": _load_image_dir,
+    "image_list": _load_image_list,
+    "numpy": _load_numpy,
+}
 
 
 def _select(parts, class_subset):
@@ -80,7 +144,7 @@ def _select(parts, class_subset):
     ]
 
 
-def _cap_per_class(data: ImageData, limit: int, seed: int) -> ImageData:
+def _cap_per_class(data: DataSource, limit: int, seed: int) -> DataSource:
     rng = np.random.RandomState(seed)
     kept = []
     for k in range(data.num_classes):
@@ -91,68 +155,24 @@ def _cap_per_class(data: ImageData, limit: int, seed: int) -> ImageData:
 
 def load_data(
     config: ExperimentConfig,
-) -> tuple[ImageData, ImageData | None, ImageData | None]:
+) -> tuple[DataSource, DataSource | None, DataSource | None]:
     """Returns `(train_full, val_or_None, test_or_None)` of the source.
 
     In memory (`ImageData`), or `LabelledPaths` with `config.streaming`
-    (always for list files). `config.class_subset` keeps a subset of the
-    classes (renumbered) in every part. Unreadable or unsupported image
-    files raise a `ValueError` listing them, or with
-    `config.skip_bad_images` are left out (see the loaders).
+    (always for list files); the loader is `LOADERS[config.source]`.
+    `config.class_subset` keeps a subset of the classes (renumbered) in
+    every part. Unreadable or unsupported image files raise a
+    `ValueError` listing them, or with `config.skip_bad_images` are left
+    out (see the loaders).
     """
-    if config.streaming:
-        parts = _load_streamed(config)
-        if config.class_subset:
-            parts = _select(parts, config.class_subset)
-        return tuple(parts)
-    if config.class_subset:
+    if config.class_subset and not config.streaming:
         raise ValueError(
             "`class_subset` needs `streaming=True` (a streamed source)."
         )
-    source = config.source
-    val = test = None
-    if source == "tfds":
-        kwargs = dict(
-            data_dir=config.data_dir,
-            manual_dir=config.manual_dir,
-            download=config.download,
-        )
-        from keras_dlpa.data.tfds_source import load_tfds
-
-        train = load_tfds(config.dataset, "train", **kwargs)
-        if config.test_split:
-            test = load_tfds(config.dataset, config.test_split, **kwargs)
-    elif source == "image_dir":
-        if not config.image_dir:
-            raise ValueError("source='image_dir' needs `image_dir`.")
-        train = load_image_folder(
-            config.image_dir, skip_bad_images=config.skip_bad_images
-        )
-    else:
-        if not config.numpy_path:
-            raise ValueError("source='numpy' needs `numpy_path` (.npz).")
-        with np.load(config.numpy_path) as arrays:
-            names = (
-                arrays["class_names"].tolist()
-                if ("class_names" in arrays)
-                else None
-            )
-            train = _from_numpy(arrays["images"], arrays["labels"], names)
-            if "val_images" in arrays:
-                val = _from_numpy(
-                    arrays["val_images"], arrays["val_labels"], names
-                )
-            if "test_images" in arrays:
-                test = _from_numpy(
-                    arrays["test_images"],
-                    arrays["test_labels"],
-                    train.class_names,
-                )
-    return train, val, test
-
-
-def _from_numpy(images, labels, names):
-    return from_arrays(images, labels, class_names=names)
+    parts = LOADERS[config.source](config)
+    if config.class_subset:
+        parts = _select(parts, config.class_subset)
+    return tuple(parts)
 
 
 # A long-tailed profile may drop at most this fraction of the images it
