@@ -181,7 +181,7 @@ def test_in_memory_shards_rebuild_the_global_batch():
 
 def test_tf_executors_build_the_same_shards(images):
     pytest.importorskip("tensorflow")
-    from keras_dlpa.data import epoch_keyed_pipeline
+    from keras_dlpa.data.pipeline import epoch_keyed_pipeline
 
     rng = np.random.default_rng(1)
     data = from_arrays(
@@ -352,7 +352,6 @@ def test_run_experiment_streams_on_two_tensorflow_workers(images, tmp_path):
     with the class-scaled IPM loss (global batch counts) and synchronised
     BatchNorm."""
     from keras_dlpa.training import ExperimentConfig
-    from keras_dlpa.training.runner import _stream_augmentation
     from keras_dlpa.training.sources import load_data
     from keras_dlpa.training.sources import make_splits
 
@@ -387,6 +386,6 @@ def test_run_experiment_streams_on_two_tensorflow_workers(images, tmp_path):
     config = ExperimentConfig(**dict(fields, out=str(cluster)))
     train, _ = make_splits(load_data(config)[0], config)
     plan = stream_epoch_plan(
-        train.labels, BATCH, config.seed, 0, _stream_augmentation(config)
+        train.labels, BATCH, config.seed, 0, train.augmentation(config)
     )
     _check_reads(train, plan, ref, workers)

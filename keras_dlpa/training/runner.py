@@ -39,7 +39,6 @@ weights.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import shutil
 import sys
@@ -51,11 +50,8 @@ import numpy as np
 
 from keras_dlpa.data.eval_batches import EvalBatches
 from keras_dlpa.data.executor import resolve_executor
-from keras_dlpa.data.executor import train_dataset
-from keras_dlpa.data.image_data import ImageData
-from keras_dlpa.data.plan import Augmentation
 from keras_dlpa.data.plan import steps_per_epoch
-from keras_dlpa.data.stats import channel_stats
+from keras_dlpa.data.source import DataSource
 from keras_dlpa.deadline_callback import DeadlineCallback
 from keras_dlpa.divergence_callback import DivergenceCallback
 from keras_dlpa.evaluation import EvaluationCallback
@@ -63,8 +59,6 @@ from keras_dlpa.evaluation import classification_metrics
 from keras_dlpa.evaluation import format_metrics_table
 from keras_dlpa.evaluation import predict_logits
 from keras_dlpa.methods import get_method
-from keras_dlpa.models.per_channel_normalization import IMAGENET_MEAN
-from keras_dlpa.models.per_channel_normalization import IMAGENET_STD
 from keras_dlpa.reassign_callback import find_prototype_layer
 from keras_dlpa.training.builder import build_model
 from keras_dlpa.training.builder import make_optimizer
@@ -120,34 +114,11 @@ def _state_arrays(model) -> dict:
     }
 
 
-def _eval_batches(data, batch_size: int, image_size: int):
-    """In-order evaluation batches of in-memory or streamed data."""
-    if isinstance(data, ImageData):
-        return EvalBatches(data, batch_size)
-    from keras_dlpa.data.streaming import StreamEvalBatches
-
-    return StreamEvalBatches(data, batch_size, image_size)
-
-
 def _evaluate(model, data, train_counts, batch_size, image_size) -> dict:
-    batches = _eval_batches(data, batch_size, image_size)
-    logits = predict_logits(model, batches)
+    logits = predict_logits(model, EvalBatches(data, batch_size, image_size))
     metrics = classification_metrics(data.labels, logits, train_counts)
     metrics.pop("num_examples", None)
     return metrics
-
-
-def _stream_augmentation(config: ExperimentConfig):
-    from keras_dlpa.data.stream_plan import StreamAugmentation
-
-    return StreamAugmentation(
-        image_size=config.image_size,
-        flip=config.flip,
-        auto_augment=config.auto_augment,
-        random_erasing=config.random_erasing,
-        mixup_alpha=config.mixup_alpha,
-        cutmix_alpha=config.cutmix_alpha,
-    )
 
 
 def checkpoint_epoch(run_dir) -> int:
@@ -223,28 +194,6 @@ def resolve_jit_compile(jit_compile: bool | str) -> bool:
     return bool(jit_compile)
 
 
-def _train_input(train, config, initial_epoch, augmentation, executor, shard):
-    """The planned training batches (this process's rows of each)."""
-    if isinstance(train, ImageData):
-        make, extra = train_dataset, {}
-    else:
-        from keras_dlpa.data.streaming import stream_train_dataset
-
-        make, extra = stream_train_dataset, {"workers": config.data_workers}
-    dataset, _ = make(
-        train,
-        config.batch_size,
-        config.seed,
-        initial_epoch,
-        config.epochs,
-        augmentation,
-        executor=executor,
-        shard=shard,
-        **extra,
-    )
-    return dataset
-
-
 def _element_spec(batch, image_shape, num_classes, soft):
     """`(images, labels)` TensorSpecs of a local batch (TensorFlow only)."""
     if keras.backend.backend() != "tensorflow":
@@ -259,8 +208,38 @@ def _element_spec(batch, image_shape, num_classes, soft):
     return tf.TensorSpec((batch, *image_shape), tf.float32), labels
 
 
+@dataclasses.dataclass
+class _Run:
+    """A prepared run: what `_fit` and `_finalise` work on."""
+
+    config: ExperimentConfig
+    method: object  # `keras_dlpa.methods.Method`
+    distribution: object
+    executor: str
+    started: float
+    run_dir: Path
+    restore: dict | None
+    initial_epoch: int
+    train: DataSource
+    val: DataSource
+    test: DataSource | None
+    augmentation: object
+    image_shape: tuple
+    steps: int
+    model: keras.Model = None
+    schedule: object = None
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        return self.train.class_counts()
+
+
 def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
     """Runs one experiment and returns its `evaluation.json` dict.
+
+    Three steps under the run directory's lock: `_prepare` (run
+    directory, data, model, `config.json`), `_fit` and `_finalise`
+    (models, evaluation, report).
 
     Args:
         config: the `ExperimentConfig`.
@@ -279,13 +258,9 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         worker_out = Path(config.out) / f"worker-{index}"
         config = dataclasses.replace(config, out=str(worker_out))
     whole = distribution.num_replicas == 1 and distribution.input_shard.is_whole
-    if config.streaming:
-        resolve_executor(config.executor, in_memory=False)  # refuses device
-        # JPEG decoding scales with processes, not threads: grain worker
-        # processes unless tf.data is asked for explicitly.
-        executor = "tf" if config.executor == "tf" else "grain"
-    else:
-        executor = resolve_executor(config.executor, whole_batches=whole)
+    executor = resolve_executor(
+        config.executor, in_memory=not config.streaming, whole_batches=whole
+    )
     if executor == "device" and config.verbose:
         print(
             "Input: the device executor (images on the accelerator, only "
@@ -298,14 +273,13 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    method = get_method(config.method)
     created = not Path(config.out).exists()
     lock = RunDirLock(config.out).acquire()
     try:
-        run_dir, restore = _prepare_run_dir(config)
-        return _run(
-            config, callbacks, distribution, executor, started, run_dir,
-            restore,
-        )  # fmt: skip
+        run = _prepare(config, method, distribution, executor, started)
+        _fit(run, callbacks)
+        return _finalise(run)
     except BaseException:
         if created and not (Path(config.out) / "config.json").is_file():
             # Failed before the run started (bad data, bad settings):
@@ -316,55 +290,54 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         lock.release()
 
 
-def _run(config, callbacks, distribution, executor, started, run_dir, restore):
-    """`run_experiment` once the run directory is locked and checked."""
+def _prepare(config, method, distribution, executor, started) -> _Run:
+    """Checks the run directory, loads the data and its splits, builds and
+    compiles the model and writes `config.json`."""
+    run_dir, restore = _prepare_run_dir(config)
     initial_epoch = 0 if restore is None else int(restore["epoch"])
-    initial_epoch = min(initial_epoch, config.epochs)
-
     train_full, val, test = load_data(config)
     train, val, data_report = splits_with_report(train_full, config, val)
-    train_counts = train.class_counts()
-    streaming = not isinstance(train, ImageData)
-    if streaming:
-        # Streamed sets are not read twice for statistics: the ImageNet
-        # ones (the pretrained trunks normalise inside anyway).
-        mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
-        image_shape = (config.image_size, config.image_size, 3)
-        augmentation = _stream_augmentation(config)
-    else:
-        mean, std = channel_stats(train.images)
-        image_shape = train.image_shape
-        augmentation = Augmentation(
-            config.crop_padding, config.flip, config.mixup_alpha
-        )
-    steps = steps_per_epoch(len(train), config.batch_size)
+    mean, std, image_shape = train.input_statistics(config.image_size)
+    run = _Run(
+        config=config,
+        method=method,
+        distribution=distribution,
+        executor=executor,
+        started=started,
+        run_dir=run_dir,
+        restore=restore,
+        initial_epoch=min(initial_epoch, config.epochs),
+        train=train,
+        val=val,
+        test=test,
+        augmentation=train.augmentation(config),
+        image_shape=image_shape,
+        steps=steps_per_epoch(len(train), config.batch_size),
+    )
     num_classes = train.num_classes
-    method = get_method(config.method)
-    soft = augmentation.soft_labels
-
+    soft = run.augmentation.soft_labels
     with precision_policy(config.precision), distribution.scope():
-        model = build_model(config, num_classes, mean, std, image_shape)
-        schedule = make_schedule(config, steps)
-        optimizer = make_optimizer(config, model, schedule, steps)
-        model.compile(
+        run.model = build_model(config, num_classes, mean, std, image_shape)
+        run.schedule = make_schedule(config, run.steps)
+        optimizer = make_optimizer(config, run.model, run.schedule, run.steps)
+        run.model.compile(
             optimizer=optimizer,
             loss=method.loss(config.class_scale, soft, config.loss_scale),
             metrics=method.metrics(num_classes, soft),
             jit_compile=resolve_jit_compile(config.jit_compile),
         )
     if config.init_weights and restore is None:
-        model.load_weights(config.init_weights, skip_mismatch=False)
-    dim = int(model.layers[-1].input.shape[-1])
+        run.model.load_weights(config.init_weights, skip_mismatch=False)
     resolved = dataclasses.asdict(config)
     resolved.update(
         {
             "num_classes": num_classes,
-            "dim": dim,
+            "dim": int(run.model.layers[-1].input.shape[-1]),
             "class_names": list(train.class_names),
             "train_size": len(train),
             "val_size": len(val),
             "test_size": None if test is None else len(test),
-            "train_counts": train_counts.tolist(),
+            "train_counts": run.train_counts.tolist(),
             "data_report": data_report,
             # `--skip-bad-images`: the files left out (parts share them).
             "skipped_files": list(
@@ -372,10 +345,10 @@ def _run(config, callbacks, distribution, executor, started, run_dir, restore):
                     str(path)
                     for part in (train_full, val, test)
                     if part is not None
-                    for path in getattr(part, "skipped_files", ())
+                    for path in part.skipped_files
                 )
             ),
-            "steps_per_epoch": steps,
+            "steps_per_epoch": run.steps,
             "channel_mean": [float(v) for v in mean],
             "channel_std": [float(v) for v in std],
             "num_replicas": distribution.num_replicas,
@@ -384,8 +357,9 @@ def _run(config, callbacks, distribution, executor, started, run_dir, restore):
                 distribution.input_shard.count,
             ],
             "executor": executor,
-            "jit_compile": bool(model.jit_compile),  # as Keras resolved it
-            "streaming": streaming,
+            # As Keras resolved it.
+            "jit_compile": bool(run.model.jit_compile),
+            "streaming": config.streaming,
             **_versions(),
         }
     )
@@ -394,83 +368,111 @@ def _run(config, callbacks, distribution, executor, started, run_dir, restore):
     # `--resume` compares (`check_resume`).
     resolved["settings"] = dataclasses.asdict(config)
     write_json(run_dir / "config.json", resolved)
+    return run
 
-    deadline = None
+
+def _callbacks(run: _Run, extra) -> list:
+    """The callbacks of `fit`, in their required order (module docstring)."""
+    config = run.config
+    deadline = []
     if config.deadline is not None:
-        deadline = DeadlineCallback(config.deadline, verbose=config.verbose)
+        deadline = [DeadlineCallback(config.deadline, verbose=config.verbose)]
     checkpoint = RunCheckpoint(
-        run_dir / CHECKPOINT_DIR,
-        best_path=run_dir / "best.keras",
+        run.run_dir / CHECKPOINT_DIR,
+        best_path=run.run_dir / "best.keras",
         monitor="val_top1",
-        restore=restore,
+        restore=run.restore,
         every=config.checkpoint_every,
     )
-    all_callbacks = (
+    val_batches = EvalBatches(
+        run.val, config.eval_batch_size, config.image_size
+    )
+    return (
         [_train_clock(), DivergenceCallback()]
-        + method.callbacks(
+        + run.method.callbacks(
             updates_per_epoch=config.reassign_per_epoch,
             momentum=config.reassign_momentum,
         )
         + [
             EvaluationCallback(
-                _eval_batches(val, config.eval_batch_size, config.image_size),
-                val.labels,
-                train_counts=train_counts,
+                val_batches,
+                run.val.labels,
+                train_counts=run.train_counts,
                 prefix="val_",
             ),
-            RunLogger(run_dir, initial_epoch, schedule=schedule),
+            RunLogger(run.run_dir, run.initial_epoch, schedule=run.schedule),
         ]
-        + ([deadline] if deadline is not None else [])
+        + deadline
         + [checkpoint]
-        + list(callbacks or [])
+        + list(extra or [])
     )
+
+
+def _fit(run: _Run, callbacks=None) -> None:
+    """Trains epochs `initial_epoch .. epochs - 1` (none when the deadline
+    has passed or the run is done; then the last checkpoint's weights)."""
+    config = run.config
     # Out of time before the first step: train nothing (a partial epoch
     # cannot be checkpointed); `completed` then says false.
     out_of_time = config.deadline is not None and time.time() >= config.deadline
-    if initial_epoch < config.epochs and not out_of_time:
-        train_ds = distribution.training_input(
-            functools.partial(
-                _train_input,
-                train,
-                config,
-                initial_epoch,
-                augmentation,
-                executor,
-            ),
-            config.batch_size,
-            element_spec=_element_spec(
-                distribution.input_shard.local_batch_size(config.batch_size),
-                image_shape,
-                num_classes,
-                soft,
-            ),
-        )
-        model.fit(
-            train_ds,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            callbacks=all_callbacks,
-            shuffle=False,
-            verbose=config.verbose,
-        )
-    else:
-        if out_of_time and initial_epoch < config.epochs:
+    if run.initial_epoch >= config.epochs or out_of_time:
+        if out_of_time and run.initial_epoch < config.epochs:
             logger.warning(
                 "The deadline passed before training started; no epoch ran."
             )
-        if restore is not None:
+        if run.restore is not None:
             # Training finished (or stopped) earlier: its last checkpoint.
-            restore_weights(model, restore["weights"])
+            restore_weights(run.model, run.restore["weights"])
+        return
 
+    def make_input(shard):
+        """This process's rows of the planned training batches."""
+        dataset, _ = run.train.train_dataset(
+            config.batch_size,
+            config.seed,
+            run.initial_epoch,
+            config.epochs,
+            run.augmentation,
+            executor=run.executor,
+            shard=shard,
+            workers=config.data_workers,
+        )
+        return dataset
+
+    shard = run.distribution.input_shard
+    train_ds = run.distribution.training_input(
+        make_input,
+        config.batch_size,
+        element_spec=_element_spec(
+            shard.local_batch_size(config.batch_size),
+            run.image_shape,
+            run.train.num_classes,
+            run.augmentation.soft_labels,
+        ),
+    )
+    run.model.fit(
+        train_ds,
+        epochs=config.epochs,
+        initial_epoch=run.initial_epoch,
+        steps_per_epoch=run.steps,
+        callbacks=_callbacks(run, callbacks),
+        shuffle=False,
+        verbose=config.verbose,
+    )
+
+
+def _finalise(run: _Run) -> dict:
+    """Saves the model (and the prototype state), evaluates the last and
+    the best model, writes `evaluation.json` and draws the plots."""
+    config, run_dir, model = run.config, run.run_dir, run.model
     tmp = run_dir / ".tmp-model.keras"
     model.save(tmp)
     tmp.replace(run_dir / "model.keras")
-    if method.uses_prototypes:
+    if run.method.uses_prototypes:
         np.savez(run_dir / "final_state.npz", **_state_arrays(model))
 
     rows = read_metrics(run_dir)
-    last_epoch = rows[-1]["epoch"] if rows else initial_epoch - 1
+    last_epoch = rows[-1]["epoch"] if rows else run.initial_epoch - 1
     best_row = max(
         (r for r in rows if r.get("val_top1") is not None),
         key=lambda r: r["val_top1"],
@@ -481,42 +483,40 @@ def _run(config, callbacks, distribution, executor, started, run_dir, restore):
         keras.saving.load_model(best_path) if best_path.is_file() else model
     )
     best_epoch = best_row["epoch"] if best_row else last_epoch
-    bs, size = config.eval_batch_size, config.image_size
-    train_times = [r["train_time_s"] for r in rows if r.get("train_time_s")]
-    completed = last_epoch + 1 >= config.epochs
-    evaluation = {
-        "selection": "val_top1",
-        "completed": bool(completed),
-        "epochs_done": last_epoch + 1,
-        "train_counts": train_counts.tolist(),
-        "class_names": list(train.class_names),
-        "last": {
-            **_evaluate(model, val, train_counts, bs, size),
-            "epoch": last_epoch,
-        },
-        "best": {
-            **_evaluate(best_model, val, train_counts, bs, size),
-            "epoch": best_epoch,
-        },
-    }
-    if test is not None:
-        evaluation["test"] = {
+    train_counts = run.train_counts
+
+    def both(data) -> dict:
+        """The last and the best model on `data`."""
+        bs, size = config.eval_batch_size, config.image_size
+        return {
             "last": {
-                **_evaluate(model, test, train_counts, bs, size),
+                **_evaluate(model, data, train_counts, bs, size),
                 "epoch": last_epoch,
             },
             "best": {
-                **_evaluate(best_model, test, train_counts, bs, size),
+                **_evaluate(best_model, data, train_counts, bs, size),
                 "epoch": best_epoch,
             },
         }
+
+    evaluation = {
+        "selection": "val_top1",
+        "completed": bool(last_epoch + 1 >= config.epochs),
+        "epochs_done": last_epoch + 1,
+        "train_counts": train_counts.tolist(),
+        "class_names": list(run.train.class_names),
+        **both(run.val),
+    }
+    if run.test is not None:
+        evaluation["test"] = both(run.test)
+    train_times = [r["train_time_s"] for r in rows if r.get("train_time_s")]
     if len(train_times) > 1:
         # Median over epochs after the first (which compiles).
         median = float(np.median(train_times[1:]))
         evaluation["train_images_per_s"] = round(
-            steps * config.batch_size / median, 1
+            run.steps * config.batch_size / median, 1
         )
-    evaluation["wall_time_s"] = round(time.perf_counter() - started, 1)
+    evaluation["wall_time_s"] = round(time.perf_counter() - run.started, 1)
     evaluation.update(_versions())
     write_json(run_dir / "evaluation.json", evaluation)
     logger.info(
