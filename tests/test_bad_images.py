@@ -29,8 +29,8 @@ from keras_dlpa.data.stream_plan import StreamAugmentation
 from keras_dlpa.data.streaming import StreamBatchMaker
 from keras_dlpa.data.streaming import StreamEvalBatches
 from keras_dlpa.data.streaming import grain_stream_dataset
-from keras_dlpa.export import onnx_client
 from keras_dlpa.models import PerChannelNormalization
+from keras_dlpa_serving import onnx_client
 
 NAMES = ["ant", "bee", "cat"]
 
@@ -194,7 +194,7 @@ def test_wide_grey_modes_scale_to_8_bit_in_every_decoder(tmp_path):
 
 
 def test_every_pil_mode_decodes_to_uint8_rgb():
-    from keras_dlpa.data.image_decode import to_8bit
+    from keras_dlpa_serving.image_decode import to_8bit
 
     modes = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr"]
     modes += ["LAB", "HSV", "I", "I;16", "I;16B", "I;16L", "F", "La"]
@@ -373,7 +373,7 @@ def test_predict_runs_a_softmax_run(tmp_path, capsys):
 
 
 def test_a_bad_image_wrapped_by_a_tf_op_error_is_one_short_line():
-    from keras_dlpa.cli.errors import one_line
+    from keras_dlpa_cli.errors import one_line
 
     # What the tf.data executor raises for a bad streamed image.
     wrapped = RuntimeError(

@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs a subcommand; errors are one line on stderr (see `errors`)."""
-    from keras_dlpa.cli.errors import TRACEBACK_ENV
-    from keras_dlpa.cli.errors import run_command
+    from keras_dlpa_cli.errors import TRACEBACK_ENV
+    from keras_dlpa_cli.errors import run_command
 
     parser = build_parser()
     parser.add_argument(

@@ -2,10 +2,10 @@
 
 import argparse
 
+from keras_dlpa_serving import onnx_client
+
 
 def register(subparsers) -> None:
-    from keras_dlpa.export import onnx_client
-
     parser = subparsers.add_parser(
         "predict",
         help="Classify image files with a trained or exported model.",
@@ -29,7 +29,6 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from keras_dlpa.export import onnx_client
     from keras_dlpa.export.predictors import load_predictor
 
     return onnx_client.run(args, load_predictor)

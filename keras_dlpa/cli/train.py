@@ -11,11 +11,11 @@ import argparse
 import sys
 import time
 
-from keras_dlpa.cli.errors import UsageError
-from keras_dlpa.cli.errors import run_command
 from keras_dlpa.methods import METHODS
 from keras_dlpa.models import BACKBONE_PRESETS
 from keras_dlpa.training.recipes import RECIPES
+from keras_dlpa_cli.errors import UsageError
+from keras_dlpa_cli.errors import run_command
 
 
 def _int_list(text: str) -> tuple:
@@ -251,7 +251,7 @@ def _deadline(args) -> float | None:
 
 def config_from_args(recipe: str, args):
     """`ExperimentConfig` of `recipe` with the parsed flags applied."""
-    from keras_dlpa.experiment import ExperimentConfig
+    from keras_dlpa.training import ExperimentConfig
 
     spec = RECIPES[recipe]
     values = dict(spec["config"])
@@ -349,7 +349,7 @@ def run_recipe(recipe: str, args) -> dict:
     import logging
 
     from keras_dlpa.evaluation import format_metrics_table
-    from keras_dlpa.experiment import run_experiment
+    from keras_dlpa.training import run_experiment
 
     logging.basicConfig(level=logging.WARNING)
     try:

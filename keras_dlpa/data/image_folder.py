@@ -1,7 +1,7 @@
 """Image-folder source: `root/<class>/*.{jpg,png,webp,...}` or a tarball of it.
 
 Images are the files with an extension in `IMAGE_EXTENSIONS` (PIL-decoded,
-every mode to uint8 RGB: `keras_dlpa.data.image_decode`). Hidden entries
+every mode to uint8 RGB: `keras_dlpa_serving.image_decode`). Hidden entries
 and text side-car files are ignored; any other file in a class folder, and
 any image PIL cannot decode, is an error that lists the files, or with
 `skip_bad_images=True` is left out, logged and recorded in
@@ -24,14 +24,14 @@ import numpy as np
 
 from keras_dlpa.cache import cache_root
 from keras_dlpa.data.image_data import ImageData
-from keras_dlpa.data.image_decode import IMAGE_EXTENSIONS
-from keras_dlpa.data.image_decode import BadImageError
-from keras_dlpa.data.image_decode import bad_files_message
-from keras_dlpa.data.image_decode import decode_image
-from keras_dlpa.data.image_decode import is_ignored_name
-from keras_dlpa.data.image_decode import is_image_name as _is_image
-from keras_dlpa.data.image_decode import skipped_message
-from keras_dlpa.data.image_decode import unsupported_reason
+from keras_dlpa_serving.image_decode import IMAGE_EXTENSIONS
+from keras_dlpa_serving.image_decode import BadImageError
+from keras_dlpa_serving.image_decode import bad_files_message
+from keras_dlpa_serving.image_decode import decode_image
+from keras_dlpa_serving.image_decode import is_ignored_name
+from keras_dlpa_serving.image_decode import is_image_name as _is_image
+from keras_dlpa_serving.image_decode import skipped_message
+from keras_dlpa_serving.image_decode import unsupported_reason
 
 logger = logging.getLogger(__name__)
 
@@ -507,7 +507,7 @@ def load_image_folder(
     temporary file and renamed atomically), so later loads take about a
     second. Decoding uses PIL in a thread pool (no TensorFlow). Every PIL
     mode becomes uint8 RGB (16-bit grey scaled, see
-    `keras_dlpa.data.image_decode`); all images must have the same size.
+    `keras_dlpa_serving.image_decode`); all images must have the same size.
 
     Every file PIL cannot decode (corrupt, truncated, decompression bomb)
     and every other file in a class folder (not an image extension, not a

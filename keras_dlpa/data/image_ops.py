@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_dlpa.data.image_decode import open_rgb
 from keras_dlpa.data.stream_plan import box_from_draw
+from keras_dlpa_serving.image_decode import open_rgb
 
 # ImageNet mean pixel (0-255): random erasing fills with it, which is the
 # torchvision value 0 after normalisation.

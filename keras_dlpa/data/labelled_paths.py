@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from keras_dlpa.data.image_data import check_labels
-from keras_dlpa_serving.image_decode import BadImageError
-from keras_dlpa_serving.image_decode import check_image
-from keras_dlpa_serving.image_decode import error_reason
-from keras_dlpa_serving.image_decode import skipped_message
 from keras_dlpa.data.image_folder import _ARCHIVE_SUFFIXES
 from keras_dlpa.data.image_folder import _list_image_folder
 from keras_dlpa.data.image_folder import extract_archive
 from keras_dlpa.data.image_folder import read_image_list
+from keras_dlpa_serving.image_decode import BadImageError
+from keras_dlpa_serving.image_decode import check_image
+from keras_dlpa_serving.image_decode import error_reason
+from keras_dlpa_serving.image_decode import skipped_message
 
 logger = logging.getLogger(__name__)
 

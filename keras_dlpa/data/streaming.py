@@ -23,7 +23,6 @@ import os
 import numpy as np
 
 from keras_dlpa.data.eval_batches import EvalBatches
-from keras_dlpa_serving.image_decode import BadImageError
 from keras_dlpa.data.image_ops import train_image
 from keras_dlpa.data.input_shard import WHOLE_BATCH
 from keras_dlpa.data.input_shard import InputShard
@@ -34,6 +33,7 @@ from keras_dlpa.data.stream_plan import CUTMIX
 from keras_dlpa.data.stream_plan import MIXUP
 from keras_dlpa.data.stream_plan import StreamAugmentation
 from keras_dlpa.data.stream_plan import stream_epoch_plan
+from keras_dlpa_serving.image_decode import BadImageError
 
 
 def default_workers() -> int:

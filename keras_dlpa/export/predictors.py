@@ -1,9 +1,9 @@
 """`load_predictor`: one batch-prediction interface over every model kind.
 
 `.onnx` files (and Triton model folders) run on onnxruntime through
-`onnx_client` without TensorFlow; `.keras` files and run directories run
-the Keras model, SavedModel folders (and TF-Serving model folders) their
-`serving_default` signature.
+`keras_dlpa_serving.onnx_client` without TensorFlow; `.keras` files and run
+directories run the Keras model, SavedModel folders (and TF-Serving model
+folders) their `serving_default` signature.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_dlpa.export import onnx_client
-from keras_dlpa.export.onnx_client import PredictError
-from keras_dlpa.export.onnx_client import Predictor
-from keras_dlpa.export.onnx_client import resolve_model_path
+from keras_dlpa_serving import onnx_client
+from keras_dlpa_serving.onnx_client import PredictError
+from keras_dlpa_serving.onnx_client import Predictor
+from keras_dlpa_serving.onnx_client import resolve_model_path
 
 __all__ = [
     "keras_predictor",

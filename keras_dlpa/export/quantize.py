@@ -170,7 +170,7 @@ def load_calibration_images(source, count: int, shape, seed: int = 0):
         shape: the model input `(H, W, C)`.
         seed: the sampling seed.
     """
-    from keras_dlpa.export import onnx_client
+    from keras_dlpa_serving import onnx_client
 
     rng = np.random.default_rng(seed)
     if isinstance(source, np.ndarray):

@@ -1,19 +1,19 @@
 """Batch prediction on image files: the client side of the exports.
 
-Needs only numpy, pillow and (for `.onnx` models) onnxruntime: this module
-imports nothing from TensorFlow, Keras or `keras_dlpa`, so it also runs as
-a stand-alone file: `export/onnx_predict.py` and the `keras-dlpa` console
-script (`keras_dlpa_cli`, for `.onnx` models and Triton folders) load it
-by path, without importing `keras_dlpa`. The Keras and SavedModel runners
-of `keras-dlpa predict` (`keras_dlpa.export.predictors`) plug into the
-same `Predictor` interface.
+Needs only numpy, pillow and (for `.onnx` models) onnxruntime: this
+package imports nothing from TensorFlow, Keras or `keras_dlpa`, so
+`export/onnx_predict.py` and the `keras-dlpa` console script
+(`keras_dlpa_cli`, for `.onnx` models and Triton folders) import it
+without importing Keras. The Keras and SavedModel runners of `keras-dlpa
+predict` (`keras_dlpa.export.predictors`) plug into the same `Predictor`
+interface.
 
 Images: a folder (searched recursively for images, `IMAGE_SUFFIXES`:
 .jpg, .png, .webp, .bmp, .gif, .tif, ...; hidden entries and text
 side-car files skipped, other files reported as unsupported), an image
 file, or a list file (`.txt`/`.lst`: one path per line, relative to the
 list file; blank lines and `#` comments skipped). They are decoded by
-`keras_dlpa/data/image_decode.py` (16-bit grey scaled to 8 bit), converted
+`keras_dlpa_serving.image_decode` (16-bit grey scaled to 8 bit), converted
 to the model's channels and resized (bilinear) to its input size unless
 `resize=False`. An image that cannot be read is reported (path and
 reason) and the others are still predicted; the exit code is then 1.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import importlib.util
 import json
 import sys
 import time
@@ -34,29 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from keras_dlpa_serving import image_decode as _decode
 
-def _image_decode():
-    """`keras_dlpa/data/image_decode.py` (numpy and PIL only); loaded by
-    path when this file is (no `keras_dlpa/__init__.py`, so no Keras)."""
-    if __name__ == "keras_dlpa.export.onnx_client":
-        from keras_dlpa.data import image_decode
-
-        return image_decode
-    name = "_keras_dlpa_image_decode"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "data" / "image_decode.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
-
-
-_decode = _image_decode()
 IMAGE_SUFFIXES = _decode.IMAGE_EXTENSIONS
 LIST_SUFFIXES = (".txt", ".lst")
 

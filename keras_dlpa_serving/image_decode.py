@@ -1,7 +1,8 @@
 """Image decoding shared by every reader: any PIL mode to uint8 RGB.
 
-Imports only numpy and PIL: the Keras-free ONNX client
-(`keras_dlpa/export/onnx_client.py`) loads this file by path.
+Imports only numpy and PIL, so that the Keras-free ONNX client
+(`keras_dlpa_serving.onnx_client`) and the data readers of `keras_dlpa.data`
+decode images the same way.
 
 Files: the extensions of `IMAGE_EXTENSIONS` (any case) are images; text
 side-car files (`IGNORED_EXTENSIONS`, e.g. `notes.txt`, VOC `.xml`) and
