@@ -2,9 +2,12 @@
 assignment (DL2PA, Saadabadi et al., CVPR 2024) for Keras 3.
 
 The core (prototypes, `PrototypeLayer`, `IPMLoss`, class statistics,
-`ReassignCallback`, matching) is backend-agnostic (TensorFlow and JAX).
-TensorFlow-only parts live in their own subpackages: `keras_dlpa.data`
-(tf.data pipelines), `keras_dlpa.distribute` and `keras_dlpa.export`.
+`ReassignCallback`, matching) is backend-agnostic (TensorFlow and JAX), and
+so are `keras_dlpa.data` (numpy/PIL data core, grain executor) and
+`keras_dlpa.training`: importing them imports no TensorFlow. TensorFlow-only
+parts are imported from their own modules: the tf.data executors
+(`keras_dlpa.data.pipeline`) and `keras_dlpa.export`. The Keras-free ONNX
+client is the sibling package `keras_dlpa_serving`.
 
 `import keras_dlpa` registers every serialisable object of the library
 (layers, losses, regularizers, learning-rate schedules) with Keras, so
@@ -23,7 +26,9 @@ from keras_dlpa.evaluation import shot_groups
 from keras_dlpa.ipm_loss import IPMLoss
 from keras_dlpa.ipm_loss import ipm_loss
 from keras_dlpa.matching import solve_assignment
+from keras_dlpa.prototype_classifier import PrototypeClassifier
 from keras_dlpa.prototype_layer import PrototypeLayer
+from keras_dlpa.prototype_layer import find_prototype_layer
 from keras_dlpa.prototypes import cached_prototypes
 from keras_dlpa.prototypes import estimate_prototypes
 from keras_dlpa.prototypes import load_prototypes
@@ -31,7 +36,6 @@ from keras_dlpa.prototypes import prototype_quality
 from keras_dlpa.prototypes import save_prototypes
 from keras_dlpa.prototypes import simplex_etf
 from keras_dlpa.reassign_callback import ReassignCallback
-from keras_dlpa.reassign_callback import find_prototype_layer
 from keras_dlpa.schedules import WarmupCosine
 from keras_dlpa.schedules import WarmupMultiStep
 from keras_dlpa.softmax_prototypes import softmax_prototypes
@@ -45,6 +49,7 @@ __all__ = [
     "DivergenceCallback",
     "EvaluationCallback",
     "IPMLoss",
+    "PrototypeClassifier",
     "PrototypeLayer",
     "ReassignCallback",
     "TrainingDiverged",

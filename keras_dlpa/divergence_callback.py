@@ -48,8 +48,8 @@ def divergence_message(model, epoch: int, what: str) -> str:
 def _raise_if_bad_labels(model) -> None:
     """Out-of-range labels in a compiled step make the loss NaN too; their
     NaN class counts (`IPMLoss`) name the real cause."""
-    from keras_dlpa.ipm_loss import bad_labels_error
-    from keras_dlpa.reassign_callback import find_prototype_layer
+    from keras_dlpa.labels import bad_labels_error
+    from keras_dlpa.prototype_layer import find_prototype_layer
 
     try:
         layer = find_prototype_layer(model)

@@ -7,107 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_dlpa.api_export import register
-from keras_dlpa.prototype_layer import pop_pending_features
-
-
-def bad_labels_error(num_classes: int) -> ValueError:
-    """The error for labels outside `[0, c)` found after the fact (NaN
-    class counts from a compiled step, `check_label_range`)."""
-    return ValueError(
-        f"Labels must be integers in [0, {num_classes}) for a model with "
-        f"{num_classes} classes: IPMLoss saw out-of-range labels during the "
-        "last interval, so its class statistics are NaN. Check the "
-        "dataset's labels and the prototypes' num_classes."
-    )
-
-
-def _raise_if_out_of_range(low, high, num_classes):
-    low, high = int(np.asarray(low)), int(np.asarray(high))
-    if low < 0 or high >= num_classes:
-        raise ValueError(
-            f"Labels must be integers in [0, {num_classes}) for a model with "
-            f"{num_classes} classes. Received labels with min={low}, "
-            f"max={high}. Check the dataset's labels and the prototypes' "
-            "num_classes."
-        )
-
-
-def _is_jax_tracer(x) -> bool:
-    import jax
-
-    return isinstance(x, jax.core.Tracer)
-
-
-def check_label_range(labels, num_classes: int):
-    """Checks that integer `labels` lie in `[0, num_classes)`.
-
-    Eagerly (any backend) a violation raises `ValueError` at once. In a
-    TensorFlow graph (`tf.function`) an assertion op fails the step with the
-    same message. XLA drops assertion ops (`jit_compile=True`, which Keras'
-    `"auto"` picks on a GPU), and inside `jax.jit` a host callback would
-    stall every step, so in every compiled graph the check is also returned
-    as a traced boolean: callers make the loss and the class statistics NaN
-    with it, and `ReassignCallback` raises the error at its next update.
-
-    Returns:
-        `(labels, invalid)`: `invalid` is `None` when the check ran eagerly,
-        else a scalar bool tensor that is true when some label is out of
-        range.
-    """
-    low, high = ops.min(labels), ops.max(labels)
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.executing_eagerly():
-            message = (
-                f"Labels must be integers in [0, {num_classes}) for a model "
-                f"with {num_classes} classes"
-            )
-            checks = [
-                tf.debugging.assert_greater_equal(low, 0, message=message),
-                tf.debugging.assert_less(high, num_classes, message=message),
-            ]
-            with tf.control_dependencies(checks):
-                labels = tf.identity(labels)
-            return labels, (low < 0) | (high >= num_classes)
-    elif backend == "jax" and _is_jax_tracer(labels):
-        return labels, (low < 0) | (high >= num_classes)
-    _raise_if_out_of_range(
-        ops.convert_to_numpy(low), ops.convert_to_numpy(high), num_classes
-    )
-    return labels, None
-
-
-def parse_labels(y_true, num_classes: int, validate: bool = True):
-    """Splits labels into the sparse or the dense form.
-
-    Sparse labels have shape `(B,)` or `(B, 1)`; dense labels (one-hot, or
-    soft targets such as mixup) have shape `(B, c)`.
-
-    Returns:
-        `(labels, weights, invalid)`: int32 `labels` `(B,)` and `weights`
-        `None` for sparse input; `labels` `None` and float32 `weights`
-        `(B, c)` for dense input. `invalid` as in `check_label_range`.
-    """
-    y_true = ops.convert_to_tensor(y_true)
-    if len(y_true.shape) == 2 and y_true.shape[-1] == num_classes:
-        return None, ops.cast(y_true, "float32"), None
-    if len(y_true.shape) == 2 and y_true.shape[-1] == 1:
-        y_true = ops.squeeze(y_true, axis=-1)
-    if len(y_true.shape) != 1:
-        raise ValueError(
-            "Argument `y_true` (the labels) must be sparse integer labels "
-            "of shape (B,) or (B, 1), or dense/soft label weights (one-hot, "
-            f"mixup) of shape (B, {num_classes}): one column per class of "
-            f"the {num_classes} logits. Received: y_true.shape="
-            f"{tuple(y_true.shape)}. Check the dataset's number of classes."
-        )
-    labels = ops.cast(y_true, "int32")
-    invalid = None
-    if validate:
-        labels, invalid = check_label_range(labels, num_classes)
-    return labels, None, invalid
+from keras_dlpa.labels import parse_labels
 
 
 def _replica_sum(value):
@@ -183,12 +83,6 @@ def ipm_loss(y_true, y_pred, class_scale: bool = False, validate=True):
     return _ipm(*parsed, y_pred, class_scale)
 
 
-def _stale(features, y_pred) -> bool:
-    """Whether pending features belong to a batch of another size."""
-    a, b = features.shape[0], y_pred.shape[0]
-    return a is not None and b is not None and int(a) != int(b)
-
-
 @register
 class IPMLoss(keras.losses.Loss):
     """Input-to-prototype mapping loss of DL2PA (paper Eq. 6).
@@ -202,10 +96,14 @@ class IPMLoss(keras.losses.Loss):
     the class statistics are NaN, and `ReassignCallback` raises the error at
     its next update (see `check_label_range`).
 
-    In the train step this loss also hands the batch's normalised features
-    and label weights to the `PrototypeLayer` that produced `y_pred`, which
-    accumulates the class statistics `ReassignCallback` needs. The
-    statistics live in the layer's variables, not in the loss.
+    The loss is a pure function of `(y_true, y_pred)`. The class statistics
+    that `ReassignCallback` needs are gathered by the model, explicitly:
+    `keras_dlpa.PrototypeClassifier` does it in its `compute_loss`. For a
+    plain Keras model (`Sequential` + `PrototypeLayer` + `IPMLoss`),
+    `ReassignCallback` sets this loss's `statistics_layer` when training
+    begins; the loss then hands the labels of each training batch to that
+    layer (`PrototypeLayer.update_statistics`), which adds the features of
+    the very call that produced `y_pred` and nothing else.
 
     Args:
         class_scale: if `True`, weight each sample by `s_c^2 = gamma / n_c`
@@ -256,47 +154,20 @@ class IPMLoss(keras.losses.Loss):
                 f"the loss). Received: scale={scale!r}"
             )
         self.scale = scale
+        # Set by `ReassignCallback` for plain Keras models; not serialised.
+        self.statistics_layer = None
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Before Keras converts `y_pred`: the layer finds the features of
+        # the call that produced this very tensor.
+        if self.statistics_layer is not None:
+            self.statistics_layer.update_statistics(
+                y_true, y_pred, validate=self.validate_labels
+            )
+        return super().__call__(y_true, y_pred, sample_weight)
 
     def call(self, y_true, y_pred):
-        y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
-        num_classes = y_pred.shape[-1]
-        labels, weights, invalid = parse_labels(
-            y_true, num_classes, validate=self.validate_labels
-        )
-        pending = pop_pending_features()
-        if pending is not None and _stale(pending[1], y_pred):
-            # Left by a training-mode call outside a train step (e.g.
-            # `model(x, training=True)`) for another batch: not ours.
-            pending = None
-        if pending is not None:
-            layer, features = pending
-            if layer.num_classes != num_classes:
-                raise ValueError(
-                    "IPMLoss must receive the cosine logits of the "
-                    f"PrototypeLayer '{layer.name}', one per class "
-                    f"({layer.num_classes} classes). Received: `y_pred` "
-                    f"with {num_classes} classes (shape "
-                    f"{tuple(y_pred.shape)}). Compute the loss on the "
-                    "PrototypeLayer's output, with no layer after it."
-                )
-            stats_labels = labels
-            if invalid is not None:
-                # Poison the whole batch, on an in-range class so that the
-                # NaN reaches the sums even when every label is invalid.
-                features = ops.where(invalid, float("nan"), features)
-                stats_labels = ops.clip(labels, 0, num_classes - 1)
-            layer.accumulate_statistics(
-                features, labels=stats_labels, weights=weights
-            )
-            if invalid is not None:
-                # NaN counts mark bad labels; NaN sums with finite counts
-                # mark NaN features, i.e. divergence (`ReassignCallback`,
-                # `DivergenceCallback` tell the two apart).
-                flag = ops.where(invalid, float("nan"), 0.0)
-                layer.feature_counts.assign_add(
-                    ops.broadcast_to(flag, (layer.num_classes,))
-                )
-        loss = _ipm(labels, weights, invalid, y_pred, self.class_scale)
+        loss = ipm_loss(y_true, y_pred, self.class_scale, self.validate_labels)
         return loss if self.scale == 1.0 else loss * self.scale
 
     def get_config(self):

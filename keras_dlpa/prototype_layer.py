@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
-import threading
+import weakref
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_dlpa.api_export import register
-
-# Features of the most recent training-mode call, per thread, waiting for the
-# loss of the same train step to turn them into class statistics. Replicas of
-# `tf.distribute.MirroredStrategy` trace in their own threads, hence the
-# thread-local storage.
-_PENDING = threading.local()
+from keras_dlpa.labels import parse_labels
 
 
-def pop_pending_features():
-    """Returns and clears `(layer, features)` from the last training call.
+class _TrainingFeatures:
+    """The features of a layer's training-mode calls, keyed by the logits
+    tensor each call returned. An entry lives as long as its logits, so a
+    forward pass whose output never reaches `update_statistics` (a probe,
+    a second view of the batch) can never be counted for another one."""
 
-    `features` are the L2-normalised inputs, shape `(B, d)`, of the most recent
-    `PrototypeLayer` call with `training=True` in this thread, or `None`.
-    `IPMLoss` calls this inside the train step to update class statistics.
-    """
-    pending = getattr(_PENDING, "value", None)
-    _PENDING.value = None
-    return pending
+    def __init__(self):
+        self._by_logits = {}
+
+    def record(self, logits, features) -> None:
+        key = id(logits)
+        self._by_logits[key] = (weakref.ref(logits), features)
+        weakref.finalize(logits, self._by_logits.pop, key, None)
+
+    def take(self, logits):
+        entry = self._by_logits.pop(id(logits), None)
+        if entry is None or entry[0]() is not logits:
+            return None
+        return entry[1]
 
 
 def _as_prototypes(prototypes) -> np.ndarray:
@@ -106,8 +110,9 @@ class PrototypeLayer(keras.layers.Layer):
     last reassignment (`feature_sums`, `(c, d)`; `feature_counts`, `(c,)`).
     The interval sums are sync-on-read SUM variables, exact under
     `tf.distribute` strategies. Memory is O(c * d); the matching adds a
-    transient O(c^2) cost matrix. `IPMLoss` fills the interval sums in the
-    train step (see `keras_dlpa.IPMLoss`).
+    transient O(c^2) cost matrix. The train step fills the interval sums
+    through `update_statistics` (`PrototypeClassifier.compute_loss`, or
+    `IPMLoss` in a plain Keras model).
 
     Args:
         prototypes: array-like `(c, d)` of prototypes; rows are L2-normalised.
@@ -115,8 +120,8 @@ class PrototypeLayer(keras.layers.Layer):
         initial_assignment: `"identity"` (default), `"random"` (a permutation
             drawn with `seed`), or an integer permutation of `range(c)`.
         seed: seed for `initial_assignment="random"`.
-        track_statistics: when `True` (default), training-mode calls hand
-            their normalised features to the loss for class statistics.
+        track_statistics: when `True` (default), training-mode calls keep
+            their normalised features for `update_statistics`.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -163,6 +168,8 @@ class PrototypeLayer(keras.layers.Layer):
         )
         self.seed = seed
         self.track_statistics = bool(track_statistics)
+        # Plain Python state outside Keras' tracking (never saved).
+        object.__setattr__(self, "_training_features", _TrainingFeatures())
 
     def build(self, input_shape):
         feature_dim = input_shape[-1]
@@ -218,13 +225,53 @@ class PrototypeLayer(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         features = ops.normalize(inputs, axis=-1)
-        if training and self.track_statistics:
-            _PENDING.value = (self, features)
-        else:
-            _PENDING.value = None
         prototypes = ops.cast(self.prototypes, features.dtype)
         label_prototypes = ops.take(prototypes, self.assignment, axis=0)
-        return ops.matmul(features, ops.transpose(label_prototypes))
+        logits = ops.matmul(features, ops.transpose(label_prototypes))
+        if training and self.track_statistics:
+            self._training_features.record(logits, features)
+        return logits
+
+    def update_statistics(self, y_true, y_pred, validate: bool = True):
+        """Adds the training batch behind `y_pred` to the interval sums.
+
+        The explicit statistics step of a train step (`PrototypeClassifier`
+        calls it in `compute_loss`; `IPMLoss` when its `statistics_layer`
+        is this layer). Only the features of the training-mode call of this
+        layer that returned `y_pred` itself are added: `y_pred` from any
+        other call (inference, a probe, another layer) adds nothing.
+        Labels outside `[0, c)` in a compiled step make the sums NaN (and
+        the counts NaN, which `ReassignCallback` reports as bad labels).
+
+        Args:
+            y_true: sparse labels `(B,)`/`(B, 1)` or class weights `(B, c)`.
+            y_pred: `(B, c)` logits returned by this layer's call.
+            validate: check the range of sparse labels.
+
+        Returns:
+            Whether the batch was added.
+        """
+        features = self._training_features.take(y_pred)
+        if features is None:
+            return False
+        labels, weights, invalid = parse_labels(
+            y_true, self.num_classes, validate=validate
+        )
+        if invalid is not None:
+            # Poison the whole batch, on an in-range class so that the NaN
+            # reaches the sums even when every label is invalid.
+            features = ops.where(invalid, float("nan"), features)
+            labels = ops.clip(labels, 0, self.num_classes - 1)
+        self.accumulate_statistics(features, labels=labels, weights=weights)
+        if invalid is not None:
+            # NaN counts mark bad labels; NaN sums with finite counts mark
+            # NaN features, i.e. divergence (`ReassignCallback`,
+            # `DivergenceCallback` tell the two apart).
+            flag = ops.where(invalid, float("nan"), 0.0)
+            self.feature_counts.assign_add(
+                ops.broadcast_to(flag, (self.num_classes,))
+            )
+        return True
 
     def accumulate_statistics(self, features, labels=None, weights=None):
         """Adds a batch to the interval sums.
@@ -276,3 +323,23 @@ class PrototypeLayer(keras.layers.Layer):
             }
         )
         return config
+
+
+def find_prototype_layer(model) -> PrototypeLayer:
+    """Returns the one `PrototypeLayer` in `model`, searching nested models."""
+    found = []
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, PrototypeLayer):
+            found.append(layer)
+        stack.extend(getattr(layer, "layers", []) or [])
+    unique = list({id(layer): layer for layer in found}.values())
+    if len(unique) != 1:
+        raise ValueError(
+            f"Expected exactly one keras_dlpa.PrototypeLayer in model "
+            f"'{model.name}', found {len(unique)}. End the model with "
+            "keras_dlpa.PrototypeLayer(prototypes), or pass the layer as "
+            "ReassignCallback(layer=...)."
+        )
+    return unique[0]

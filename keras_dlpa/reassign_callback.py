@@ -13,31 +13,12 @@ from keras_dlpa.class_statistics import normalize_rows
 from keras_dlpa.divergence_callback import TrainingDiverged
 from keras_dlpa.divergence_callback import divergence_message
 from keras_dlpa.ipm_loss import IPMLoss
-from keras_dlpa.ipm_loss import bad_labels_error
+from keras_dlpa.labels import bad_labels_error
 from keras_dlpa.matching import SparseWarmStart
 from keras_dlpa.matching import matching_cost
 from keras_dlpa.matching import solve_assignment
 from keras_dlpa.prototype_layer import PrototypeLayer
-
-
-def find_prototype_layer(model) -> PrototypeLayer:
-    """Returns the one `PrototypeLayer` in `model`, searching nested models."""
-    found = []
-    stack = [model]
-    while stack:
-        layer = stack.pop()
-        if isinstance(layer, PrototypeLayer):
-            found.append(layer)
-        stack.extend(getattr(layer, "layers", []) or [])
-    unique = list({id(layer): layer for layer in found}.values())
-    if len(unique) != 1:
-        raise ValueError(
-            f"Expected exactly one keras_dlpa.PrototypeLayer in model "
-            f"'{model.name}', found {len(unique)}. End the model with "
-            "keras_dlpa.PrototypeLayer(prototypes), or pass the layer as "
-            "ReassignCallback(layer=...)."
-        )
-    return unique[0]
+from keras_dlpa.prototype_layer import find_prototype_layer
 
 
 def _losses(loss):
@@ -75,9 +56,12 @@ class ReassignCallback(keras.callbacks.Callback):
     Place this callback **before** `ModelCheckpoint`/`BackupAndRestore` in
     the callback list so that saved epochs include the new assignment.
 
-    The model must contain one `PrototypeLayer` and be compiled with
-    `IPMLoss` (which gathers the statistics); otherwise training stops when
-    it begins with a message that says what to add.
+    The model must contain one `PrototypeLayer`. A
+    `keras_dlpa.PrototypeClassifier` gathers the class statistics in its
+    `compute_loss`; a plain Keras model must be compiled with `IPMLoss`,
+    which this callback connects to the layer when training begins
+    (`IPMLoss.statistics_layer`). Otherwise training stops when it begins
+    with a message that says what to add.
 
     Args:
         layer: the `PrototypeLayer` to update; found in the model if `None`.
@@ -151,13 +135,8 @@ class ReassignCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         self._layer = self.layer or find_prototype_layer(model)
-        if not any(isinstance(loss, IPMLoss) for loss in _losses(model.loss)):
-            raise ValueError(
-                "ReassignCallback needs class statistics, which "
-                "keras_dlpa.IPMLoss gathers in the train step. Compile the "
-                "model with loss=keras_dlpa.IPMLoss(). Received: "
-                f"loss={model.loss!r}"
-            )
+        if not getattr(model, "updates_class_statistics", False):
+            self._connect_loss(model)
         if not self._layer.track_statistics:
             raise ValueError(
                 f"PrototypeLayer '{self._layer.name}' was created with "
@@ -180,6 +159,26 @@ class ReassignCallback(keras.callbacks.Callback):
             )
         self._steps = steps
         self._warm_start = SparseWarmStart()  # speed only, not results
+
+    def _connect_loss(self, model) -> None:
+        """A plain Keras model: its `IPMLoss` hands each training batch's
+        labels to the layer (a `PrototypeClassifier` does it itself)."""
+        losses = [x for x in _losses(model.loss) if isinstance(x, IPMLoss)]
+        if not losses:
+            raise ValueError(
+                "ReassignCallback needs class statistics, which "
+                "keras_dlpa.IPMLoss gathers in the train step of a plain "
+                "Keras model. Compile the model with "
+                "loss=keras_dlpa.IPMLoss(), or use "
+                f"keras_dlpa.PrototypeClassifier. Received: loss={model.loss!r}"
+            )
+        changed = False
+        for loss in losses:
+            changed |= loss.statistics_layer is not self._layer
+            loss.statistics_layer = self._layer
+        if changed and getattr(model, "train_function", None) is not None:
+            # A train step traced before the connection has no statistics.
+            model.make_train_function(force=True)
 
     def _check_output_classes(self, model) -> None:
         """Single-output models: the output must be the layer's `c` logits."""
@@ -254,10 +253,11 @@ class ReassignCallback(keras.callbacks.Callback):
         if not np.any(counts > 0):
             raise RuntimeError(
                 "ReassignCallback found no class statistics from the last "
-                "interval. The train step must call keras_dlpa.IPMLoss on "
-                f"the output of PrototypeLayer '{layer.name}' (compile with "
-                "loss=keras_dlpa.IPMLoss() and do not override train_step "
-                "without calling the loss)."
+                "interval. The train step must pass the output of "
+                f"PrototypeLayer '{layer.name}' with its labels to the "
+                "layer's update_statistics (PrototypeClassifier does; a "
+                "plain Keras model compiled with keras_dlpa.IPMLoss does "
+                "through the loss). A custom train_step must call it."
             )
         representatives, observed = merge_statistics(
             ops.convert_to_numpy(layer.representatives),

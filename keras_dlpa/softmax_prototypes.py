@@ -67,8 +67,6 @@ def softmax_prototypes(
     """
     import keras
 
-    import keras_dlpa  # noqa: F401  (registers the saved custom objects)
-
     path = _model_path(Path(softmax_run))
     model = keras.saving.load_model(path, compile=False)
     try:

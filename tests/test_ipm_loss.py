@@ -129,7 +129,10 @@ def _label_check_model(mode):
             keras_dlpa.PrototypeLayer(unit_rows(4, 3)),
         ]
     )
-    model.compile("sgd", loss=keras_dlpa.IPMLoss(), **COMPILE_MODES[mode])
+    loss = keras_dlpa.IPMLoss()
+    # What ReassignCallback does when training begins.
+    loss.statistics_layer = model.layers[-1]
+    model.compile("sgd", loss=loss, **COMPILE_MODES[mode])
     return model
 
 
@@ -185,18 +188,26 @@ def test_config_round_trip():
     assert isinstance(restored, keras_dlpa.IPMLoss) and restored.class_scale
 
 
-def test_stale_training_call_of_another_batch_is_ignored():
-    """A `layer(x, training=True)` outside a train step leaves features
-    pending; a later loss on a batch of another size must not use them."""
+def test_loss_adds_only_the_batch_behind_its_own_y_pred():
+    """A `layer(x, training=True)` whose output never reaches the loss adds
+    nothing, even for a batch of the same size; the loss's own `y_pred`
+    adds its batch once."""
     from keras_dlpa import PrototypeLayer
 
     layer = PrototypeLayer(np.eye(5, 16, dtype="float32"))
-    layer(np.ones((8, 16), "float32"), training=True)
+    loss = keras_dlpa.IPMLoss()
+    loss.statistics_layer = layer
+    probe = layer(np.ones((5, 16), "float32"), training=True)
     logits = _random_logits(5, 5)
     labels = np.array([0, 1, 2, 3, 4])
-    loss = keras_dlpa.IPMLoss()(labels, logits)
+    value = loss(labels, logits)
     expected = 0.5 * (logits[np.arange(5), labels] - 1.0) ** 2
-    np.testing.assert_allclose(float(loss), expected.mean(), rtol=1e-6)
+    np.testing.assert_allclose(float(value), expected.mean(), rtol=1e-6)
+    counts = keras.ops.convert_to_numpy(layer.feature_counts)
+    np.testing.assert_array_equal(counts, np.zeros(5))
+    loss(labels, probe)
+    counts = keras.ops.convert_to_numpy(layer.feature_counts)
+    np.testing.assert_array_equal(counts, np.ones(5))
 
 
 def test_scale_is_the_reference_batch_sum():

@@ -81,15 +81,28 @@ def test_set_assignment_validates():
         layer.set_assignment([1, 0, 3])
 
 
-def test_no_statistics_outside_training():
+def test_only_the_output_of_a_training_call_adds_statistics():
     layer = keras_dlpa.PrototypeLayer(unit_rows(4, 2))
-    layer(np.ones((3, 2), "float32"), training=True)
-    from keras_dlpa.prototype_layer import pop_pending_features
-
-    pending = pop_pending_features()
-    assert pending is not None and pending[0] is layer
-    layer(np.ones((3, 2), "float32"), training=False)
-    assert pop_pending_features() is None
+    x = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]], "float32")
+    labels = np.array([0, 1, 1])
+    logits = layer(x, training=True)
+    same_size = layer(x, training=False)
+    assert not layer.update_statistics(labels, same_size)
+    assert not layer.update_statistics(labels, ops.convert_to_numpy(logits))
+    assert layer.update_statistics(labels, logits)
+    assert not layer.update_statistics(labels, logits)  # taken once
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer.feature_sums),
+        [[1.0, 0.0], [0.6, 1.8], [0.0, 0.0], [0.0, 0.0]],
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer.feature_counts), [1, 2, 0, 0]
+    )
+    untracked = keras_dlpa.PrototypeLayer(
+        unit_rows(4, 2), track_statistics=False
+    )
+    assert not untracked.update_statistics(labels, untracked(x, training=True))
 
 
 def test_config_round_trip():

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from keras_dlpa.export.prototype_head import BakedPrototypeHead
-from keras_dlpa.reassign_callback import find_prototype_layer
+from keras_dlpa.prototype_layer import find_prototype_layer
 
 INPUT_NAME = "images"
 

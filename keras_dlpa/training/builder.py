@@ -6,10 +6,11 @@ import contextlib
 
 import keras
 
-from keras_dlpa.classifier import project_features
 from keras_dlpa.methods import get_method
 from keras_dlpa.models import BACKBONE_PRESETS
 from keras_dlpa.models import backbone_from_preset
+from keras_dlpa.models.projection import project_features
+from keras_dlpa.prototype_classifier import PrototypeClassifier
 from keras_dlpa.schedules import FrozenThenScaled
 from keras_dlpa.schedules import WarmupCosine
 from keras_dlpa.schedules import WarmupMultiStep
@@ -41,7 +42,8 @@ def build_model(
     std,
     image_shape,
 ) -> keras.Model:
-    """Backbone (`config.backbone` preset) + the head of `config.method`."""
+    """A `PrototypeClassifier`: the `config.backbone` preset and the head
+    of `config.method`."""
     preset = BACKBONE_PRESETS[config.backbone]
     overrides = {
         "input_shape": tuple(int(s) for s in image_shape),
@@ -99,9 +101,10 @@ def build_model(
         backbone = keras.Model(backbone.input, features, name=backbone.name)
     dim = int(backbone.outputs[0].shape[-1])
     method = get_method(config.method)
-    outputs = method.head(
-        backbone.outputs[0],
+    return PrototypeClassifier(
+        backbone,
         num_classes,
+        method=method.name,
         prototypes=method.prototypes(
             num_classes,
             dim,
@@ -110,9 +113,6 @@ def build_model(
         ),
         weight_decay=config.weight_decay,
         seed=config.prototype_seed,
-    )
-    return keras.Model(
-        backbone.input, outputs, name=f"{config.method}_classifier"
     )
 
 
