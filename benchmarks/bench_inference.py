@@ -167,9 +167,9 @@ def _run_splits(run_dir):
     import dataclasses
     import json
 
-    from keras_dlpa.experiment import ExperimentConfig
-    from keras_dlpa.experiment import load_data
-    from keras_dlpa.experiment import make_splits
+    from keras_dlpa.training import ExperimentConfig
+    from keras_dlpa.training.sources import load_data
+    from keras_dlpa.training.sources import make_splits
 
     raw = json.loads((Path(run_dir) / "config.json").read_text())
     names = {f.name for f in dataclasses.fields(ExperimentConfig)}

@@ -27,11 +27,11 @@ from _common import CIFAR10_JPEG  # noqa: E402
 from _common import print_table  # noqa: E402
 from _common import write_results  # noqa: E402
 
-from keras_dlpa.data import epoch_keyed_pipeline  # noqa: E402
 from keras_dlpa.data import from_arrays  # noqa: E402
 from keras_dlpa.data import load_image_folder  # noqa: E402
 from keras_dlpa.data import make_long_tailed  # noqa: E402
 from keras_dlpa.data.grain_executor import grain_train_dataset  # noqa: E402
+from keras_dlpa.data.pipeline import epoch_keyed_pipeline  # noqa: E402
 from keras_dlpa.data.plan import Augmentation  # noqa: E402
 
 

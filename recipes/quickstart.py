@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from keras_dlpa.evaluation import format_metrics_table
-    from keras_dlpa.experiment import ExperimentConfig
-    from keras_dlpa.experiment import run_experiment
+    from keras_dlpa.training import ExperimentConfig
+    from keras_dlpa.training import run_experiment
 
     start = time.perf_counter()
     out = Path(args.out)

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from keras_dlpa.data import epoch_keyed_pipeline
-from keras_dlpa.data import eval_pipeline
 from keras_dlpa.data import from_arrays
-from keras_dlpa.data import train_pipeline
+from keras_dlpa.data.pipeline import epoch_keyed_pipeline
+from keras_dlpa.data.pipeline import eval_pipeline
+from keras_dlpa.data.pipeline import train_pipeline
 
 
 def _unique_class_data(n, size=8, seed=0):

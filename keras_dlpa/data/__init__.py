@@ -1,67 +1,100 @@
-"""Data core (numpy/PIL), long-tailed subsets, splits and two executors.
+"""Data core (numpy/PIL), long-tailed subsets, splits and the executors.
 
-The data core needs no TensorFlow: sources (`load_image_folder`,
-`from_arrays`), `ImageData`, the long-tailed profile, splits, channel
-statistics and the per-epoch plans (`plan`). Two executors run the plans
-with bit-identical batches: `pipeline` (tf.data, TensorFlow backend) and
-`grain_executor` (grain, every backend); `train_dataset` picks one.
-`load_tfds` needs tensorflow-datasets. Names are imported lazily, so
-nothing here imports TensorFlow unless a TensorFlow part is used.
+Nothing here needs TensorFlow: sources (`load_image_folder`, `from_arrays`),
+`ImageData`, the long-tailed profile, splits, channel statistics and the
+per-epoch plans (`epoch_plan`) are numpy and PIL. The executors run the
+plans with bit-identical batches: `grain_train_dataset` (grain, every
+backend), `keras_dlpa.data.device_executor` (JAX accelerators) and the
+tf.data executor `keras_dlpa.data.pipeline` (TensorFlow backend);
+`train_dataset` picks one. `load_tfds` needs tensorflow-datasets.
+
+The names below work on every backend without TensorFlow installed. The
+tf.data executors are not in this namespace: import them from their
+modules (`from keras_dlpa.data.pipeline import train_pipeline`,
+`from keras_dlpa.data.streaming import tf_stream_dataset`), so that
+`import keras_dlpa.data` never imports TensorFlow.
 
 In-memory sources return an `ImageData` (uint8 images, int64 labels, class
 names); streamed sources (`load_labelled_paths`, `load_tfds_records`)
 return a `LabelledPaths` (paths and labels only; the splits and the
 long-tailed profile work on both), decoded per batch by `streaming` from a
 `StreamPlan`. Executors yield float32 images in the raw 0-255 range (the
-model normalises them, see `channel_stats`).
+model normalises them, see `channel_stats`). Images are decoded by
+`keras_dlpa_serving.image_decode`, shared with the Keras-free ONNX client.
 """
 
-from keras_dlpa.lazy_exports import lazy_exports
+from keras_dlpa.data.eval_batches import EvalBatches
+from keras_dlpa.data.executor import resolve_executor
+from keras_dlpa.data.executor import train_dataset
+from keras_dlpa.data.grain_executor import grain_train_dataset
+from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.image_data import from_arrays
+from keras_dlpa.data.image_folder import extract_archive
+from keras_dlpa.data.image_folder import list_image_folder
+from keras_dlpa.data.image_folder import load_image_folder
+from keras_dlpa.data.image_folder import read_image_list
+from keras_dlpa.data.input_shard import InputShard
+from keras_dlpa.data.labelled_paths import LabelledPaths
+from keras_dlpa.data.labelled_paths import load_labelled_paths
+from keras_dlpa.data.labelled_paths import load_tfds_records
+from keras_dlpa.data.labelled_paths import select_classes
+from keras_dlpa.data.long_tail import long_tailed_counts
+from keras_dlpa.data.long_tail import long_tailed_indices
+from keras_dlpa.data.long_tail import long_tailed_train_val
+from keras_dlpa.data.long_tail import make_long_tailed
+from keras_dlpa.data.plan import Augmentation
+from keras_dlpa.data.plan import BatchMaker
+from keras_dlpa.data.plan import EpochPlan
+from keras_dlpa.data.plan import epoch_plan
+from keras_dlpa.data.plan import steps_per_epoch
+from keras_dlpa.data.splits import split_train_val
+from keras_dlpa.data.splits import stratified_split
+from keras_dlpa.data.stats import channel_stats
+from keras_dlpa.data.stream_plan import StreamAugmentation
+from keras_dlpa.data.stream_plan import StreamPlan
+from keras_dlpa.data.stream_plan import stream_epoch_plan
+from keras_dlpa.data.streaming import StreamBatchMaker
+from keras_dlpa.data.streaming import StreamEvalBatches
+from keras_dlpa.data.streaming import grain_stream_dataset
+from keras_dlpa.data.streaming import stream_train_dataset
+from keras_dlpa.data.tfds_source import TESTED_TFDS_DATASETS
+from keras_dlpa.data.tfds_source import load_tfds
 
-_EXPORTS = {
-    "ImageData": "image_data",
-    "from_arrays": "image_data",
-    "Augmentation": "plan",
-    "BatchMaker": "plan",
-    "EpochPlan": "plan",
-    "epoch_plan": "plan",
-    "steps_per_epoch": "plan",
-    "EvalBatches": "eval_batches",
-    "InputShard": "input_shard",
-    "grain_train_dataset": "grain_executor",
-    "resolve_executor": "executor",
-    "train_dataset": "executor",
-    "load_image_folder": "image_folder",
-    "list_image_folder": "image_folder",
-    "read_image_list": "image_folder",
-    "extract_archive": "image_folder",
-    "LabelledPaths": "labelled_paths",
-    "load_labelled_paths": "labelled_paths",
-    "load_tfds_records": "labelled_paths",
-    "select_classes": "labelled_paths",
-    "StreamAugmentation": "stream_plan",
-    "StreamPlan": "stream_plan",
-    "stream_epoch_plan": "stream_plan",
-    "StreamBatchMaker": "streaming",
-    "StreamEvalBatches": "streaming",
-    "grain_stream_dataset": "streaming",
-    "tf_stream_dataset": "streaming",
-    "stream_train_dataset": "streaming",
-    "long_tailed_counts": "long_tail",
-    "long_tailed_indices": "long_tail",
-    "long_tailed_train_val": "long_tail",
-    "make_long_tailed": "long_tail",
-    "epoch_keyed_pipeline": "pipeline",
-    "eval_pipeline": "pipeline",
-    "train_pipeline": "pipeline",
-    "split_train_val": "splits",
-    "stratified_split": "splits",
-    "channel_stats": "stats",
-    "TESTED_TFDS_DATASETS": "tfds_source",
-    "load_tfds": "tfds_source",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [
+    "Augmentation",
+    "BatchMaker",
+    "EpochPlan",
+    "EvalBatches",
+    "ImageData",
+    "InputShard",
+    "LabelledPaths",
+    "StreamAugmentation",
+    "StreamBatchMaker",
+    "StreamEvalBatches",
+    "StreamPlan",
+    "TESTED_TFDS_DATASETS",
+    "channel_stats",
+    "epoch_plan",
+    "extract_archive",
+    "from_arrays",
+    "grain_stream_dataset",
+    "grain_train_dataset",
+    "list_image_folder",
+    "load_image_folder",
+    "load_labelled_paths",
+    "load_tfds",
+    "load_tfds_records",
+    "long_tailed_counts",
+    "long_tailed_indices",
+    "long_tailed_train_val",
+    "make_long_tailed",
+    "read_image_list",
+    "resolve_executor",
+    "select_classes",
+    "split_train_val",
+    "steps_per_epoch",
+    "stratified_split",
+    "stream_epoch_plan",
+    "stream_train_dataset",
+    "train_dataset",
+]

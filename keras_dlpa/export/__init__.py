@@ -1,42 +1,62 @@
-"""Export of trained DL2PA classifiers for serving (TensorFlow only).
+"""Export of trained DL2PA classifiers for serving (needs TensorFlow).
 
 The serving graph is backbone -> L2 normalise -> cosines against the
 label-ordered prototypes `W[A]` baked in as constants, with outputs
 `logits`, `label`, `score` (and optional top-k); written as a SavedModel
 and/or ONNX (optionally in TF-Serving / Triton repository layouts, and as
-an int8 ONNX copy) and checked for parity against the Keras model. Serving
-needs neither `keras_dlpa` nor the training statistics; `onnx_client` and
-`load_predictor` classify image files with any of them.
+an int8 ONNX copy) and checked for parity with the Keras model. Importing
+this package imports TensorFlow (the SavedModel and ONNX writers).
+
+Serving needs neither `keras_dlpa` nor the training statistics: the
+Keras-free client `keras_dlpa_serving` classifies image files with an
+exported `.onnx` model, and `load_predictor` does the same with any model
+kind (`.keras`, SavedModel, `.onnx`).
 """
 
-from keras_dlpa.lazy_exports import lazy_exports
+from keras_dlpa.export.classifier_export import FORMATS
+from keras_dlpa.export.classifier_export import ExportResult
+from keras_dlpa.export.classifier_export import export_classifier
+from keras_dlpa.export.classifier_export import parse_formats
+from keras_dlpa.export.metadata import export_metadata
+from keras_dlpa.export.metadata import prototypes_sha256
+from keras_dlpa.export.onnx_model import export_onnx
+from keras_dlpa.export.parity import ParityError
+from keras_dlpa.export.parity import check_int8_parity
+from keras_dlpa.export.parity import check_parity
+from keras_dlpa.export.predictors import load_predictor
+from keras_dlpa.export.prototype_head import BakedPrototypeHead
+from keras_dlpa.export.quantize import load_calibration_images
+from keras_dlpa.export.quantize import quantize_onnx
+from keras_dlpa.export.saved_model import export_saved_model
+from keras_dlpa.export.serving_layout import LAYOUTS
+from keras_dlpa.export.serving_layout import read_triton_config
+from keras_dlpa.export.serving_layout import triton_config
+from keras_dlpa.export.serving_model import build_serving_model
+from keras_dlpa.export.serving_model import extract_backbone
+from keras_dlpa.export.source import LoadedClassifier
+from keras_dlpa.export.source import load_classifier
 
-_EXPORTS = {
-    "FORMATS": "classifier_export",
-    "ExportResult": "classifier_export",
-    "export_classifier": "classifier_export",
-    "parse_formats": "classifier_export",
-    "export_metadata": "metadata",
-    "prototypes_sha256": "metadata",
-    "export_onnx": "onnx_model",
-    "ParityError": "parity",
-    "check_int8_parity": "parity",
-    "check_parity": "parity",
-    "load_predictor": "predictors",
-    "BakedPrototypeHead": "prototype_head",
-    "load_calibration_images": "quantize",
-    "quantize_onnx": "quantize",
-    "export_saved_model": "saved_model",
-    "LAYOUTS": "serving_layout",
-    "read_triton_config": "serving_layout",
-    "triton_config": "serving_layout",
-    "build_serving_model": "serving_model",
-    "extract_backbone": "serving_model",
-    "LoadedClassifier": "source",
-    "load_classifier": "source",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [
+    "BakedPrototypeHead",
+    "ExportResult",
+    "FORMATS",
+    "LAYOUTS",
+    "LoadedClassifier",
+    "ParityError",
+    "build_serving_model",
+    "check_int8_parity",
+    "check_parity",
+    "export_classifier",
+    "export_metadata",
+    "export_onnx",
+    "export_saved_model",
+    "extract_backbone",
+    "load_calibration_images",
+    "load_classifier",
+    "load_predictor",
+    "parse_formats",
+    "prototypes_sha256",
+    "quantize_onnx",
+    "read_triton_config",
+    "triton_config",
+]

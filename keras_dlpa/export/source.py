@@ -50,20 +50,8 @@ def _read_class_names(config_path: Path):
     return names
 
 
-def _register_layers() -> None:
-    """Imports the modules whose layers `.keras` archives may reference."""
-    import importlib
-
-    for module in ("keras_dlpa", "keras_dlpa.models"):
-        try:
-            importlib.import_module(module)
-        except ImportError:  # an optional subpackage that is absent
-            continue
-
-
 def load_keras_file(path) -> keras.Model:
     """Loads a `.keras` archive, with a clear error when it is unusable."""
-    _register_layers()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {path}.")
