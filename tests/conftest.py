@@ -15,6 +15,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(REPO_ROOT, "..", "shared", "data")
 # The CIFAR-10 JPEG training split (`train/<class>/*.jpg`, 50,000 images).
 CIFAR10_JPEG = Path(SHARED_DATA) / "cifar10-jpeg-train.tar.gz"
+# The CIFAR-100 PNG training split (`train/<class>/*.png`, 50,000 images).
+CIFAR100_PNG = Path(SHARED_DATA) / "cifar100-png-train.tar.gz"
 
 
 def free_ports(count: int) -> list[int]:

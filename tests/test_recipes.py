@@ -319,7 +319,7 @@ def test_bad_flags_are_one_line_usage_errors(capsys):
 @pytest.mark.large
 def test_main_job_script_quick_on_the_cifar100_archive(tmp_path):
     """`python recipes/cifar100_lt.py --image-dir <archive> --quick`."""
-    from keras_dlpa.reproduce import CIFAR100_ARCHIVE
+    from conftest import CIFAR100_PNG as CIFAR100_ARCHIVE
 
     assert CIFAR100_ARCHIVE.is_file(), f"shared data: {CIFAR100_ARCHIVE}"
     out = tmp_path / "run"

@@ -8,17 +8,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CIFAR100_PNG
 from conftest import REPO_ROOT
+from conftest import SHARED_DATA
 
-from keras_dlpa.reproduce import CIFAR100_ARCHIVE
-from keras_dlpa.reproduce import GRIDS
-from keras_dlpa.reproduce import Selection
-from keras_dlpa.reproduce import grid_jobs
+from keras_dlpa_paper.grids import GRIDS
+from keras_dlpa_paper.grids import Selection
+from keras_dlpa_paper.reproduce import DATA_ENV
+from keras_dlpa_paper.reproduce import grid_jobs
+from keras_dlpa_paper.reproduce import resolve_data
 
 
 def _reproduce(tmp_path, *extra, epochs=2):
     env = dict(os.environ)
     env["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
+    env[DATA_ENV] = SHARED_DATA  # the archive through the environment
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO_ROOT), env.get("PYTHONPATH", "")]
     )
@@ -106,13 +110,13 @@ def test_selection_flags_name_the_grid_cells(capsys, flags, expected):
 
 @pytest.mark.large
 def test_quick_table4_stops_resumes_skips_and_reports(tmp_path):
-    assert CIFAR100_ARCHIVE.is_file(), f"shared data: {CIFAR100_ARCHIVE}"
+    assert CIFAR100_PNG.is_file(), f"shared data: {CIFAR100_PNG}"
     # Decode the archive once into the cache the runs share.
     env_cache = tmp_path / "cache"
     os.environ["KERAS_DLPA_CACHE"] = str(env_cache)
     from keras_dlpa.data import load_image_folder
 
-    assert len(load_image_folder(CIFAR100_ARCHIVE)) == 50_000
+    assert len(load_image_folder(CIFAR100_PNG)) == 50_000
 
     # One epoch: complete for `--epochs 1`. One cell (`--methods dl2pa
     # --dims 50`): the other cells' runs go the same way (the GPU campaign
@@ -145,7 +149,7 @@ def test_quick_table4_stops_resumes_skips_and_reports(tmp_path):
 
 def test_table7_report(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path / "cache"))
-    from keras_dlpa.reproduce import reproduce
+    from keras_dlpa_paper.reproduce import reproduce
 
     report = reproduce("table7", tmp_path / "t7")
     rows = {r["dim"]: r for r in report["rows"]}
@@ -227,7 +231,7 @@ def test_table6_svhn_cell_trains_from_tfds(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 
     from keras_dlpa.cli.train import main
-    from keras_dlpa.reproduce import write_report
+    from keras_dlpa_paper.reproduce import write_report
 
     monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path / "cache"))
     sweep = tmp_path / "sweep"
@@ -260,46 +264,14 @@ def test_table6_svhn_cell_trains_from_tfds(tmp_path, monkeypatch):
     assert "| svhn_cropped | 0.01 | dl2pa | 64 | 1/1 |" in text
 
 
-def test_sweep_blocks_a_job_whose_dependency_is_not_complete(tmp_path, capsys):
-    from keras_dlpa.sweep import Job
-    from keras_dlpa.sweep import run_jobs
-
-    done = tmp_path / "done"
-    done.mkdir()
-    (done / "evaluation.json").write_text('{"completed": true}')
-    jobs = [
-        # Exits at once with a usage error: not complete.
-        Job("softmax", "cifar100", ["--method", "nope"], str(tmp_path / "a")),
-        Job(
-            "ours",
-            "cifar100",
-            ["--method", "nope"],  # would fail at once if it were started
-            str(tmp_path / "b"),
-            after=("softmax",),
-        ),
-        Job("other", "cifar100", [], str(done)),
-    ]
-    results = run_jobs(jobs, tmp_path / "logs", parallel=2, poll_s=0.1)
-    assert results["softmax"]["returncode"] == 2
-    assert results["ours"]["status"] == "blocked"
-    assert results["ours"]["returncode"] is None
-    assert not (tmp_path / "logs" / "ours.log").exists()
-    assert results["other"]["status"] == "skipped"
-    log = capsys.readouterr().out
-    # The free slot went to the later job while `ours` waited.
-    assert log.index("other: complete") < log.index("ours: blocked")
-    with pytest.raises(ValueError, match="earlier jobs"):
-        run_jobs(jobs[1:], tmp_path / "logs")
-
-
 @pytest.mark.large
 def test_quick_table8_end_to_end(tmp_path, monkeypatch, capsys):
     """Three Table 8 runs as processes (about a minute on 2 cores)."""
     import numpy as np
     from PIL import Image
 
-    from keras_dlpa.reproduce import reproduce
     from keras_dlpa.softmax_prototypes import softmax_prototypes
+    from keras_dlpa_paper.reproduce import reproduce
 
     monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
@@ -343,27 +315,31 @@ def test_quick_table8_end_to_end(tmp_path, monkeypatch, capsys):
     assert "| balanced | ours_star | 16 | 1/1 |" in text and "60.51" in text
 
 
-def test_a_complete_run_asked_for_more_epochs_is_resumed(tmp_path):
-    from keras_dlpa.sweep import _requested_epochs
-    from keras_dlpa.sweep import job_status
+def test_data_comes_from_the_flag_or_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    with pytest.raises(ValueError, match="pass --data .* or set KERAS_DLPA"):
+        resolve_data("table4")
+    assert resolve_data("table4", "x.npz") == "x.npz"
+    assert resolve_data("table7") is None
+    tfds_only = Selection(datasets=("svhn_cropped", "stl10"))
+    assert resolve_data("table6", select=tfds_only) is None
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    with pytest.raises(ValueError, match="holding cifar10-jpeg-train.tar.gz"):
+        resolve_data("table6")
+    (tmp_path / "cifar100-png-train.tar.gz").touch()
+    assert resolve_data("table8") == tmp_path / "cifar100-png-train.tar.gz"
+    assert resolve_data("budget_cpu") == tmp_path / "cifar100-png-train.tar.gz"
+    # `--data tfds`: the recipes read TensorFlow Datasets.
+    for job in grid_jobs(GRIDS["table4"], "o", (0,), data="tfds"):
+        assert "--image-dir" not in job.args and "--npz" not in job.args
 
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "evaluation.json").write_text(
-        json.dumps({"completed": True, "epochs_done": 1})
-    )
-    (run / "checkpoints").mkdir()
-    (run / "checkpoints" / "epoch-000001.json").write_text("{}")
-    assert job_status(run) == job_status(run, epochs=1) == "complete"
-    assert job_status(run, epochs=2) == "partial"
-    assert _requested_epochs(["--epochs", "3", "--quick", "--epochs", "2"]) == 2
-    assert _requested_epochs(["--quick"]) is None
 
+def test_reproduce_without_data_is_one_line_naming_both_sources(
+    capsys, monkeypatch
+):
+    from keras_dlpa.cli import main
 
-def test_concurrent_jax_jobs_do_not_preallocate_the_accelerator():
-    from keras_dlpa.sweep import job_environment
-
-    key = "XLA_PYTHON_CLIENT_PREALLOCATE"
-    assert job_environment({}, parallel=4)[key] == "false"
-    assert key not in job_environment({}, parallel=1)
-    assert job_environment({key: "true"}, parallel=4)[key] == "true"
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    assert main(["reproduce", "--grid", "fig4a_cpu"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "--data" in err and "KERAS_DLPA_DATA unset" in err

@@ -3,10 +3,10 @@
 Bad settings exit 2 with one line, a failed start leaves no run
 directory, a run directory has one owner, one small class cannot shrink
 every class unnoticed, divergence stops every method with one line and no
-NaN model, and a deadline that has passed trains nothing.
+NaN model, and a deadline that has passed trains nothing (the sweep's
+side of this, `keras_dlpa_paper.sweep`: tests/test_sweep.py).
 """
 
-import dataclasses
 import json
 import re
 import time
@@ -20,12 +20,8 @@ from conftest import unit_rows
 import keras_dlpa
 from keras_dlpa import DeadlineCallback
 from keras_dlpa import DivergenceCallback
-from keras_dlpa.cli.train import build_parser
-from keras_dlpa.cli.train import config_from_args
 from keras_dlpa.cli.train import main
 from keras_dlpa.data.image_data import ImageData
-from keras_dlpa.sweep import Job
-from keras_dlpa.sweep import run_jobs
 from keras_dlpa.training.config import ExperimentConfig
 from keras_dlpa.training.run_dir import RunDirInUse
 from keras_dlpa.training.run_dir import RunDirLock
@@ -198,15 +194,6 @@ def test_deadline_callback_stops_after_the_last_epoch_that_fits():
     assert deadline.completed is False and deadline.stopped_epoch == 0
 
 
-def test_the_sweep_starts_no_job_after_its_deadline(tmp_path, capsys):
-    job = Job("a", "cifar10_lt", ["--quick"], str(tmp_path / "a"))
-    results = run_jobs([job], tmp_path / "logs", deadline=time.time() - 1)
-    assert results["a"]["status"] == "not started"
-    assert results["a"]["returncode"] is None
-    assert "a: not started, the deadline has passed" in capsys.readouterr().out
-    assert not (tmp_path / "a").exists()
-
-
 def test_bad_labels_under_xla_are_not_called_divergence():
     model = keras.Sequential(
         [
@@ -224,38 +211,6 @@ def test_bad_labels_under_xla_are_not_called_divergence():
             verbose=0,
             callbacks=[DivergenceCallback(), keras_dlpa.ReassignCallback()],
         )
-
-
-def test_the_sweep_refuses_a_run_directory_with_other_settings(
-    tmp_path, capsys
-):
-    """A finished `--quick --epochs 2` smoke run is not taken as the full
-    run of the same directory, nor resumed with the full run's settings."""
-    from keras_dlpa.sweep import settings_conflict
-
-    out = tmp_path / "a"
-    out.mkdir()
-    smoke = config_from_args(
-        "cifar10_lt",
-        build_parser("cifar10_lt").parse_args(
-            ["--quick", "--epochs", "2", "--out", str(out)]
-        ),
-    )
-    settings = json.loads(json.dumps(dataclasses.asdict(smoke), default=str))
-    (out / "config.json").write_text(json.dumps({"settings": settings}))
-    (out / "evaluation.json").write_text(
-        '{"completed": true, "epochs_done": 2}'
-    )
-    full = Job("full", "cifar10_lt", ["--epochs", "2"], str(out))
-    assert "train_per_class" in settings_conflict(full)
-    same = Job("same", "cifar10_lt", ["--quick", "--epochs", "5"], str(out))
-    assert settings_conflict(same) is None  # only --epochs differs
-    results = run_jobs([full], tmp_path / "logs", poll_s=0.1)
-    assert results["full"]["status"] == "refused"
-    assert results["full"]["returncode"] is None
-    assert results["full"]["evaluation"] is None
-    log = capsys.readouterr().out
-    assert f"full: refused, {out} holds a run with other settings (" in log
 
 
 def test_checkpoint_every_keeps_the_best_epoch_between_checkpoints(tmp_path):

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from keras_dlpa import study
 from keras_dlpa.cli import main as cli_main
-from keras_dlpa.study import STUDIES
-from keras_dlpa.study import BudgetStudy
-from keras_dlpa.study import Variant
+from keras_dlpa_paper import study
+from keras_dlpa_paper.study import STUDIES
+from keras_dlpa_paper.study import BudgetStudy
+from keras_dlpa_paper.study import Variant
 
 SMALL = BudgetStudy(
     name="small",

@@ -4,8 +4,8 @@
 # of the cells and their checksums; checks that one device call can carry
 # them (64 MiB with the tracked files) and prints that call.
 #
-#   bash benchmarks/gpu/prepare.sh            # Table 4, imbalance 0.01
-#   IMBALANCE=0.02 bash benchmarks/gpu/prepare.sh
+#   KERAS_DLPA_DATA=../shared/data bash benchmarks/gpu/prepare.sh  # Table 4, 0.01
+#   ARCHIVE=X.tar.gz IMBALANCE=0.02 bash benchmarks/gpu/prepare.sh
 #
 # REHEARSAL=1 (tests/test_gpu_campaign.py): no wheels (the test's own
 # environment stands in for them; the test checks wheels.txt against the
@@ -15,7 +15,8 @@ CAMPAIGN=${CAMPAIGN:-.campaign}
 IMBALANCE=${IMBALANCE:-0.01}
 SEED=${SEED:-0}
 PYTHON=${PYTHON:-python}
-ARCHIVE=${ARCHIVE:-../shared/data/cifar100-png-train.tar.gz}
+# The CIFAR-100 archive: ARCHIVE, else the one in the folder KERAS_DLPA_DATA.
+ARCHIVE=${ARCHIVE:-${KERAS_DLPA_DATA:?set ARCHIVE or KERAS_DLPA_DATA}/cifar100-png-train.tar.gz}
 HERE=$(dirname "$0")
 # The splits are numpy work; JAX keeps TensorFlow out of the process.
 export KERAS_BACKEND=${KERAS_BACKEND:-jax}

@@ -2,6 +2,7 @@
 
 Each module in this package that defines `register(subparsers)` contributes
 one subcommand; `register` adds its parser and sets `func=callable(args)`.
+`reproduce` comes from the paper harness, `keras_dlpa_paper.cli`.
 Modules import heavy dependencies inside their command functions so that
 `keras-dlpa --help` stays fast.
 """
@@ -11,6 +12,8 @@ import importlib
 import os
 import pkgutil
 import sys
+
+from keras_dlpa_paper import cli as paper_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "register"):
             module.register(subparsers)
+    paper_cli.register(subparsers)
     return parser
 
 

@@ -11,7 +11,7 @@ A `BudgetStudy` compares methods fairly at several training budgets:
    budget: warm-up 1 epoch, x0.1 at 40 % and 80 % of the epochs, as the
    paper's balanced 100 / 200 of 250), for the seeds of that budget.
 
-Every run is one recipe process of `keras_dlpa.sweep` (resumable, complete
+Every run is one recipe process of `keras_dlpa_paper.sweep` (resumable, complete
 runs skipped), named `{variant}-d{d}-lr{lr}-e{epochs}-s{seed}`, so a
 selection run at the chosen rate is also the first point of its curve.
 `run_study` writes `report.json` / `report.md` and two plots.
@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
-from keras_dlpa.sweep import Job
-from keras_dlpa.sweep import run_jobs
+from keras_dlpa_paper.sweep import Job
+from keras_dlpa_paper.sweep import data_args
+from keras_dlpa_paper.sweep import run_jobs
+from keras_dlpa_paper.sweep import save_report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +158,7 @@ def _job(study, variant, dim, lr, epochs, seed, out, data, quick, extra):
     args += ["--lr", f"{lr:g}", "--seed", str(seed)]
     args += list(variant.args) + list(study.args)
     args += schedule_args(epochs)
-    if data is not None:
-        args += ["--image-dir", str(data)]
+    args += data_args(data)
     if quick:
         args += list(study.quick_args)
     args += [str(a) for a in extra] + ["--verbose", "2"]
@@ -430,9 +430,6 @@ def _finish_plot(fig, ax, xlabel: str, title: str, path: Path) -> str:
 
 def write_study_report(study: BudgetStudy, out) -> dict:
     """Writes `out/report.json`, `out/report.md` and the plots."""
-    from keras_dlpa.reproduce import machine_info
-    from keras_dlpa.reproduce import nan_to_none
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = summarise(study, out)
@@ -443,12 +440,7 @@ def write_study_report(study: BudgetStudy, out) -> dict:
     (out / "report.md").write_text(text)
     report["learning_rates"] = list(study.learning_rates)
     report["args"] = list(study.args)
-    report["written"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    report["machine"] = machine_info(report["written"])
-    (out / "report.json").write_text(
-        json.dumps(report, indent=2, default=nan_to_none) + "\n"
-    )
-    return report
+    return save_report(out, report)
 
 
 def run_study(

@@ -1,12 +1,16 @@
 """`keras-dlpa reproduce --grid NAME`: the paper's CIFAR / SVHN / STL-10
-tables (4, 6, 7, 8 and Fig. 4a), resumable."""
+tables (4, 6, 7, 8 and Fig. 4a), resumable.
+
+`keras_dlpa.cli` adds this subcommand with `register`; the harness it
+runs (`keras_dlpa_paper.reproduce`) is imported only when it runs.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
 
-from keras_dlpa.cli.errors import UsageError
+from keras_dlpa_cli.errors import UsageError
 
 
 def _seeds(text: str) -> tuple:
@@ -51,8 +55,11 @@ def _extra_args(args) -> tuple:
 
 
 def _run(args) -> int:
-    from keras_dlpa.reproduce import GRID_NAMES
-    from keras_dlpa.reproduce import reproduce
+    from keras_dlpa_paper.grids import GRIDS
+    from keras_dlpa_paper.grids import Selection
+    from keras_dlpa_paper.reproduce import GRID_NAMES
+    from keras_dlpa_paper.reproduce import reproduce
+    from keras_dlpa_paper.reproduce import resolve_data
 
     if args.grid not in GRID_NAMES:
         raise UsageError(
@@ -61,8 +68,6 @@ def _run(args) -> int:
         )
     if args.parallel < 1:
         raise UsageError(f"--parallel must be >= 1. Received: {args.parallel}")
-    from keras_dlpa.reproduce import Selection
-
     select = Selection(
         datasets=_names(args.datasets),
         methods=_names(args.methods),
@@ -75,9 +80,7 @@ def _run(args) -> int:
     deadline = args.deadline
     if args.time_limit is not None:
         deadline = time.time() + args.time_limit
-    from keras_dlpa.reproduce import STUDY_NAMES
-
-    if args.grid in ("table7",) + STUDY_NAMES:
+    if args.grid not in GRIDS:
         if select != Selection():
             raise UsageError(
                 f"--grid {args.grid} runs all of its cells; --datasets, "
@@ -86,8 +89,6 @@ def _run(args) -> int:
             )
         select = None
     else:
-        from keras_dlpa.reproduce import GRIDS
-
         try:
             select.check(GRIDS[args.grid])
         except ValueError as error:
@@ -95,11 +96,17 @@ def _run(args) -> int:
             for kind in ("datasets", "methods", "dims"):
                 text = text.replace(f"{kind}=", f"--{kind} ")
             raise UsageError(text) from None
+    data = args.data
+    if not args.report_only:
+        try:
+            data = resolve_data(args.grid, data, select)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     report = reproduce(
         args.grid,
         args.out,
         seeds=_seeds(args.seeds),
-        data=args.data,
+        data=data,
         quick=args.quick,
         parallel=args.parallel,
         deadline=deadline,
@@ -139,8 +146,10 @@ def register(subparsers) -> None:
         "after the softmax run whose weights it reads); budget_cpu: "
         "softmax vs dl2pa vs static at d = 10 on balanced CIFAR-100, the "
         "learning rate tuned per method on the validation split, then "
-        "15 / 40 / 100-epoch budgets (keras_dlpa.study; --seeds and "
-        "--methods do not apply).",
+        "15 / 40 / 100-epoch budgets (keras_dlpa_paper.study; --seeds and "
+        "--methods do not apply). The CIFAR data comes from --data or "
+        "from the folder named by the environment variable "
+        "KERAS_DLPA_DATA.",
     )
     add = parser.add_argument
     add(
@@ -154,7 +163,10 @@ def register(subparsers) -> None:
         "--data",
         default=None,
         help="image folder/archive (--image-dir) of the grid's CIFAR cells, "
-        "or a prepared .npz of their splits (--npz; one seed, one imbalance)",
+        "a prepared .npz of their splits (--npz; one seed, one imbalance), "
+        "or tfds (TensorFlow Datasets); default: the grid's archive "
+        "(cifar100-png-train.tar.gz, cifar10-jpeg-train.tar.gz) in the "
+        "folder $KERAS_DLPA_DATA",
     )
     add(
         "--datasets",

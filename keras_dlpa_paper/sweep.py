@@ -23,6 +23,9 @@ and
   and only if they are complete; otherwise it is `"blocked"` (not
   started; the next sweep runs it once they are). Other jobs keep the
   `parallel` slots busy meanwhile.
+
+`save_report` writes a sweep's `report.json` with the machine it was
+written on (grids and studies alike).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -56,6 +60,15 @@ class Job:
     args: list
     out: str
     after: tuple = ()
+
+
+def data_args(data) -> list:
+    """The recipe flags that read `data`: `--npz` for a prepared `.npz`
+    (`write_prepared_splits`), `--image-dir` for images, none for `None`
+    or `"tfds"` (the recipes then read TensorFlow Datasets)."""
+    if data is None or str(data) == "tfds":
+        return []
+    return ["--npz" if str(data).endswith(".npz") else "--image-dir", str(data)]
 
 
 def _requested_epochs(args) -> int | None:
@@ -274,3 +287,24 @@ def _result(job: Job, status: str, returncode: int | None, log: Path) -> dict:
         "out": str(job.out),
         "evaluation": evaluation,
     }
+
+
+def save_report(out: Path, report: dict) -> dict:
+    """Adds `written` and `machine` to `report`, writes it to
+    `out/report.json` and returns it. The runs' own machines are in each
+    run's `config.json`."""
+    import keras
+
+    written = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    report["written"] = written
+    report["machine"] = {
+        "date": written,
+        "hostname": platform.node(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "keras_backend": keras.backend.backend(),
+        "loadavg_1_5_15": list(os.getloadavg()),
+    }
+    text = json.dumps(report, indent=2, default=str)
+    (Path(out) / "report.json").write_text(text + "\n")
+    return report

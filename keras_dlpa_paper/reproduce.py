@@ -2,10 +2,12 @@
 sweeps with a report.
 
 `reproduce(grid, out, ...)` runs every run of a grid as its own recipe
-process (`keras_dlpa.sweep`: several at once, a deadline each, complete
-runs skipped, interrupted ones resumed) and writes `out/report.md` (one
-Markdown table per paper table: our mean ± std over seeds next to the
-paper's number), `out/report.json` and plots. Grids (`GRIDS`):
+process (`keras_dlpa_paper.sweep`: several at once, a deadline each,
+complete runs skipped, interrupted ones resumed) and writes
+`out/report.md` (one Markdown table per paper table: our mean ± std over
+seeds next to the paper's number), `out/report.json` and plots. The
+training data is explicit: `data`, else the grid's archive in the folder
+`$KERAS_DLPA_DATA` (`resolve_data`). Grids (`keras_dlpa_paper.grids`):
 
 - `table4`: CIFAR-100-LT at imbalance 0.005 / 0.01 / 0.02: softmax (PSC,
   d = 128), etf (d = 128), dl2pa (d = 128) and dl2pa (d = 50).
@@ -46,348 +48,73 @@ paper's number), `out/report.json` and plots. Grids (`GRIDS`):
 
 The paper reports the best TEST epoch (model selection on the test set);
 we report the last epoch and the best epoch by validation accuracy, on a
-validation split carved from the training data (the shared archives hold
-the training split only).
+validation split carved from the training data (the archives hold the
+training split only). `budget_cpu` (`keras_dlpa_paper.study`) runs
+through `reproduce` too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import time
+import os
 from pathlib import Path
 
 import numpy as np
 
-from keras_dlpa.sweep import Job
-from keras_dlpa.sweep import run_jobs
+from keras_dlpa_paper.grids import GRIDS
+from keras_dlpa_paper.grids import TABLE7
+from keras_dlpa_paper.grids import Grid
+from keras_dlpa_paper.grids import Run
+from keras_dlpa_paper.grids import Selection
+from keras_dlpa_paper.study import STUDIES
+from keras_dlpa_paper.study import run_study
+from keras_dlpa_paper.sweep import Job
+from keras_dlpa_paper.sweep import data_args
+from keras_dlpa_paper.sweep import run_jobs
+from keras_dlpa_paper.sweep import save_report
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CIFAR100_ARCHIVE = SHARED_DATA / "cifar100-png-train.tar.gz"
-CIFAR10_ARCHIVE = SHARED_DATA / "cifar10-jpeg-train.tar.gz"
-
-# Paper numbers (top-1 %, best test epoch), keyed by (setting, method, d).
-_TABLE4 = {
-    ("0.005", "softmax", 128): 38.7,
-    ("0.01", "softmax", 128): 43.0,
-    ("0.02", "softmax", 128): 48.1,
-    ("0.005", "etf", 128): 40.9,
-    ("0.01", "etf", 128): 45.3,
-    ("0.02", "etf", 128): 50.4,
-    ("0.005", "dl2pa", 128): 41.3,
-    ("0.01", "dl2pa", 128): 44.9,
-    ("0.02", "dl2pa", 128): 50.7,
-    ("0.005", "dl2pa", 50): 40.9,
-    ("0.01", "dl2pa", 50): 45.2,
-    ("0.02", "dl2pa", 50): 50.8,
-}
-_TABLE1 = {
-    ("balanced", "dl2pa", 10): 57.21,
-    ("balanced", "dl2pa", 25): 64.63,
-    ("balanced", "dl2pa", 50): 66.22,
-    ("balanced", "dl2pa", 100): 62.85,
-    ("balanced", "softmax", 10): 25.67,
-    ("balanced", "softmax", 25): 60.0,
-    ("balanced", "softmax", 50): 60.6,
-    ("balanced", "softmax", 100): 62.1,
-}
-_TABLE6 = {
-    ("0.005", "dl2pa", 64): 71.5,
-    ("0.01", "dl2pa", 64): 76.9,
-    ("0.02", "dl2pa", 64): 81.4,
-    ("0.005", "etf", 64): 71.9,
-    ("0.01", "etf", 64): 76.5,
-    ("0.02", "etf", 64): 81.0,
-    ("0.005", "softmax", 64): 67.3,
-    ("0.01", "softmax", 64): 72.8,
-    ("0.02", "softmax", 64): 78.6,
+GRID_NAMES = tuple(GRIDS) + ("table7",) + tuple(STUDIES)
+DATA_ENV = "KERAS_DLPA_DATA"
+# The training archives the folder `$KERAS_DLPA_DATA` holds, by dataset.
+ARCHIVES = {
+    "cifar100": "cifar100-png-train.tar.gz",
+    "cifar10": "cifar10-jpeg-train.tar.gz",
 }
 
 
-def _lt_paper(dataset: str, rows: dict) -> dict:
-    """`{(dataset, imbalance, method, 64): top-1}` of paper Table 6."""
-    return {
-        (dataset, setting, method, 64): value
-        for method, values in rows.items()
-        for setting, value in zip(("0.005", "0.01", "0.02"), values)
-    }
+def resolve_data(grid_name: str, data=None, select: Selection | None = None):
+    """The training data of the grid's CIFAR cells (`reproduce`'s `data`).
 
-
-# Table 6, SVHN-LT and STL-10-LT (imbalance 0.005 / 0.01 / 0.02).
-_TABLE6.update(
-    _lt_paper(
-        "svhn_cropped",
-        {
-            "softmax": (40.5, 40.9, 49.3),
-            "etf": (42.8, 45.7, 49.8),
-            "dl2pa": (40.9, 47.0, 49.7),
-        },
-    )
-)
-_TABLE6.update(
-    _lt_paper(
-        "stl10",
-        {
-            "softmax": (33.1, 37.9, 38.8),
-            "etf": (33.5, 37.2, 37.9),
-            "dl2pa": (35.7, 35.6, 38.0),
-        },
-    )
-)
-# Table 8 (balanced CIFAR-100, ResNet-32), d = 16 / 32 / 64.
-_TABLE8 = {
-    ("balanced", method, dim): value
-    for method, values in (
-        ("softmax", (62.62, 61.81, 63.23)),
-        ("psc_star", (62.54, 64.18, 64.53)),
-        ("ours_star", (60.51, 63.43, 64.71)),
-        ("dl2pa", (62.72, 65.09, 65.94)),
-    )
-    for dim, value in zip((16, 32, 64), values)
-}
-# Paper Table 7 (c = 100): max / min pairwise cosine of its prototypes.
-_TABLE7 = {50: (0.01, -1.0)}
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """One cell of a grid (before seeds).
-
-    Attributes:
-        setting: the imbalance as text (`"0.01"`), or `"balanced"`.
-        method: a `keras_dlpa.methods` name.
-        dim: the feature size `d`.
-        dataset: a TFDS builder name for a cell that reads TensorFlow
-            Datasets (`--dataset`, no `--image-dir`); `None`: the grid's
-            dataset (its archive when there is one).
+    `data` when given: an image folder or archive (`--image-dir`), a
+    prepared `.npz` (`--npz`), or `"tfds"` (the recipes read TensorFlow
+    Datasets). Else `None` when no cell needs it (`table7`, or only TFDS
+    cells selected), else the dataset's archive (`ARCHIVES`) in the
+    folder named by the environment variable `KERAS_DLPA_DATA`; without
+    either, a `ValueError` names both.
     """
+    if data is not None or grid_name == "table7":
+        return data
+    if grid_name in STUDIES:
+        from keras_dlpa.training.recipes import RECIPES
 
-    setting: str
-    method: str
-    dim: int
-    dataset: str | None = None
-
-    def key(self):
-        """The key of `Grid.paper`: `(setting, method, dim)`, with the
-        dataset in front for a cell of another dataset."""
-        if self.dataset is None:
-            return (self.setting, self.method, self.dim)
-        return (self.dataset, self.setting, self.method, self.dim)
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-    """A named experiment grid.
-
-    Attributes:
-        name: grid name.
-        title: the paper table or figure it reproduces.
-        recipe: the recipe each run uses.
-        dataset: `"cifar100"` or `"cifar10"` (which archive `--image-dir`)
-            of the cells without a `Run.dataset` of their own.
-        runs: the cells.
-        paper: paper top-1 % per cell key (missing: not reported).
-        args: extra recipe flags for every run.
-        quick_args: flags added with `quick=True` (tiny CI runs).
-        quick_dims: the `d` of the cells of a quick run; `None`: imbalance
-            0.01, or balanced with d <= 10.
-    """
-
-    name: str
-    title: str
-    recipe: str
-    dataset: str
-    runs: tuple
-    paper: dict
-    args: tuple = ()
-    quick_args: tuple = ("--quick",)
-    quick_dims: tuple | None = None
-
-    def _dataset(self, run: Run) -> str:
-        return run.dataset or self.dataset
-
-    def datasets(self) -> tuple:
-        """The datasets of the cells, in order."""
-        return tuple(dict.fromkeys(self._dataset(r) for r in self.runs))
-
-    def methods(self) -> tuple:
-        """The methods of the cells, in order."""
-        return tuple(dict.fromkeys(r.method for r in self.runs))
-
-    def cells(self, quick: bool = False, select: Selection | None = None):
-        """The runs (a tuple); with `quick` only imbalance 0.01 / d <= 10
-        (or `quick_dims`); with `select` only the selected cells (a
-        `ValueError` names a dataset, method, imbalance or d the grid
-        lacks)."""
-        runs = self.runs
-        if select is not None:
-            runs = tuple(r for r in runs if select.check(self).matches(self, r))
-        if not quick:
-            return runs
-        if self.quick_dims is not None:
-            return tuple(r for r in runs if r.dim in self.quick_dims)
-        return tuple(
-            r
-            for r in runs
-            if r.setting == "0.01" or (r.setting == "balanced" and r.dim <= 10)
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """The cells of a grid to run and report; `None` keeps every value.
-
-    Attributes:
-        datasets: dataset names (`Grid.datasets()`).
-        methods: method names (`Grid.methods()`).
-        imbalances: settings, e.g. `("0.01",)` or `("balanced",)`; numbers
-            compare as numbers (`"0.010"` is `"0.01"`).
-        dims: feature sizes `d`.
-    """
-
-    datasets: tuple | None = None
-    methods: tuple | None = None
-    imbalances: tuple | None = None
-    dims: tuple | None = None
-
-    def _axes(self, grid: Grid):
-        return (
-            ("datasets", self.datasets, grid._dataset),
-            ("methods", self.methods, lambda r: r.method),
-            ("imbalances", self.imbalances, lambda r: _setting(r.setting)),
-            ("dims", self.dims, lambda r: int(r.dim)),
-        )
-
-    def _wanted(self, kind, values):
-        if kind == "imbalances":
-            return {_setting(v) for v in values}
-        if kind == "dims":
-            return {int(v) for v in values}
-        return set(values)
-
-    def check(self, grid: Grid) -> Selection:
-        """`self`, or a `ValueError` naming values `grid` does not have."""
-        for kind, values, key in self._axes(grid):
-            if values is None:
-                continue
-            known = tuple(dict.fromkeys(key(r) for r in grid.runs))
-            if not values or not self._wanted(kind, values) <= set(known):
-                raise ValueError(
-                    f"Grid {grid.name!r} has the {kind} "
-                    f"{', '.join(map(str, known))}. Received: "
-                    f"{kind}={tuple(values)}"
-                )
-        return self
-
-    def matches(self, grid: Grid, run: Run) -> bool:
-        return all(
-            values is None or key(run) in self._wanted(kind, values)
-            for kind, values, key in self._axes(grid)
-        )
-
-
-def _setting(value) -> str:
-    """`"balanced"`, or the imbalance as a canonical number text."""
-    text = str(value).strip()
-    if text == "balanced":
-        return text
-    try:
-        return repr(float(text))
-    except ValueError:
-        return text
-
-
-def _lt_runs(methods_dims, imbalances=("0.005", "0.01", "0.02"), dataset=None):
-    return tuple(
-        Run(i, m, d, dataset) for i in imbalances for m, d in methods_dims
+        dataset = RECIPES[STUDIES[grid_name].recipe]["config"]["dataset"]
+    else:
+        grid = GRIDS[grid_name]
+        if all(r.dataset is not None for r in grid.cells(select=select)):
+            return None
+        dataset = grid.dataset
+    folder = os.environ.get(DATA_ENV)
+    archive = Path(folder or ".") / ARCHIVES[dataset]
+    if folder and archive.exists():
+        return archive
+    received = f"{DATA_ENV}={folder!r}" if folder else f"{DATA_ENV} unset"
+    raise ValueError(
+        f"--grid {grid_name} needs the {dataset} training data: pass --data "
+        f"(archive, image folder, prepared .npz, or tfds) or set {DATA_ENV} "
+        f"to the folder holding {ARCHIVES[dataset]}. Received: no --data, "
+        f"{received}."
     )
-
-
-def _balanced_runs(dims, methods, extra=()):
-    runs = [Run("balanced", m, d) for d in dims for m in methods]
-    return tuple(runs) + tuple(extra)
-
-
-_TABLE6_CELLS = (("softmax", 64), ("etf", 64), ("dl2pa", 64))
-# Softmax first: the ours_star run of each (seed, d) reads its weights.
-_TABLE8_METHODS = ("softmax", "psc_star", "ours_star", "dl2pa")
-
-GRIDS = {
-    "table4": Grid(
-        "table4",
-        "Table 4: CIFAR-100-LT, ResNet-32",
-        "cifar100_lt",
-        "cifar100",
-        _lt_runs(
-            (("softmax", 128), ("etf", 128), ("dl2pa", 128), ("dl2pa", 50))
-        ),
-        _TABLE4,
-    ),
-    "fig4a": Grid(
-        "fig4a",
-        "Table 1 / Fig. 4a: balanced CIFAR-100, dynamic vs static",
-        "cifar100",
-        "cifar100",
-        _balanced_runs(
-            (3, 10, 25, 50, 100),
-            ("dl2pa", "static", "softmax"),
-            (Run("balanced", "etf", 100),),
-        ),
-        _TABLE1,
-    ),
-    "fig4a_cpu": Grid(
-        "fig4a_cpu",
-        "Fig. 4a at CPU scale: balanced CIFAR-100, ResNet-8 (width 8), "
-        "80 training + 20 validation images per class, 8 epochs",
-        "cifar100",
-        "cifar100",
-        _balanced_runs((3, 10, 25), ("dl2pa", "static", "softmax")),
-        _TABLE1,
-        args=(
-            "--depth",
-            "8",
-            "--width",
-            "8",
-            "--train-per-class",
-            "100",
-            "--epochs",
-            "8",
-            "--batch-size",
-            "64",
-            "--lr",
-            "0.05",
-            "--warmup-epochs",
-            "1",
-            "--milestones",
-            "6",
-        ),  # fmt: skip
-    ),
-    "table6": Grid(
-        "table6",
-        "Table 6: CIFAR-10-LT, SVHN-LT, STL-10-LT, ResNet-32 (d = 64)",
-        "cifar10_lt",
-        "cifar10",
-        _lt_runs(_TABLE6_CELLS)
-        + _lt_runs(_TABLE6_CELLS, dataset="svhn_cropped")
-        + _lt_runs(_TABLE6_CELLS, dataset="stl10"),
-        _TABLE6,
-    ),
-    "table8": Grid(
-        "table8",
-        "Table 8: balanced CIFAR-100, ResNet-32, prototype distribution "
-        "(PSC = softmax, PSC* = psc_star, Ours* = ours_star, Ours = dl2pa)",
-        "cifar100",
-        "cifar100",
-        _balanced_runs((16, 32, 64), _TABLE8_METHODS),
-        _TABLE8,
-        quick_dims=(16,),
-    ),
-}
-# `keras_dlpa.study.STUDIES` (tuned budget studies) run through
-# `reproduce` too.
-STUDY_NAMES = ("budget_cpu",)
-GRID_NAMES = tuple(GRIDS) + ("table7",) + STUDY_NAMES
 
 
 def _run_args(grid: Grid, run: Run, seed: int, data, quick: bool) -> list:
@@ -403,10 +130,8 @@ def _run_args(grid: Grid, run: Run, seed: int, data, quick: bool) -> list:
             # headed by the largest keeps (`splits_with_report`), as
             # `long_tailed_train_val` intends for this table.
             args += ["--allow-data-drop"]
-    elif data is not None:
-        # A prepared `.npz` (`write_prepared_splits`) or images.
-        flag = "--npz" if str(data).endswith(".npz") else "--image-dir"
-        args += [flag, str(data)]
+    else:
+        args += data_args(data)
     args += list(grid.args)
     if quick:
         args += list(grid.quick_args)
@@ -568,7 +293,7 @@ def table7_rows() -> list[dict]:
     rows = []
     for dim in (50, 100):
         quality = prototype_quality(cached_prototypes(100, dim))
-        paper = _TABLE7.get(dim, (None, None))
+        paper = TABLE7.get(dim, (None, None))
         rows.append(
             {
                 "c": 100,
@@ -670,52 +395,7 @@ def write_report(grid_name: str, out, seeds, quick=False, select=None) -> dict:
         (out / "report.md").write_text(text)
         report = {"grid": grid_name, "seeds": list(seeds), "rows": rows}
         report["plots"] = plots
-    report["written"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    report["machine"] = machine_info(report["written"])
-    (out / "report.json").write_text(
-        json.dumps(report, indent=2, default=nan_to_none) + "\n"
-    )
-    return report
-
-
-def machine_info(written: str) -> dict:
-    """The machine the report was written on (the runs' own machines are
-    in each run's `config.json`)."""
-    import os
-    import platform
-
-    import keras
-
-    return {
-        "date": written,
-        "hostname": platform.node(),
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "keras_backend": keras.backend.backend(),
-        "loadavg_1_5_15": list(os.getloadavg()),
-    }
-
-
-def nan_to_none(value):
-    """JSON `default`: non-finite floats -> None, anything else -> str."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return str(value)
-
-
-def default_data(grid_name: str):
-    """The shared archive of the grid's dataset, if present, else None
-    (the recipes then use TFDS)."""
-    if grid_name == "table7":
-        return None
-    if grid_name in STUDY_NAMES:
-        return CIFAR100_ARCHIVE if CIFAR100_ARCHIVE.is_file() else None
-    archive = (
-        CIFAR100_ARCHIVE
-        if GRIDS[grid_name].dataset == "cifar100"
-        else CIFAR10_ARCHIVE
-    )
-    return archive if archive.is_file() else None
+    return save_report(out, report)
 
 
 def reproduce(
@@ -737,9 +417,10 @@ def reproduce(
         grid_name: one of `GRID_NAMES`.
         out: the sweep directory (`runs/`, `logs/`, `report.md`).
         seeds: run seeds.
-        data: image folder or archive for `--image-dir`, or a prepared
-            `.npz` of one seed's splits for `--npz` (default: the shared
-            archive, else TFDS).
+        data: image folder or archive for `--image-dir`, a prepared
+            `.npz` of one seed's splits for `--npz`, or `"tfds"`
+            (default: the grid's archive in `$KERAS_DLPA_DATA`, see
+            `resolve_data`).
         quick: add the grid's `quick_args` (tiny CI runs).
         parallel: runs at once (one process each).
         deadline: Unix time passed to every run (`--deadline`).
@@ -758,13 +439,13 @@ def reproduce(
         raise ValueError(
             f"Unknown grid {grid_name!r}; expected one of {GRID_NAMES}."
         )
-    if grid_name in STUDY_NAMES:
-        from keras_dlpa.study import run_study
-
+    if not report_only:
+        data = resolve_data(grid_name, data, select)
+    if grid_name in STUDIES:
         return run_study(
             grid_name,
             out,
-            data if data is not None else default_data(grid_name),
+            data,
             quick=quick,
             parallel=parallel,
             deadline=deadline,
@@ -777,10 +458,8 @@ def reproduce(
     out = Path(out)
     failed = []
     if grid_name != "table7" and not report_only:
-        grid = GRIDS[grid_name]
-        data = data if data is not None else default_data(grid_name)
         jobs = grid_jobs(
-            grid,
+            GRIDS[grid_name],
             out,
             seeds,
             data,
