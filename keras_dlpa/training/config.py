@@ -6,12 +6,50 @@ import dataclasses
 import math
 
 from keras_dlpa.data.executor import EXECUTORS
+from keras_dlpa.data.stream_plan import AUTO_AUGMENTS
+from keras_dlpa.data.stream_plan import check_augment_settings
+from keras_dlpa.methods import METHODS
 from keras_dlpa.methods import get_method
 from keras_dlpa.models import BACKBONE_PRESETS
 
 SOURCES = ("tfds", "image_dir", "image_list", "numpy")
-AUTO_AUGMENTS = ("none", "trivial")
 PRECISIONS = ("float32", "bfloat16")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+
+# Field groups (`metadata["group"]`): the sections of `--help`.
+DATA, MODEL, OPTIMISATION, RUN = "data", "model", "optimisation", "run"
+GROUPS = (DATA, MODEL, OPTIMISATION, RUN)
+# `metadata["when"]`: the recipes that get a field's flag (None: all).
+STREAMING = "streaming"  # recipes with streamed input
+IMAGE_LIST = "image_list"  # recipes reading list files
+TFDS_IN_MEMORY = "tfds_in_memory"  # in-memory TFDS recipes
+
+
+def int_list(text: str) -> tuple:
+    """`"160,180"` -> `(160, 180)` (the `--milestones` flag)."""
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def _field(default, group: str, help: str, flag: str | None = None, **cli):
+    """A field with its command-line metadata.
+
+    Args:
+        default: the field's default.
+        group: one of `GROUPS`.
+        help: the flag's help text (one line, no default: the command
+            line adds the recipe's).
+        flag: the flag (`None`: none). A bool field's flag sets it to
+            the opposite of its default (`--resume`, `--no-report`).
+        **cli: `type` (the parser of the text; default the type of
+            `default`, else `str`), `choices`, `when` (see `STREAMING`,
+            `IMAGE_LIST`, `TFDS_IN_MEMORY`) and `aliases`: more flags of
+            the field, `(flag, when, help)`, that the main flag
+            overrides.
+    """
+    if group not in GROUPS:
+        raise ValueError(f"`group` must be one of {GROUPS}: {group!r}")
+    metadata = {"group": group, "help": help, "flag": flag, **cli}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass
@@ -128,71 +166,310 @@ class ExperimentConfig:
         compare backends from the same start.
     """
 
-    dataset: str = "cifar100"
-    source: str = "tfds"
-    data_dir: str | None = None
-    manual_dir: str | None = None
-    download: bool = True
-    test_split: str | None = "test"
-    image_dir: str | None = None
-    image_root: str | None = None
-    train_list: str | None = None
-    val_list: str | None = None
-    test_list: str | None = None
-    numpy_path: str | None = None
-    image_size: int = 224
-    streaming: bool = False
-    class_subset: str | None = None
-    auto_augment: str = "none"
-    random_erasing: float = 0.0
-    cutmix_alpha: float = 0.0
-    data_workers: int | None = None
-    skip_bad_images: bool = False
-    train_per_class: int | None = None
-    val_fraction: float = 0.1
-    imbalance: float | None = 0.01
-    allow_data_drop: bool = False
-    method: str = "dl2pa"
-    softmax_run: str | None = None
-    backbone: str = "resnet32_lt_cifar100"
-    weights: str | None = None
-    freeze_epochs: int = 0
-    trunk_lr_scale: float | None = None
-    depth: int | None = None
-    width: int | None = None
-    dim: int | None = None
-    prototype_seed: int = 0
-    class_scale: bool = True
-    loss_scale: float = 1.0
-    epochs: int = 200
-    batch_size: int = 128
-    learning_rate: float = 0.1
-    warmup_epochs: int = 5
-    lr_decay: str = "step"
-    milestones: tuple = (160, 180)
-    gamma: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 2e-4
-    mixup_alpha: float = 1.0
-    crop_padding: int = 4
-    flip: bool = True
-    reassign_per_epoch: int = 1
-    reassign_momentum: float = 0.9
-    eval_batch_size: int = 256
-    out: str = "runs/experiment"
-    resume: bool = False
-    seed: int = 0
-    strategy: str = "auto"
-    verbose: int = 2
-    deterministic: bool = False
-    jit_compile: bool | str = "auto"
-    report: bool = True
-    checkpoint_every: int = 1
-    precision: str = "float32"
-    executor: str = "auto"
-    deadline: float | None = None
-    sync_batch_norm: bool = False
-    init_weights: str | None = None
+    # Data.
+    dataset: str = _field(
+        "cifar100",
+        DATA,
+        "TFDS builder (e.g. svhn_cropped, stl10)",
+        flag="--dataset",
+        when=TFDS_IN_MEMORY,
+    )
+    source: str = _field("tfds", DATA, "set by --image-dir, --npz, --tfds")
+    data_dir: str | None = _field(
+        None, DATA, "TFDS data_dir", flag="--data-dir"
+    )
+    manual_dir: str | None = _field(
+        None, DATA, "TFDS manual_dir (archives)", flag="--manual-dir"
+    )
+    download: bool = _field(
+        True, DATA, "TFDS: never download", flag="--no-download"
+    )
+    test_split: str | None = _field("test", DATA, "TFDS test split")
+    image_dir: str | None = _field(
+        None,
+        DATA,
+        "class-folder directory or .tar.gz (instead of TFDS)",
+        flag="--image-dir",
+    )
+    image_root: str | None = _field(
+        None,
+        DATA,
+        "image root of the list files",
+        flag="--root",
+        when=IMAGE_LIST,
+    )
+    train_list: str | None = _field(
+        None,
+        DATA,
+        "list file or class folder",
+        flag="--train-list",
+        when=IMAGE_LIST,
+    )
+    val_list: str | None = _field(
+        None,
+        DATA,
+        "validation list file",
+        flag="--val-list",
+        when=IMAGE_LIST,
+        aliases=(
+            (
+                "--val-dir",
+                STREAMING,
+                "validation class folder (instead of a split of the train)",
+            ),
+        ),
+    )
+    test_list: str | None = _field(
+        None,
+        DATA,
+        "test list file",
+        flag="--test-list",
+        when=IMAGE_LIST,
+        aliases=(("--test-dir", STREAMING, "test class folder"),),
+    )
+    numpy_path: str | None = _field(
+        None,
+        DATA,
+        ".npz of images and labels (instead of TFDS); a prepared one "
+        "(benchmarks/gpu/prepare_data.py) holds the run's splits",
+        flag="--npz",
+    )
+    image_size: int = _field(
+        224,
+        DATA,
+        "side of the streamed training and evaluation images",
+        flag="--image-size",
+        when=STREAMING,
+    )
+    streaming: bool = _field(False, DATA, "decode per batch (recipes)")
+    class_subset: str | None = _field(
+        None,
+        DATA,
+        "keep the first N classes (200: ImageNet-200) or the classes "
+        "named in a file (one per line)",
+        flag="--classes",
+        when=STREAMING,
+    )
+    auto_augment: str = _field(
+        "none",
+        DATA,
+        "TrivialAugment wide or none",
+        flag="--auto-augment",
+        when=STREAMING,
+        choices=AUTO_AUGMENTS,
+    )
+    random_erasing: float = _field(
+        0.0,
+        DATA,
+        "random-erasing probability",
+        flag="--random-erasing",
+        when=STREAMING,
+    )
+    cutmix_alpha: float = _field(
+        0.0, DATA, "alpha; 0 = off", flag="--cutmix", when=STREAMING
+    )
+    data_workers: int | None = _field(
+        None,
+        DATA,
+        "decode processes (default: one per core, at most 8)",
+        flag="--workers",
+        when=STREAMING,
+        type=int,
+    )
+    skip_bad_images: bool = _field(
+        False,
+        DATA,
+        "leave out unreadable or unsupported image files (listed in a "
+        "warning) instead of stopping with an error naming them",
+        flag="--skip-bad-images",
+    )
+    train_per_class: int | None = _field(
+        None,
+        DATA,
+        "keep at most this many images per class (seeded)",
+        flag="--train-per-class",
+        type=int,
+    )
+    val_fraction: float = _field(
+        0.1,
+        DATA,
+        "fraction of each class held out for validation",
+        flag="--val-fraction",
+    )
+    imbalance: float | None = _field(
+        0.01, DATA, "n_min / n_max in (0, 1]", flag="--imbalance", type=float
+    )
+    allow_data_drop: bool = _field(
+        False,
+        DATA,
+        "train even when the long-tailed profile, headed by the "
+        "smallest class, drops most of the images",
+        flag="--allow-data-drop",
+    )
+    # Model.
+    method: str = _field(
+        "dl2pa",
+        MODEL,
+        "psc_star / ours_star: the ablations of paper Table 8",
+        flag="--method",
+        choices=METHODS,
+    )
+    softmax_run: str | None = _field(
+        None,
+        MODEL,
+        "ours_star: finished softmax run dir (or its .keras file) whose "
+        "class weights are the prototypes",
+        flag="--softmax-run",
+    )
+    backbone: str = _field(
+        "resnet32_lt_cifar100",
+        MODEL,
+        "backbone preset",
+        flag="--backbone",
+        choices=sorted(BACKBONE_PRESETS),
+    )
+    weights: str | None = _field(
+        None,
+        MODEL,
+        "pretrained backbones: imagenet (downloads), none, or a file",
+        flag="--weights",
+    )
+    freeze_epochs: int = _field(
+        0,
+        MODEL,
+        "frozen-trunk warm-up epochs (pretrained backbones)",
+        flag="--freeze-epochs",
+        when=STREAMING,
+    )
+    trunk_lr_scale: float | None = _field(
+        None,
+        MODEL,
+        "trunk rate / head rate after the warm-up",
+        flag="--trunk-lr-scale",
+        when=STREAMING,
+        type=float,
+    )
+    depth: int | None = _field(
+        None, MODEL, "CIFAR ResNet depth 6n+2", flag="--depth", type=int
+    )
+    width: int | None = _field(
+        None, MODEL, "CIFAR ResNet first width", flag="--width", type=int
+    )
+    dim: int | None = _field(
+        None, MODEL, "feature size d", flag="--dim", type=int
+    )
+    prototype_seed: int = _field(0, MODEL, "seed of the prototypes")
+    class_scale: bool = _field(True, MODEL, "IPMLoss(class_scale=...)")
+    loss_scale: float = _field(
+        1.0,
+        MODEL,
+        "factor on the IPM loss; 2 x batch = the reference's batch sum of "
+        "(1 - cos)^2",
+        flag="--loss-scale",
+    )
+    # Optimisation.
+    epochs: int = _field(200, OPTIMISATION, "epochs", flag="--epochs")
+    batch_size: int = _field(
+        128, OPTIMISATION, "global batch size", flag="--batch-size"
+    )
+    learning_rate: float = _field(
+        0.1, OPTIMISATION, "peak learning rate", flag="--lr"
+    )
+    warmup_epochs: int = _field(
+        5, OPTIMISATION, "linear warm-up epochs", flag="--warmup-epochs"
+    )
+    lr_decay: str = _field("step", OPTIMISATION, "step or cosine")
+    milestones: tuple = _field(
+        (160, 180),
+        OPTIMISATION,
+        "epochs of the step decay (comma-separated)",
+        flag="--milestones",
+        type=int_list,
+    )
+    gamma: float = _field(0.1, OPTIMISATION, "step decay factor")
+    momentum: float = _field(0.9, OPTIMISATION, "SGD momentum")
+    weight_decay: float = _field(
+        2e-4, OPTIMISATION, "coupled L2", flag="--weight-decay"
+    )
+    mixup_alpha: float = _field(
+        1.0, OPTIMISATION, "mixup alpha; 0 = off", flag="--mixup"
+    )
+    crop_padding: int = _field(4, OPTIMISATION, "random-crop padding")
+    flip: bool = _field(True, OPTIMISATION, "random horizontal flip")
+    reassign_per_epoch: int = _field(
+        1, OPTIMISATION, "DL2PA assignments per epoch (tau')"
+    )
+    reassign_momentum: float = _field(
+        0.9, OPTIMISATION, "DL2PA class-statistics momentum (alpha)"
+    )
+    eval_batch_size: int = _field(256, OPTIMISATION, "evaluation batch")
+    # Run.
+    out: str = _field(
+        "runs/experiment",
+        RUN,
+        "run dir (default runs/<recipe>-...)",
+        flag="--out",
+    )
+    resume: bool = _field(
+        False, RUN, "continue from checkpoints", flag="--resume"
+    )
+    seed: int = _field(0, RUN, "global seed", flag="--seed")
+    strategy: str = _field(
+        "auto", RUN, "distribution", flag="--strategy", choices=STRATEGIES
+    )
+    verbose: int = _field(
+        2,
+        RUN,
+        "1: progress bar per batch, 2: one line per epoch",
+        flag="--verbose",
+        choices=(0, 1, 2),
+    )
+    deterministic: bool = _field(
+        False, RUN, "TF op determinism", flag="--deterministic"
+    )
+    jit_compile: bool | str = _field("auto", RUN, "XLA: True, False, auto")
+    report: bool = _field(True, RUN, "skip the plots", flag="--no-report")
+    checkpoint_every: int = _field(
+        1,
+        RUN,
+        "epochs between crash-safe checkpoints (and after the last)",
+        flag="--checkpoint-every",
+    )
+    precision: str = _field(
+        "float32",
+        RUN,
+        "bfloat16: Keras mixed_bfloat16 (head, loss, stats float32)",
+        flag="--precision",
+        choices=PRECISIONS,
+    )
+    executor: str = _field(
+        "auto",
+        RUN,
+        "input executor (auto: device on a JAX GPU/TPU for in-memory "
+        "data, else tf.data on TensorFlow, grain elsewhere; device: the "
+        "images live on the accelerator, JAX only)",
+        flag="--executor",
+        choices=EXECUTORS,
+    )
+    deadline: float | None = _field(
+        None,
+        RUN,
+        "Unix time: stop after the last epoch that ends before it",
+        flag="--deadline",
+        type=float,
+    )
+    sync_batch_norm: bool = _field(
+        False,
+        RUN,
+        "synchronised BatchNorm across replicas (tf.distribute)",
+        flag="--sync-bn",
+    )
+    init_weights: str | None = _field(
+        None,
+        RUN,
+        ".weights.h5 of the same model to start from",
+        flag="--init-weights",
+    )
 
     def __post_init__(self):
         method = get_method(self.method)
@@ -288,10 +565,6 @@ class ExperimentConfig:
                     f"`{name}` must be an integer >= {least}. Received: "
                     f"{name}={value!r}"
                 )
-        if self.mixup_alpha < 0:
-            raise ValueError(
-                f"`mixup_alpha` must be >= 0. Received: {self.mixup_alpha}"
-            )
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"`precision` must be one of {PRECISIONS}. Received: "
@@ -302,20 +575,12 @@ class ExperimentConfig:
                 f"`executor` must be one of {EXECUTORS}. Received: "
                 f"executor={self.executor!r}"
             )
-        if self.auto_augment not in AUTO_AUGMENTS:
-            raise ValueError(
-                f"`auto_augment` must be one of {AUTO_AUGMENTS}. Received: "
-                f"auto_augment={self.auto_augment!r}"
-            )
-        if not 0.0 <= self.random_erasing <= 1.0:
-            raise ValueError(
-                "`random_erasing` must be a probability in [0, 1]. "
-                f"Received: random_erasing={self.random_erasing!r}"
-            )
-        if self.cutmix_alpha < 0:
-            raise ValueError(
-                f"`cutmix_alpha` must be >= 0. Received: {self.cutmix_alpha}"
-            )
+        check_augment_settings(
+            self.auto_augment,
+            self.random_erasing,
+            self.mixup_alpha,
+            self.cutmix_alpha,
+        )
         if self.source == "image_list":
             self.streaming = True
         if self.source == "numpy" and self.streaming:
