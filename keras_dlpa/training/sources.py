@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import numpy as np
 
+from keras_dlpa.atomic_write import atomic_write
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.image_data import from_arrays
 from keras_dlpa.data.image_folder import load_image_folder
@@ -257,11 +257,7 @@ def write_prepared_splits(config: ExperimentConfig, path) -> dict:
     }
     if test is not None:
         arrays.update(test_images=test.images, test_labels=test.labels)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
     return record
 
 
