@@ -18,7 +18,9 @@ import pytest
 from conftest import REPO_ROOT
 from conftest import free_ports
 
-from keras_dlpa import distribute
+from keras_dlpa.training import _tf_strategy
+from keras_dlpa.training.distribution import check_global_batch
+from keras_dlpa.training.distribution import resolve_distribution
 
 WORKERS = os.path.join(REPO_ROOT, "tests", "distribute_workers")
 TIMEOUT_S = 420
@@ -267,13 +269,17 @@ def test_jax_data_parallel(runs):
 
 def test_batch_size_not_divisible_by_replicas(runs):
     error = str(_get(runs, "mirrored2")["odd_batch_error"])
-    assert "17" in error and "2 replicas" in error
+    assert "(17)" in error and "replicas (2)" in error
     assert int(_get(runs, "mirrored2")["per_replica"]) == 8
-    with pytest.raises(ValueError, match="10 is not divisible by the 4"):
-        distribute.per_replica_batch_size(10, 4)
-    assert distribute.per_replica_batch_size(12, 4) == 3
-    with pytest.raises(ValueError, match="global_batch_size"):
-        distribute.per_replica_batch_size(0, 1)
+
+
+def test_check_global_batch():
+    with pytest.raises(ValueError, match=r"\(10\).*\(4\).* 8 or 12"):
+        check_global_batch(10, 4)
+    assert check_global_batch(12, 4) == 3
+    for bad in (0, True, 8.0):
+        with pytest.raises(ValueError, match="positive integer"):
+            check_global_batch(bad, 1)
 
 
 @pytest.mark.parametrize(
@@ -322,17 +328,17 @@ def test_batch_size_not_divisible_by_replicas(runs):
 )
 def test_malformed_tf_config(monkeypatch, config, match):
     with pytest.raises(ValueError, match=match):
-        distribute.validate_tf_config(config)
-    # `resolve_strategy` validates before creating the strategy.
+        _tf_strategy.validate_tf_config(config)
+    # `resolve_distribution` validates before creating the strategy.
     monkeypatch.setenv("TF_CONFIG", config)
     with pytest.raises(ValueError, match=match):
-        distribute.resolve_strategy("multiworker")
+        resolve_distribution("multiworker")
 
 
 def test_missing_tf_config(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="TF_CONFIG environment variable"):
-        distribute.resolve_strategy("multiworker")
+        resolve_distribution("multiworker")
 
 
 def test_multiworker_after_tf_started(monkeypatch):
@@ -346,7 +352,7 @@ def test_multiworker_after_tf_started(monkeypatch):
     }
     monkeypatch.setenv("TF_CONFIG", json.dumps(config))
     with pytest.raises(RuntimeError, match="before any other TensorFlow op"):
-        distribute.resolve_strategy("multiworker")
+        resolve_distribution("multiworker")
 
 
 @pytest.mark.parametrize("version", ["3.16.0", "3.14.2", "4.0.0"])
@@ -362,14 +368,14 @@ def test_multiworker_patch_refuses_other_keras_versions(monkeypatch, version):
     monkeypatch.setattr(keras, "__version__", version)
     # Refused before the strategy is created (and before the patch).
     with pytest.raises(RuntimeError) as info:
-        distribute.resolve_strategy("multiworker")
+        resolve_distribution("multiworker")
     message = str(info.value)
     assert f"Keras {version} is installed" in message
     assert "Keras 3.15.x" in message and "keras#20585" in message
     with pytest.raises(RuntimeError, match=f"Keras {version} is installed"):
-        distribute._patch_multiworker_reduce(None)
+        _tf_strategy._patch_multiworker_reduce(None)
     monkeypatch.setattr(keras, "__version__", "3.15.1")
-    distribute.check_multiworker_patch_version()
+    _tf_strategy.check_multiworker_patch_version()
 
 
 def test_valid_tf_config_is_returned():
@@ -377,14 +383,12 @@ def test_valid_tf_config_is_returned():
         "cluster": {"chief": ["h0:2222"], "worker": ["h1:2222", "h2:2222"]},
         "task": {"type": "worker", "index": 1},
     }
-    assert distribute.validate_tf_config(json.dumps(config)) == config
+    assert _tf_strategy.validate_tf_config(json.dumps(config)) == config
 
 
 def test_unknown_strategy_name():
-    with pytest.raises(ValueError, match="Unknown distribution strategy"):
-        distribute.resolve_strategy("horovod")
-    with pytest.raises(ValueError, match="only used with strategy 'mirrored'"):
-        distribute.resolve_strategy("default", devices=["/cpu:0"])
+    with pytest.raises(ValueError, match="`strategy` must be one of"):
+        resolve_distribution("horovod")
 
 
 def test_default_and_auto_strategies_without_gpus():
@@ -392,22 +396,7 @@ def test_default_and_auto_strategies_without_gpus():
 
     if tf.config.list_logical_devices("GPU"):
         pytest.skip("auto picks MirroredStrategy when GPUs are visible")
-    for name in ("default", "auto", "AUTO"):
-        strategy = distribute.resolve_strategy(name)
-        assert strategy is tf.distribute.get_strategy()
-        assert strategy.num_replicas_in_sync == 1
-
-
-def test_scale_learning_rate():
-    assert distribute.scale_learning_rate(0.1, 512) == pytest.approx(0.4)
-    assert distribute.scale_learning_rate(
-        0.1, 512, rule="sqrt"
-    ) == pytest.approx(0.2)
-    assert distribute.scale_learning_rate(0.1, 512, rule="none") == 0.1
-    assert distribute.scale_learning_rate(
-        0.2, 64, base_batch_size=256
-    ) == pytest.approx(0.05)
-    with pytest.raises(ValueError, match="`rule`"):
-        distribute.scale_learning_rate(0.1, 512, rule="cubic")
-    with pytest.raises(ValueError, match="`base_lr`"):
-        distribute.scale_learning_rate(-1.0, 512)
+    for name in ("default", "auto"):
+        distribution = resolve_distribution(name)
+        assert distribution.tf_strategy is tf.distribute.get_strategy()
+        assert distribution.num_replicas == 1

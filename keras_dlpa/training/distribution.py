@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 
 import keras
 
@@ -13,8 +12,6 @@ from keras_dlpa.data.input_shard import WHOLE_BATCH
 from keras_dlpa.data.input_shard import InputShard
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-
-logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -81,65 +78,11 @@ class Distribution:
         shard = self.input_shard
         if shard.is_whole or self.tf_strategy is None:
             return make_dataset(shard)
-        import tensorflow as tf
+        from keras_dlpa.training import _tf_strategy
 
-        def dataset_fn(context):
-            given = InputShard(
-                context.input_pipeline_id, context.num_input_pipelines
-            )
-            if given != shard:
-                raise RuntimeError(
-                    "tf.distribute gave this worker input pipeline "
-                    f"{given.index} of {given.count}, but TF_CONFIG "
-                    f"makes it worker {shard.index} of {shard.count}."
-                )
-            dataset = make_dataset(shard)
-            if not isinstance(dataset, tf.data.Dataset):
-                dataset = _grain_to_tf(dataset, element_spec)
-            per_replica = context.get_per_replica_batch_size(batch_size)
-            if per_replica != shard.local_batch_size(batch_size):
-                dataset = dataset.rebatch(per_replica, drop_remainder=True)
-            return dataset
-
-        return self.tf_strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def _grain_to_tf(dataset, element_spec):
-    """A grain dataset as a `tf.data.Dataset` with `element_spec`."""
-    import tensorflow as tf
-
-    if element_spec is None:
-        raise ValueError(
-            "A grain training dataset under MultiWorkerMirroredStrategy "
-            "needs `element_spec` (the TensorSpecs of one local batch)."
+        return _tf_strategy.distribute_input(
+            self.tf_strategy, shard, make_dataset, batch_size, element_spec
         )
-
-    return tf.data.Dataset.from_generator(
-        lambda: iter(dataset), output_signature=tuple(element_spec)
-    )
-
-
-def _tf_input_shard(strategy) -> InputShard:
-    """Worker `k` of `W` of a `MultiWorkerMirroredStrategy`.
-
-    The chief is worker 0 and the workers follow it (the numbering of
-    tf.distribute's input pipelines).
-    """
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return WHOLE_BATCH
-    cluster = resolver.cluster_spec().as_dict()
-    chiefs = len(cluster.get("chief", []))
-    workers = chiefs + len(cluster.get("worker", []))
-    if resolver.task_type == "chief":
-        return InputShard(0, workers)
-    if resolver.task_type != "worker":
-        raise ValueError(
-            "Only 'chief' and 'worker' tasks train (they feed the global "
-            f"batch). Received: task type {resolver.task_type!r} in "
-            "TF_CONFIG."
-        )
-    return InputShard(chiefs + int(resolver.task_id), workers)
 
 
 def _jax_input_shard(devices) -> InputShard:
@@ -210,9 +153,13 @@ def _jax_distribution(name: str) -> Distribution:
 def resolve_distribution(name: str = "auto") -> Distribution:
     """The `Distribution` called `name` on the current Keras backend.
 
-    - TensorFlow: `keras_dlpa.distribute.resolve_strategy(name)`;
-      `"multiworker"` is `MultiWorkerMirroredStrategy` from `TF_CONFIG`,
-      and this worker's `input_shard` its position (chief first).
+    - TensorFlow: `"auto"` is `MirroredStrategy` over all GPUs when more
+      than one is visible, else the default strategy; `"mirrored"`
+      `MirroredStrategy` over all GPUs (or all logical CPU devices);
+      `"multiworker"` `MultiWorkerMirroredStrategy` from `TF_CONFIG`
+      (checked first, and patched for Keras 3.15 `fit`; create it before
+      any other TensorFlow op), and this worker's `input_shard` its
+      position (chief first).
     - JAX: `"auto"` uses `keras.distribution.DataParallel` over all local
       accelerators when there is more than one (never over CPU devices);
       `"mirrored"` over all local devices; `"multiworker"` first calls
@@ -231,12 +178,12 @@ def resolve_distribution(name: str = "auto") -> Distribution:
         )
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        from keras_dlpa.distribute import resolve_strategy
+        from keras_dlpa.training import _tf_strategy
 
-        strategy = resolve_strategy(name)
+        strategy = _tf_strategy.resolve_strategy(name)
         shard = WHOLE_BATCH
         if name == "multiworker":
-            shard = _tf_input_shard(strategy)
+            shard = _tf_strategy.tf_input_shard(strategy)
         return Distribution(
             name, strategy.num_replicas_in_sync, strategy, input_shard=shard
         )
@@ -251,11 +198,28 @@ def resolve_distribution(name: str = "auto") -> Distribution:
 
 
 def check_global_batch(batch_size: int, num_replicas: int) -> int:
-    """`batch_size / num_replicas`, raising unless it divides evenly."""
+    """`batch_size / num_replicas`, raising unless it divides evenly.
+
+    The batch size given to `fit` is the global batch, as in Keras: each
+    replica gets `batch_size / num_replicas` samples and the gradients are
+    averaged, so an uneven split would weight the samples of the smaller
+    replica batch more than a one-device step does.
+    """
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            "The global `batch_size` must be a positive integer. "
+            f"Received: {batch_size!r}"
+        )
     if batch_size % num_replicas:
+        lower = batch_size - batch_size % num_replicas
         raise ValueError(
             f"The global `batch_size` ({batch_size}) must be divisible by "
             f"the number of replicas ({num_replicas}) so every replica gets "
-            "the same batch. Choose a multiple of the replica count."
+            f"the same batch. Use a multiple of {num_replicas}, e.g. "
+            f"{max(lower, num_replicas)} or {lower + num_replicas}."
         )
     return batch_size // num_replicas

@@ -92,21 +92,23 @@ def main():
     import numpy as np
     from keras import ops
 
-    from keras_dlpa import distribute
+    from keras_dlpa.training.distribution import check_global_batch
+    from keras_dlpa.training.distribution import resolve_distribution
 
     keras.utils.set_random_seed(0)
-    strategy = distribute.resolve_strategy(
+    strategy = resolve_distribution(
         "mirrored" if args.devices > 1 else "default"
-    )
+    ).tf_strategy
+    replicas = strategy.num_replicas_in_sync
     try:
-        distribute.per_replica_batch_size(args.batch + 1, strategy)
+        check_global_batch(args.batch + 1, replicas)
         odd_batch_error = ""
     except ValueError as error:
         odd_batch_error = str(error)
     result = {
-        "replicas": strategy.num_replicas_in_sync,
+        "replicas": replicas,
         "strategy": type(strategy).__name__,
-        "per_replica": distribute.per_replica_batch_size(args.batch, strategy),
+        "per_replica": check_global_batch(args.batch, replicas),
         "odd_batch_error": odd_batch_error,
     }
 

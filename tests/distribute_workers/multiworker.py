@@ -2,8 +2,8 @@
 
 Usage: TF_CONFIG=... python multiworker.py OUT.npz
 
-Uses `keras_dlpa.distribute.resolve_strategy("multiworker")` (first, before
-any TF op), the same seeded data on every worker with DATA auto-sharding,
+Uses `resolve_distribution("multiworker")` (first, before any TF op), the
+same seeded data on every worker with tf.data's DATA auto-sharding,
 and writes the final weights, statistics and per-update assignments.
 """
 
@@ -16,9 +16,10 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(os.path.dirname(HERE))]
 
-from keras_dlpa import distribute  # noqa: E402
+from keras_dlpa.training.distribution import check_global_batch  # noqa
+from keras_dlpa.training.distribution import resolve_distribution  # noqa
 
-STRATEGY = distribute.resolve_strategy("multiworker")
+STRATEGY = resolve_distribution("multiworker").tf_strategy
 
 import _tiny  # noqa: E402
 import keras  # noqa: E402
@@ -33,10 +34,13 @@ def main():
     # Same data and training as the "train" fit of mirrored.py.
     w, perm, x, y = _tiny.planted_data(n_per_class=16, noise=0.6, seed=1)
     batch = 16
-    distribute.per_replica_batch_size(batch, STRATEGY)
-    dataset = distribute.shard_by_data(
-        tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+    check_global_batch(batch, STRATEGY.num_replicas_in_sync)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
     )
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+    dataset = dataset.with_options(options)
     with STRATEGY.scope():
         model = _tiny.build_model(w, x.shape[1], 0.5, hidden=8)
     callback = _tiny.recording_callback(updates_per_epoch=2, momentum=0.5)

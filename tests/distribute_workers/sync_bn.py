@@ -71,11 +71,11 @@ def main():
     import numpy as np
 
     import keras_dlpa
-    from keras_dlpa import distribute
+    from keras_dlpa.training.distribution import resolve_distribution
 
-    strategy = distribute.resolve_strategy(
+    strategy = resolve_distribution(
         "mirrored" if args.devices > 1 else "default"
-    )
+    ).tf_strategy
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, size=(32, 8, 8, 3)).astype("float32")
     y = rng.integers(0, NUM_CLASSES, size=32).astype("int32")
