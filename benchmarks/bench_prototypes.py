@@ -9,7 +9,8 @@ reference code, vs. subset against all, paper Eq. 5).
 
 `--curve STEPS` measures only the quality/time curve of the full-batch
 Adam optimiser at `--curve-size` (default (10000, 512)): one
-`estimate_prototypes(c, d, optimizer="adam", adam_steps=n)` per `n` in
+`estimate_prototypes(c, d, options=EstimationOptions(optimizer="adam",
+adam_steps=n))` per `n` in
 STEPS (each run with its own temperature and learning-rate schedule, as a
 user would call it), recording wall and CPU seconds, seconds per step,
 the min/max/mean pairwise cosine, the load average before and after, and
@@ -96,7 +97,8 @@ def curve(P, c, d, steps):
     for n in steps:
         load_before = os.getloadavg()
         start, cpu = time.perf_counter(), time.process_time()
-        w = P.estimate_prototypes(c, d, optimizer="adam", adam_steps=n)
+        options = P.EstimationOptions(optimizer="adam", adam_steps=n)
+        w = P.estimate_prototypes(c, d, options=options)
         seconds = time.perf_counter() - start
         cpu = time.process_time() - cpu
         q = P.prototype_quality(w)
@@ -124,7 +126,7 @@ def main():
     from _common import print_table
     from _common import write_results
 
-    from keras_dlpa import prototypes as P
+    from keras_dlpa.prototypes import estimate as P
 
     if args.curve:
         c, d = (int(x) for x in args.curve_size.split(","))
@@ -148,7 +150,11 @@ def main():
 
     def run(c, d, **kwargs):
         start, cpu = time.perf_counter(), time.process_time()
-        w = P.estimate_prototypes(c, d, **kwargs)
+        settings = {k: v for k, v in kwargs.items() if k != "method"}
+        options = P.EstimationOptions(**settings)
+        w = P.estimate_prototypes(
+            c, d, kwargs.get("method", "auto"), 0, options
+        )
         seconds = time.perf_counter() - start
         cpu = time.process_time() - cpu
         q = P.prototype_quality(w)

@@ -1,5 +1,6 @@
 """Tests for keras_dlpa.prototypes (numpy only: backend independent)."""
 
+import dataclasses
 import json
 import os
 
@@ -8,6 +9,9 @@ import pytest
 
 from keras_dlpa import prototypes as P
 from keras_dlpa.cli import main
+from keras_dlpa.prototypes import EstimationOptions
+from keras_dlpa.prototypes import estimate as E
+from keras_dlpa.prototypes import storage
 
 # Not `core`: numpy only, nothing here depends on the Keras backend, so the
 # JAX run (tests/test_jax_backend.py) would only repeat it.
@@ -66,12 +70,12 @@ def test_gradient_matches_finite_differences(pairs, t):
 def test_full_batch_loss_is_scaled_all_pairs_loss():
     rng = np.random.default_rng(2)
     raw = rng.normal(size=(11, 3))
-    loss, grad = P._full_loss_and_grad(raw, 2.0, block_size=4)
+    loss, grad = E._full_loss_and_grad(raw, 2.0, block_size=4)
     ref, ref_grad = P.uniformity_loss(raw, None, temperature=2.0)
     np.testing.assert_allclose(loss * 4.0, ref, rtol=1e-12)
     np.testing.assert_allclose(grad * 4.0, ref_grad, atol=1e-12)
     # t = 500: every exp underflows without the log-sum-exp shift.
-    loss, grad = P._full_loss_and_grad(raw, 500.0, block_size=4)
+    loss, grad = E._full_loss_and_grad(raw, 500.0, block_size=4)
     assert np.isfinite(loss) and np.all(np.isfinite(grad))
     u = raw / np.linalg.norm(raw, axis=1, keepdims=True)
     # As t grows the scaled loss tends to (max cosine - 1).
@@ -80,10 +84,10 @@ def test_full_batch_loss_is_scaled_all_pairs_loss():
 
 
 def test_deterministic_and_seeded():
-    kwargs = dict(method="uniformity", steps=30, refine_iterations=10)
-    a = P.estimate_prototypes(30, 6, seed=3, **kwargs)
-    b = P.estimate_prototypes(30, 6, seed=3, **kwargs)
-    c = P.estimate_prototypes(30, 6, seed=4, **kwargs)
+    options = EstimationOptions(steps=30, refine_iterations=10)
+    a = P.estimate_prototypes(30, 6, "uniformity", 3, options)
+    b = P.estimate_prototypes(30, 6, "uniformity", 3, options)
+    c = P.estimate_prototypes(30, 6, "uniformity", 4, options)
     assert a.dtype == np.float32 and a.shape == (30, 6)
     assert a.tobytes() == b.tobytes()
     assert not np.array_equal(a, c)
@@ -156,7 +160,7 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match="not a readable prototype file"):
         P.load_prototypes(truncated)
     bad_shape = tmp_path / "bad_shape.npz"
-    meta = {"format": P._FORMAT, "num_classes": 5, "dim": 3}
+    meta = {"format": storage._FORMAT, "num_classes": 5, "dim": 3}
     np.savez(
         bad_shape,
         prototypes=np.zeros((5, 4), np.float32),
@@ -168,26 +172,32 @@ def test_load_errors(tmp_path):
 
 def test_cache_hit_returns_identical_array(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path))
-    settings = dict(steps=20, refine_iterations=5)
-    first = P.cached_prototypes(20, 5, seed=1, **settings)
-    path = P.cache_path(20, 5, seed=1, **settings)
+    options = EstimationOptions(steps=20, refine_iterations=5)
+    first = P.cached_prototypes(20, 5, seed=1, options=options)
+    path = P.cache_path(20, 5, seed=1, options=options)
     assert path.parent == tmp_path / "prototypes" and path.is_file()
     stamp = os.stat(path).st_mtime_ns
-    second = P.cached_prototypes(20, 5, seed=1, **settings)
+    second = P.cached_prototypes(20, 5, seed=1, options=options)
     assert second.tobytes() == first.tobytes()
     assert os.stat(path).st_mtime_ns == stamp  # read, not rewritten
     _, meta = P.load_prototypes(path)
     assert meta["key"]["steps"] == 20 and meta["method"] == "uniformity"
     # A setting that changes the result is a different entry.
-    assert P.cache_path(20, 5, seed=1, steps=21) != path
-    assert P.cache_path(20, 5, seed=2, **settings) != path
+    steps21 = EstimationOptions(steps=21, refine_iterations=5)
+    assert P.cache_path(20, 5, seed=1, options=steps21) != path
+    assert P.cache_path(20, 5, seed=2, options=options) != path
     # A corrupt entry is recomputed and replaced.
     path.write_bytes(b"junk")
-    third = P.cached_prototypes(20, 5, seed=1, **settings)
+    third = P.cached_prototypes(20, 5, seed=1, options=options)
     assert third.tobytes() == first.tobytes()
     assert P.load_prototypes(path)[1]["key"] == meta["key"]
-    with pytest.raises(ValueError, match="Unknown prototype settings"):
-        P.cached_prototypes(20, 5, stepz=3)
+    # The key of the default settings is that of earlier releases, so
+    # existing cache files still hit (bumping ALGORITHM_VERSION changes it).
+    assert P.cache_path(100, 50, cache_dir=tmp_path).name == (
+        "c100_d50_uniformity_seed0_26537741445c.npz"
+    )
+    with pytest.raises(ValueError, match="`options` must be"):
+        P.cached_prototypes(20, 5, "uniformity", options={"steps": 3})
 
 
 def test_cli_writes_file_and_prints_quality(tmp_path, capsys):
@@ -227,28 +237,30 @@ def test_cli_writes_file_and_prints_quality(tmp_path, capsys):
     ],
 )
 def test_bad_input(kwargs, match):
+    names = {f.name for f in dataclasses.fields(EstimationOptions)}
     with pytest.raises(ValueError, match=match):
-        P.estimate_prototypes(**kwargs)
+        settings = {k: kwargs.pop(k) for k in names & set(kwargs)}
+        P.estimate_prototypes(**kwargs, options=EstimationOptions(**settings))
 
 
 def test_adam_optimizer_quality_and_determinism():
     # Random unit rows: max cosine 0.57 at (120, 40); the reference
     # pipeline reaches 0.066, Adam 0.074 (measured).
-    a = P.estimate_prototypes(120, 40, seed=0, optimizer="adam")
-    b = P.estimate_prototypes(120, 40, seed=0, optimizer="adam")
+    adam = EstimationOptions(optimizer="adam")
+    a = P.estimate_prototypes(120, 40, seed=0, options=adam)
+    b = P.estimate_prototypes(120, 40, seed=0, options=adam)
     assert a.dtype == np.float32 and a.tobytes() == b.tobytes()
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-6)
     assert naive_quality(a)[1] <= 0.085
-    assert P._resolve_optimizer(100, 50, "auto") == "reference"
-    assert P._resolve_optimizer(1000, 512, "auto") == "adam"
+    assert E._resolve_optimizer(100, 50, "auto") == "reference"
+    assert E._resolve_optimizer(1000, 512, "auto") == "adam"
     # The cache key holds the resolved optimiser and the version.
-    assert P.cache_path(1000, 512) != P.cache_path(
-        1000, 512, optimizer="reference"
-    )
+    reference = EstimationOptions(optimizer="reference")
+    assert P.cache_path(1000, 512) != P.cache_path(1000, 512, options=reference)
     with pytest.raises(ValueError, match="`optimizer`.*'sgd'"):
-        P.estimate_prototypes(10, 3, optimizer="sgd")
+        EstimationOptions(optimizer="sgd")
     with pytest.raises(ValueError, match="`adam_steps`"):
-        P.estimate_prototypes(10, 3, optimizer="adam", adam_steps=0)
+        EstimationOptions(optimizer="adam", adam_steps=0)
 
 
 def _sphere_loss(u, t):
@@ -271,12 +283,12 @@ def test_adam_gradient_over_gram_strips(rising_max):
         u[-1] = u[-2] + 0.05 * rng.standard_normal(8)
     u = (u / np.linalg.norm(u, axis=1, keepdims=True)).astype(np.float32)
     t = 30.0
-    grad, top = P._adam_block_grad(u, t, block_size=16)
+    grad, top = E._adam_block_grad(u, t, block_size=16)
     u64 = u.astype(np.float64)
     cos = u64 @ u64.T
     np.fill_diagonal(cos, -np.inf)
     assert top == pytest.approx(cos.max(), abs=1e-5)
-    assert P._max_cosine(u, 16) == pytest.approx(cos.max(), abs=1e-6)
+    assert E._max_cosine(u, 16) == pytest.approx(cos.max(), abs=1e-6)
     # d loss / d u_i = 4t / S sum_j G_ij u_j, projected on the tangent
     # space; the function returns it up to the factor 4t.
     g = np.exp(2 * t * (cos - 1))
@@ -301,9 +313,9 @@ def test_adam_deterministic_and_good_at_moderate_size():
     # 1500 rows (2 strips of 1024), 30 steps: two runs give the same bits,
     # and the quality matches the row-block implementation it replaced
     # (max cosine 0.33109 with both; random unit rows: 0.72).
-    kwargs = dict(optimizer="adam", adam_steps=30, seed=1)
-    a = P.estimate_prototypes(1500, 32, **kwargs)
-    b = P.estimate_prototypes(1500, 32, **kwargs)
+    options = EstimationOptions(optimizer="adam", adam_steps=30)
+    a = P.estimate_prototypes(1500, 32, seed=1, options=options)
+    b = P.estimate_prototypes(1500, 32, seed=1, options=options)
     assert a.dtype == np.float32 and a.tobytes() == b.tobytes()
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-6)
     assert P.prototype_quality(a)["max"] <= 0.332

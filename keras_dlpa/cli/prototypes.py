@@ -65,7 +65,8 @@ def _run(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from keras_dlpa import prototypes as lib
+    from keras_dlpa.prototypes import estimate as lib
+    from keras_dlpa.prototypes import save_prototypes
 
     if not args.quiet:
         handler = logging.StreamHandler(sys.stderr)
@@ -75,16 +76,19 @@ def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         method = lib._resolve_method(args.num_classes, args.dim, args.method)
+        options = lib.EstimationOptions(
+            steps=args.steps,
+            refine_iterations=args.refine_iterations,
+            optimizer=args.optimizer,
+            adam_steps=args.adam_steps,
+        )
         w = lib.estimate_prototypes(
             args.num_classes,
             args.dim,
-            method=method,
-            seed=args.seed,
-            steps=args.steps,
-            refine_iterations=args.refine_iterations,
+            method,
+            args.seed,
+            options,
             verbose=not args.quiet,
-            optimizer=args.optimizer,
-            adam_steps=args.adam_steps,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -100,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
             ),
             adam_steps=args.adam_steps,
         )
-    path = lib.save_prototypes(args.output, w, **meta)
+    path = save_prototypes(args.output, w, **meta)
     q = lib.prototype_quality(w)
     print(
         f"wrote {path}: {w.shape[0]} x {w.shape[1]} ({method}), "

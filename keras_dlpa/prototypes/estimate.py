@@ -14,20 +14,13 @@ deterministic (same seed, same bits on one machine) and fast with BLAS.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import logging
 import math
 import numbers
-import os
-import tempfile
 import time
-import zipfile
-from pathlib import Path
 
 import numpy as np
-
-from keras_dlpa.cache import cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +44,6 @@ ADAM_STEPS = 200
 # k = ceil(c / 1024) strips, and BLAS calls large enough for two threads
 # (strips of 256 rows were up to 3x slower on a loaded 2-core machine).
 ADAM_BLOCK_ROWS = 1024
-_FORMAT = "keras_dlpa.prototypes/1"
 # Stage-2 temperatures: t = 2 (the paper's objective) up to 500, where the
 # scaled loss is within ~0.01 of the maximum pairwise cosine.
 REFINE_TEMPERATURES = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
@@ -111,6 +103,78 @@ def _resolve_method(num_classes, dim, method):
 
 def _unit_rows(x):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimationOptions:
+    """Optimiser settings of `estimate_prototypes` (`method="uniformity"`).
+
+    Validated on construction; unknown fields are a `TypeError`. The
+    reference settings (`steps` to `refine_iterations`) apply to
+    `optimizer="reference"`, `adam_steps` to `optimizer="adam"`.
+
+    Args:
+        steps: SGD passes over the prototypes (stage 1).
+        subset_size: `c-hat`, prototypes per SGD step.
+        temperature: `t > 0` of the Gaussian potential in stage 1.
+        learning_rate: plain SGD learning rate (no momentum).
+        pairs: `"subset"` or `"all"`, see `uniformity_loss`.
+        refine_temperatures: temperatures of stage 2, in order.
+        refine_iterations: L-BFGS iterations per temperature (0: none).
+        optimizer: `"auto"`, `"reference"` or `"adam"` (see
+            `estimate_prototypes`).
+        adam_steps: full-batch Adam steps; each costs about `1.5 c^2 d`
+            float32 multiply-adds (the Gram matrix's upper triangle, then
+            the gradient product). Quality grows with the steps: at
+            (10000, 512), 10 steps reach max cosine 0.112, 20 steps 0.088,
+            the default 200 0.063 (measured with the row-block version of
+            the same optimiser). 10 steps took 42 s and 20 steps 81 s on
+            the 2-core VM under load average 3-4 (a quiet machine is
+            faster). `benchmarks/bench_prototypes.py --curve` times the
+            curve.
+
+    Example:
+
+    >>> options = EstimationOptions(steps=200, refine_iterations=0)
+    >>> w = estimate_prototypes(30, 6, "uniformity", options=options)
+    """
+
+    steps: int = 1000
+    subset_size: int = 100
+    temperature: float = 2.0
+    learning_rate: float = 0.1
+    pairs: str = "subset"
+    refine_temperatures: tuple = REFINE_TEMPERATURES
+    refine_iterations: int = 100
+    optimizer: str = "auto"
+    adam_steps: int = ADAM_STEPS
+
+    def __post_init__(self):
+        temps = self.refine_temperatures
+        if isinstance(temps, (str, bytes)) or not hasattr(temps, "__iter__"):
+            raise ValueError(
+                "`refine_temperatures` must be a sequence of positive "
+                f"numbers; received {temps!r}."
+            )
+        checked = {
+            "steps": _check_int("steps", self.steps, 0),
+            "subset_size": _check_int("subset_size", self.subset_size, 2),
+            "temperature": _check_positive("temperature", self.temperature),
+            "learning_rate": _check_positive(
+                "learning_rate", self.learning_rate
+            ),
+            "pairs": _check_choice("pairs", self.pairs, PAIRS),
+            "refine_temperatures": tuple(
+                _check_positive("refine_temperatures", t) for t in temps
+            ),
+            "refine_iterations": _check_int(
+                "refine_iterations", self.refine_iterations, 0
+            ),
+            "optimizer": _check_choice("optimizer", self.optimizer, OPTIMIZERS),
+            "adam_steps": _check_int("adam_steps", self.adam_steps, 1),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
 
 # ----------------------------------------------------------------------------
@@ -229,8 +293,11 @@ def _loss_and_grad(raw, index, t, pairs):
     return loss, None, _project(du_all, all_u, all_norms)
 
 
-def _sgd_passes(raw, rng, passes, subset_size, t, lr, pairs, verbose, tag):
+def _sgd_passes(raw, rng, options, verbose):
     """Plain SGD over shuffled subsets; updates `raw` in place."""
+    passes, subset_size = options.steps, options.subset_size
+    t, pairs = options.temperature, options.pairs
+    lr = np.float32(options.learning_rate)
     c = raw.shape[0]
     steps = math.ceil(c / subset_size)
     log_every = max(1, passes // 10)
@@ -250,8 +317,7 @@ def _sgd_passes(raw, rng, passes, subset_size, t, lr, pairs, verbose, tag):
             total += loss
         if verbose and ((epoch + 1) % log_every == 0 or epoch == 0):
             logger.info(
-                "%s pass %d/%d  loss %.6f  %.1fs",
-                tag,
+                "sgd pass %d/%d  loss %.6f  %.1fs",
                 epoch + 1,
                 passes,
                 total / steps,
@@ -462,21 +528,14 @@ def estimate_prototypes(
     dim: int,
     method: str = "auto",
     seed: int = 0,
-    steps: int = 1000,
-    subset_size: int = 100,
-    temperature: float = 2.0,
-    learning_rate: float = 0.1,
-    pairs: str = "subset",
-    refine_temperatures: tuple = REFINE_TEMPERATURES,
-    refine_iterations: int = 100,
+    options: EstimationOptions | None = None,
     verbose: bool = False,
-    optimizer: str = "auto",
-    adam_steps: int = ADAM_STEPS,
 ) -> np.ndarray:
     """Estimates `num_classes` unit prototypes in `dim` dimensions.
 
-    `optimizer` picks how `method="uniformity"` optimises: `"reference"`
-    is the two-stage pipeline below; `"adam"` is full-batch Adam on the
+    `options.optimizer` picks how `method="uniformity"` optimises:
+    `"reference"` is the two-stage pipeline below; `"adam"` is full-batch
+    Adam on the
     same Gaussian-potential loss over all pairs (float32, in strips of the
     upper triangle of the Gram matrix), `adam_steps` steps with the
     temperature rising from 10 to 100, the gradient projected on the
@@ -520,25 +579,10 @@ def estimate_prototypes(
         method: `"auto"` (ETF when `d >= c - 1`, else uniformity),
             `"uniformity"` or `"etf"` (see `simplex_etf`).
         seed: seed of the initialisation, subsets and embeddings.
-        steps: SGD passes over the prototypes (stage 1).
-        subset_size: `c-hat`, prototypes per SGD step.
-        temperature: `t > 0` of the Gaussian potential in stage 1.
-        learning_rate: plain SGD learning rate (no momentum).
-        pairs: `"subset"` or `"all"`, see `uniformity_loss`.
-        refine_temperatures: temperatures of stage 2, in order.
-        refine_iterations: L-BFGS iterations per temperature (0: none).
+        options: the optimiser settings, an `EstimationOptions` (default:
+            `EstimationOptions()`, the reference settings).
         verbose: log progress (INFO) every tenth of the passes and after
             each refinement temperature.
-        optimizer: `"auto"`, `"reference"` or `"adam"` (see above).
-        adam_steps: full-batch Adam steps (`optimizer="adam"`); each costs
-            about `1.5 c^2 d` float32 multiply-adds (the Gram matrix's
-            upper triangle, then the gradient product). Quality grows
-            with the steps: at (10000, 512), 10 steps reach max cosine
-            0.112, 20 steps 0.088, the default 200 0.063 (measured with
-            the row-block version of the same optimiser). 10 steps took
-            42 s and 20 steps 81 s on the 2-core VM under load average
-            3-4 (a quiet machine is faster).
-            `benchmarks/bench_prototypes.py --curve` times the curve.
 
     Cost: a pass is `ceil(c / subset_size)` steps of `O(subset_size^2 d)`;
     a refinement iteration is `O(c^2 d)` (about 2 GFLOP at `c=1000,
@@ -557,27 +601,17 @@ def estimate_prototypes(
     """
     c = _check_int("num_classes", num_classes, 2)
     d = _check_int("dim", dim, 1)
-    settings = _check_settings(
-        seed=seed,
-        steps=steps,
-        subset_size=subset_size,
-        temperature=temperature,
-        learning_rate=learning_rate,
-        pairs=pairs,
-        refine_temperatures=refine_temperatures,
-        refine_iterations=refine_iterations,
-        optimizer=optimizer,
-        adam_steps=adam_steps,
-    )
+    seed = _check_int("seed", seed, 0)
+    options = _check_options(options)
     method = _resolve_method(c, d, method)
     if method == "etf":
-        return simplex_etf(c, d, seed=settings["seed"])
-    rng = np.random.default_rng(settings["seed"])
-    if _resolve_optimizer(c, d, settings["optimizer"]) == "adam":
+        return simplex_etf(c, d, seed=seed)
+    rng = np.random.default_rng(seed)
+    if _resolve_optimizer(c, d, options.optimizer) == "adam":
         u = _unit_rows(rng.standard_normal((c, d))).astype(np.float32)
         w = _adam(
             u,
-            settings["adam_steps"],
+            options.adam_steps,
             ADAM_TEMPERATURES,
             ADAM_LEARNING_RATE,
             verbose,
@@ -585,63 +619,27 @@ def estimate_prototypes(
         return _unit_rows(w.astype(np.float64)).astype(np.float32)
     # float32 for SGD: 2-4x faster, and SGD noise dwarfs rounding.
     raw = _unit_rows(rng.uniform(-1.0, 1.0, size=(c, d))).astype(np.float32)
-    _sgd_passes(
-        raw,
-        rng,
-        settings["steps"],
-        settings["subset_size"],
-        settings["temperature"],
-        np.float32(settings["learning_rate"]),
-        settings["pairs"],
-        verbose,
-        "sgd",
-    )
+    _sgd_passes(raw, rng, options, verbose)
     raw = _unit_rows(raw.astype(np.float64))
-    if settings["refine_iterations"] > 0:
+    if options.refine_iterations > 0:
         raw = _refine(
             raw,
-            settings["refine_temperatures"],
-            settings["refine_iterations"],
+            options.refine_temperatures,
+            options.refine_iterations,
             verbose,
         )
     return _unit_rows(raw).astype(np.float32)
 
 
-def _check_settings(
-    seed,
-    steps,
-    subset_size,
-    temperature,
-    learning_rate,
-    pairs,
-    refine_temperatures,
-    refine_iterations,
-    optimizer="auto",
-    adam_steps=ADAM_STEPS,
-):
-    """Validates the optimiser settings; returns them as a plain dict."""
-    temps = refine_temperatures
-    if isinstance(temps, (str, bytes)) or not hasattr(temps, "__iter__"):
+def _check_options(options):
+    if options is None:
+        return EstimationOptions()
+    if not isinstance(options, EstimationOptions):
         raise ValueError(
-            "`refine_temperatures` must be a sequence of positive numbers; "
-            f"received {temps!r}."
+            "`options` must be an `EstimationOptions` or None; received "
+            f"{options!r} of type {type(options).__name__}."
         )
-    return {
-        "seed": _check_int("seed", seed, 0),
-        "steps": _check_int("steps", steps, 0),
-        "subset_size": _check_int("subset_size", subset_size, 2),
-        "temperature": _check_positive("temperature", temperature),
-        "learning_rate": _check_positive("learning_rate", learning_rate),
-        "pairs": _check_choice("pairs", pairs, PAIRS),
-        "refine_temperatures": [
-            _check_positive("refine_temperatures", t) for t in temps
-        ],
-        "refine_iterations": _check_int(
-            "refine_iterations", refine_iterations, 0
-        ),
-        "optimizer": _check_choice("optimizer", optimizer, OPTIMIZERS),
-        "adam_steps": _check_int("adam_steps", adam_steps, 1),
-    }
+    return options
 
 
 def _resolve_optimizer(num_classes, dim, optimizer):
@@ -649,230 +647,6 @@ def _resolve_optimizer(num_classes, dim, optimizer):
         return optimizer
     small = num_classes * num_classes * dim <= REFERENCE_MAX_WORK
     return "reference" if small else "adam"
-
-
-# ----------------------------------------------------------------------------
-# Files and cache
-# ----------------------------------------------------------------------------
-
-
-def _version():
-    try:
-        from importlib import metadata
-
-        return metadata.version("keras-dlpa")
-    except Exception:  # noqa: BLE001 - not installed: still save
-        return "unknown"
-
-
-def _atomic_save(path, prototypes, metadata):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                prototypes=prototypes,
-                metadata=np.array(json.dumps(metadata, sort_keys=True)),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_prototypes(path, prototypes, **metadata) -> Path:
-    """Writes prototypes and JSON metadata to one `.npz` file, atomically.
-
-    The metadata always holds `format`, `num_classes`, `dim`,
-    `library_version` and `quality` (see `prototype_quality`); keyword
-    arguments (e.g. `method`, `seed`, `steps`) are added and must be
-    JSON-serialisable.
-
-    Args:
-        path: destination file (written via a temporary file and
-            `os.replace`, so readers never see a partial file).
-        prototypes: array `(c, d)`, stored as float32.
-        **metadata: extra JSON-serialisable fields.
-
-    Returns:
-        The path written.
-    """
-    p = np.asarray(prototypes, dtype=np.float32)
-    if p.ndim != 2 or p.shape[0] < 2 or not np.all(np.isfinite(p)):
-        raise ValueError(
-            "`prototypes` must be a finite 2-D array (num_classes >= 2, "
-            f"dim); received shape {p.shape}."
-        )
-    meta = {
-        "format": _FORMAT,
-        "num_classes": int(p.shape[0]),
-        "dim": int(p.shape[1]),
-        "library_version": _version(),
-        "quality": prototype_quality(p),
-        **metadata,
-    }
-    try:
-        json.dumps(meta)
-    except TypeError as e:
-        raise ValueError(
-            f"Prototype metadata must be JSON-serialisable: {e}."
-        ) from e
-    _atomic_save(path, p, meta)
-    return Path(path)
-
-
-def load_prototypes(path) -> tuple[np.ndarray, dict]:
-    """Reads a file written by `save_prototypes`.
-
-    Returns:
-        `(prototypes, metadata)`: float32 `(c, d)` array and dict.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is corrupt, truncated, not a prototype file,
-            or its array shape disagrees with its metadata.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No prototype file at {str(path)!r}.")
-    try:
-        # Our own handle: np.load leaks its file when the zip is corrupt.
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-            prototypes = np.asarray(data["prototypes"])
-            meta = json.loads(str(data["metadata"]))
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-        EOFError,
-        zipfile.BadZipFile,
-        json.JSONDecodeError,
-    ) as e:
-        raise ValueError(
-            f"{str(path)!r} is not a readable prototype file (corrupt, "
-            f"truncated or another format): {type(e).__name__}: {e}. "
-            "Delete it and estimate the prototypes again."
-        ) from e
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        raise ValueError(
-            f"{str(path)!r} is not a prototype file: expected metadata "
-            f"format {_FORMAT!r}."
-        )
-    expected = (meta.get("num_classes"), meta.get("dim"))
-    if prototypes.ndim != 2 or tuple(prototypes.shape) != expected:
-        raise ValueError(
-            f"{str(path)!r} holds an array of shape {prototypes.shape}, "
-            f"but its metadata says (num_classes, dim) = {expected}. The "
-            "file is corrupt; delete it and estimate again."
-        )
-    return prototypes.astype(np.float32), meta
-
-
-def default_cache_dir() -> Path:
-    """`cache_root() / "prototypes"` (`$KERAS_DLPA_CACHE` or `~/.cache`)."""
-    return cache_root() / "prototypes"
-
-
-def cached_prototypes(
-    num_classes: int,
-    dim: int,
-    method: str = "auto",
-    seed: int = 0,
-    cache_dir=None,
-    **settings,
-) -> np.ndarray:
-    """`estimate_prototypes`, computed once per key and cached on disk.
-
-    The key holds `(num_classes, dim, resolved method, seed)`, the
-    optimiser settings that change the result (none for the ETF besides
-    the seed) and `ALGORITHM_VERSION`. Files are written atomically; an
-    unreadable cache file is recomputed and replaced.
-
-    Args:
-        num_classes, dim, method, seed: as in `estimate_prototypes`.
-        cache_dir: directory (default `default_cache_dir()`).
-        **settings: other `estimate_prototypes` arguments (`steps`,
-            `subset_size`, `temperature`, ...); `verbose` is passed on.
-
-    Returns:
-        float32 array `(num_classes, dim)` with unit rows.
-    """
-    path, key, settings = _cache_entry(
-        num_classes, dim, method, seed, cache_dir, settings
-    )
-    if path.is_file():
-        try:
-            prototypes, meta = load_prototypes(path)
-            if meta.get("key") == key:
-                return prototypes
-        except ValueError as e:
-            logger.warning("Recomputing unreadable cache file: %s", e)
-    start = time.perf_counter()
-    prototypes = estimate_prototypes(
-        num_classes, dim, method=method, seed=seed, **settings
-    )
-    save_prototypes(
-        path,
-        prototypes,
-        key=key,
-        seconds=round(time.perf_counter() - start, 3),
-        **key,
-    )
-    return prototypes
-
-
-def cache_path(
-    num_classes: int,
-    dim: int,
-    method: str = "auto",
-    seed: int = 0,
-    cache_dir=None,
-    **settings,
-) -> Path:
-    """The file `cached_prototypes` uses for these arguments."""
-    return _cache_entry(num_classes, dim, method, seed, cache_dir, settings)[0]
-
-
-def _cache_entry(num_classes, dim, method, seed, cache_dir, settings):
-    c = _check_int("num_classes", num_classes, 2)
-    d = _check_int("dim", dim, 1)
-    method = _resolve_method(c, d, method)
-    settings = dict(settings)
-    verbose = settings.pop("verbose", False)
-    defaults = {
-        "steps": 1000,
-        "subset_size": 100,
-        "temperature": 2.0,
-        "learning_rate": 0.1,
-        "pairs": "subset",
-        "refine_temperatures": REFINE_TEMPERATURES,
-        "refine_iterations": 100,
-        "optimizer": "auto",
-        "adam_steps": ADAM_STEPS,
-    }
-    unknown = sorted(set(settings) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"Unknown prototype settings {unknown}; expected some of "
-            f"{sorted(defaults) + ['verbose']}."
-        )
-    checked = _check_settings(seed=seed, **{**defaults, **settings})
-    key = {"num_classes": c, "dim": d, "method": method, "seed": seed}
-    if method == "uniformity":
-        key.update(checked)
-        key["optimizer"] = _resolve_optimizer(c, d, checked["optimizer"])
-        key["algorithm_version"] = ALGORITHM_VERSION
-    digest = hashlib.sha256(
-        json.dumps(key, sort_keys=True).encode()
-    ).hexdigest()[:12]
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = root / f"c{c}_d{d}_{method}_seed{seed}_{digest}.npz"
-    return path, key, {**settings, "verbose": verbose}
 
 
 # ----------------------------------------------------------------------------
