@@ -41,12 +41,13 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import keras
+
+from keras_dlpa.atomic_write import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -61,52 +62,14 @@ class CheckpointError(RuntimeError):
     """No intact checkpoint could be restored."""
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _commit(tmp: Path, path: Path) -> None:
-    """fsync `tmp`, rename it to `path` atomically, fsync the directory."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _temporary(directory: Path, suffix: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(fd)
-    return Path(name)
-
-
 def atomic_write_text(path: Path, text: str) -> None:
-    """Writes `text` to `path` through a fsynced temporary file + rename."""
-    path = Path(path)
-    tmp = _temporary(path.parent, path.suffix)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        _commit(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Writes `text` to `path` with `keras_dlpa.atomic_write`."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def atomic_copy(source: Path, path: Path) -> None:
-    """Copies `source` to `path` through a temporary file + rename."""
-    tmp = _temporary(path.parent, path.suffix)
-    try:
-        shutil.copyfile(source, tmp)
-        _commit(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Copies `source` to `path` with `keras_dlpa.atomic_write`."""
+    atomic_write(path, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def _sha256(path: Path) -> str:
@@ -308,15 +271,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         best_file = self.directory / f"best-{pending['epoch'] + 1:06d}.keras"
         variables = self.model.weights
         current = [keras.ops.convert_to_numpy(v).copy() for v in variables]
-        tmp = _temporary(self.directory, ".keras")
         try:
             for variable, saved in zip(variables, pending["weights"]):
                 variable.assign(saved)
-            self.model.save(tmp)
+            atomic_write(best_file, self.model.save)
         finally:
             for variable, saved in zip(variables, current):
                 variable.assign(saved)
-        _commit(tmp, best_file)
         self.best = {
             "file": str(best_file),
             "epoch": pending["epoch"],
@@ -327,12 +288,14 @@ class RunCheckpoint(keras.callbacks.Callback):
     def _write(self, done: int) -> None:
         improved = self._write_best()
         weights = self.directory / f"epoch-{done:06d}.weights.h5"
-        tmp = _temporary(self.directory, ".weights.h5")
-        self.model.save_weights(tmp)
-        delay = float(os.environ.get(SLOW_WRITE_ENV, "0") or 0)
-        if delay > 0:
-            time.sleep(delay)
-        _commit(tmp, weights)
+
+        def write_weights(tmp):
+            self.model.save_weights(tmp)
+            delay = float(os.environ.get(SLOW_WRITE_ENV, "0") or 0)
+            if delay > 0:
+                time.sleep(delay)
+
+        atomic_write(weights, write_weights)
         best_file = self.best["file"]
         manifest = {
             "format": _FORMAT,
