@@ -183,3 +183,53 @@ def test_prepared_splits_are_the_runs_splits_and_refuse_others(tmp_path):
         splits_with_report(full, other, given_val)
     with pytest.raises(ValueError, match="--image-dir or --npz, not both"):
         config("--npz", str(npz), "--image-dir", str(images))
+
+
+def test_every_source_kind_has_one_loader():
+    from keras_dlpa.training.config import SOURCES
+    from keras_dlpa.training.sources import LOADERS
+
+    assert set(LOADERS) == set(SOURCES)
+
+
+def test_in_memory_and_streamed_data_share_one_interface(tmp_path):
+    from keras_dlpa.data.eval_batches import EvalBatches
+    from keras_dlpa.data.image_data import from_arrays
+    from keras_dlpa.data.labelled_paths import LabelledPaths
+    from keras_dlpa.data.plan import Augmentation
+    from keras_dlpa.data.source import DataSource
+    from keras_dlpa.data.stream_plan import StreamAugmentation
+    from keras_dlpa.training.config import ExperimentConfig
+
+    images = np.arange(5 * 12 * 12 * 3).reshape(5, 12, 12, 3) % 251
+    in_memory = from_arrays(images.astype("uint8"), [0, 1, 0, 1, 0])
+    paths = []
+    for i, image in enumerate(in_memory.images):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(paths[-1])
+    streamed = LabelledPaths(paths, in_memory.labels, ["0", "1"])
+    config = ExperimentConfig(mixup_alpha=0.0, image_size=12)
+    from keras_dlpa.data.image_ops import eval_image
+
+    expected = {
+        "memory": in_memory.images.astype("float32"),
+        # Resize to 12 / 0.875, then the centre 12 x 12 crop.
+        "streamed": np.stack(
+            [eval_image(streamed.read(i), 12) for i in range(5)]
+        ).astype("float32"),
+    }
+    for name, data, kind in (
+        ("memory", in_memory, Augmentation),
+        ("streamed", streamed, StreamAugmentation),
+    ):
+        assert isinstance(data, DataSource)
+        assert isinstance(data.augmentation(config), kind)
+        batches = EvalBatches(data, batch_size=2, image_size=12)
+        assert len(batches) == 3
+        got = np.concatenate([batches[i][0] for i in range(3)])
+        np.testing.assert_array_equal(got, expected[name])
+    mean, _, shape = streamed.input_statistics(12)
+    assert shape == (12, 12, 3) and mean.shape == (3,)
+    assert in_memory.input_statistics()[2] == (12, 12, 3)
+    with pytest.raises(TypeError, match="ImageData"):
+        EvalBatches(in_memory.images)

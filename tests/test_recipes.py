@@ -349,3 +349,38 @@ def test_balanced_cifar100_script_quick_in_a_subprocess(tmp_path):
     )  # fmt: skip
     config, _ = _check_run_dir(out, "static", 6, 3, test=False, plots=False)
     assert config["imbalance"] is None and config["mixup_alpha"] == 0.0
+
+
+def test_every_config_field_carries_its_group_and_help():
+    import dataclasses
+
+    from keras_dlpa.training.config import GROUPS
+    from keras_dlpa.training.config import ExperimentConfig
+
+    for field in dataclasses.fields(ExperimentConfig):
+        assert field.metadata["group"] in GROUPS, field.name
+        assert field.metadata["help"], field.name
+
+
+def test_flags_map_back_to_their_fields_and_the_main_flag_wins():
+    def config(recipe, *argv):
+        return config_from_args(recipe, build_parser(recipe).parse_args(argv))
+
+    tuned = config(
+        "cifar10_lt", "--lr", "0.05", "--mixup", "0", "--milestones", "3,4",
+        "--no-report", "--no-download", "--sync-bn", "--dataset", "stl10",
+    )  # fmt: skip
+    assert (tuned.learning_rate, tuned.mixup_alpha) == (0.05, 0.0)
+    assert tuned.milestones == (3, 4) and tuned.dataset == "stl10"
+    assert not tuned.report and not tuned.download and tuned.sync_batch_norm
+    assert tuned.out == "runs/cifar10_lt-stl10-dl2pa-0.01-0"
+    # Not given: the recipe's value, then --quick's.
+    assert config("cifar10_lt").report and config("cifar10_lt").epochs == 200
+    assert config("cifar10_lt", "--quick").epochs == 3
+    assert config("cifar10_lt", "--quick", "--epochs", "5").epochs == 5
+    lists = ("--train-list", "t", "--val-dir", "dir", "--test-dir", "tdir")
+    assert config("imagenet_lt", *lists).val_list == "dir"
+    both = config("imagenet_lt", *lists, "--val-list", "v", "--test-list", "t")
+    assert (both.val_list, both.test_list) == ("v", "t")
+    with pytest.raises(SystemExit):
+        build_parser("cifar10_lt").parse_args(["--val-dir", "x"])
