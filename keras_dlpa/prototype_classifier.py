@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import keras
 import numpy as np
 
@@ -206,8 +208,9 @@ class PrototypeClassifier(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Keras' deserialisation consumes the dict it is given.
         config["backbone"] = keras.saving.deserialize_keras_object(
-            config["backbone"]
+            copy.deepcopy(config["backbone"])
         )
         if config.get("prototypes") is not None:
             config["prototypes"] = np.asarray(config["prototypes"], "float32")

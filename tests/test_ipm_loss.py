@@ -4,6 +4,7 @@ import pytest
 from conftest import gradient
 from conftest import unit_rows
 from keras import ops
+from testing import run_serialization_test
 
 import keras_dlpa
 from keras_dlpa.ipm_loss import batch_class_scale
@@ -181,11 +182,10 @@ def test_bad_label_shape():
 
 
 def test_config_round_trip():
-    loss = keras_dlpa.IPMLoss(class_scale=True, name="lt")
-    clone = keras_dlpa.IPMLoss.from_config(loss.get_config())
-    assert clone.class_scale and clone.name == "lt"
-    restored = keras.losses.deserialize(keras.losses.serialize(loss))
-    assert isinstance(restored, keras_dlpa.IPMLoss) and restored.class_scale
+    loss = keras_dlpa.IPMLoss(class_scale=True, scale=128.0, name="lt")
+    restored = run_serialization_test(loss)
+    assert restored.class_scale and restored.name == "lt"
+    assert restored.scale == 128.0
 
 
 def test_loss_adds_only_the_batch_behind_its_own_y_pred():
@@ -226,9 +226,3 @@ def test_scale_is_the_reference_batch_sum():
 def test_bad_scale_names_the_argument(scale):
     with pytest.raises(ValueError, match="Argument `scale`"):
         keras_dlpa.IPMLoss(scale=scale)
-
-
-def test_scale_round_trips():
-    loss = keras_dlpa.IPMLoss(class_scale=True, scale=128.0)
-    again = keras_dlpa.IPMLoss.from_config(loss.get_config())
-    assert again.scale == 128.0 and again.class_scale

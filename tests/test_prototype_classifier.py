@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO_ROOT
 from conftest import unit_rows
 from keras import ops
+from testing import run_serialization_test
 
 import keras_dlpa
 from keras_dlpa import IPMLoss
@@ -163,16 +164,8 @@ def test_every_method_compiles_with_defaults_fits_and_round_trips(
     )
     assert np.isfinite(history.history["loss"][0])
     assert "top5" in history.history
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
+    loaded = run_serialization_test(model, x, tmp_path)
     assert isinstance(loaded, PrototypeClassifier)
-    assert json.dumps(loaded.get_config(), sort_keys=True) == json.dumps(
-        model.get_config(), sort_keys=True
-    )
-    np.testing.assert_allclose(
-        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
-    )
     assert type(loaded.loss) is type(model.loss)
 
 

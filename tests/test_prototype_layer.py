@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import unit_rows
 from keras import ops
+from testing import run_serialization_test
 
 import keras_dlpa
 
@@ -105,17 +106,12 @@ def test_only_the_output_of_a_training_call_adds_statistics():
     assert not untracked.update_statistics(labels, untracked(x, training=True))
 
 
-def test_config_round_trip():
-    w = unit_rows(5, 3)
+def test_config_and_keras_round_trips(tmp_path):
     layer = keras_dlpa.PrototypeLayer(
-        w, initial_assignment="random", seed=7, name="protos"
+        unit_rows(5, 3), initial_assignment="random", seed=7, name="protos"
     )
-    clone = keras_dlpa.PrototypeLayer.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
     z = np.random.default_rng(1).normal(size=(4, 3)).astype("float32")
-    np.testing.assert_allclose(
-        ops.convert_to_numpy(clone(z)), ops.convert_to_numpy(layer(z)), atol=0
-    )
+    run_serialization_test(layer, z, tmp_path, config_determines_weights=True)
 
 
 def test_keras_round_trip_restores_prototypes_assignment_statistics(tmp_path):

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from testing import run_serialization_test
 
 from keras_dlpa.schedules import WarmupCosine
 from keras_dlpa.schedules import WarmupMultiStep
@@ -40,10 +41,8 @@ def test_warmup_cosine_matches_numpy_formula():
 
 def test_schedule_serialises_and_drives_the_optimizer():
     schedule = WarmupMultiStep(0.2, 3, warmup_epochs=1, milestones=(2,))
-    restored = keras.optimizers.schedules.deserialize(
-        keras.optimizers.schedules.serialize(schedule)
-    )
-    assert restored.get_config() == schedule.get_config()
+    run_serialization_test(schedule)
+    run_serialization_test(WarmupCosine(0.1, 5, epochs=4, warmup_epochs=1))
     optimizer = keras.optimizers.SGD(learning_rate=schedule)
     optimizer.build([keras.Variable(np.zeros(2, "float32"))])
     optimizer.iterations.assign(7)

@@ -14,10 +14,9 @@ from conftest import REPO_ROOT
 from conftest import unit_rows
 
 import keras_dlpa
+from keras_dlpa import PrototypeClassifier
 from keras_dlpa import models
-from keras_dlpa.classifier import METHODS
-from keras_dlpa.classifier import build_classifier
-from keras_dlpa.classifier import classifier_loss
+from keras_dlpa.methods import METHODS
 from keras_dlpa.methods import get_method
 from keras_dlpa.schedules import WarmupCosine
 from keras_dlpa.schedules import WarmupMultiStep
@@ -110,11 +109,12 @@ def test_saved_classifiers_load_after_import_keras_dlpa_only(tmp_path):
             prototypes = None
             if get_method(method).from_softmax:  # ours_star: given (c, d)
                 prototypes = unit_rows(4, int(backbone.outputs[0].shape[-1]))
-            model = build_classifier(backbone, 4, method, prototypes)
+            model = PrototypeClassifier(
+                backbone, 4, method=method, prototypes=prototypes
+            )
             schedule = _schedule(kind)
             model.compile(
-                optimizer=keras.optimizers.SGD(schedule, momentum=0.9),
-                loss=classifier_loss(method),
+                optimizer=keras.optimizers.SGD(schedule, momentum=0.9)
             )
             path = str(tmp_path / f"{method}_{kind}.keras")
             model.optimizer.build(model.trainable_variables)
