@@ -22,6 +22,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
+from keras_dlpa.atomic_write import atomic_write
 from keras_dlpa.cache import cache_root
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa_serving.image_decode import IMAGE_EXTENSIONS
@@ -471,10 +472,8 @@ def _load_cached(path: Path) -> ImageData:
 
 
 def _save_cached(path: Path, data: ImageData) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:
             np.savez(
                 f,
                 images=data.images,
@@ -482,11 +481,8 @@ def _save_cached(path: Path, data: ImageData) -> None:
                 class_names=np.array(json.dumps(data.class_names)),
                 skipped_files=np.array(json.dumps(data.skipped_files)),
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; it is a cache.
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def load_image_folder(
