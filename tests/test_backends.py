@@ -74,6 +74,7 @@ def start(images, tmp_path_factory):
     from keras_dlpa.cli.train import build_parser
     from keras_dlpa.cli.train import config_from_args
     from keras_dlpa.data.stats import channel_stats
+    from keras_dlpa.methods import get_method
     from keras_dlpa.training.builder import build_model
     from keras_dlpa.training.sources import load_data
     from keras_dlpa.training.sources import make_splits
@@ -86,7 +87,10 @@ def start(images, tmp_path_factory):
     config = config_from_args("cifar10_lt", args)
     train, _ = make_splits(load_data(config)[0], config)
     mean, std = channel_stats(train.images)
-    model = build_model(config, train.num_classes, mean, std, train.image_shape)
+    method = get_method(config.method)
+    model = build_model(
+        config, method, train.num_classes, mean, std, train.image_shape
+    )
     weights = tmp_path / "init.weights.h5"
     model.save_weights(weights)
     init = ("--init-weights", str(weights))

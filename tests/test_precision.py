@@ -7,6 +7,7 @@ import pytest
 
 from keras_dlpa import IPMLoss
 from keras_dlpa import find_prototype_layer
+from keras_dlpa.methods import get_method
 from keras_dlpa.training.builder import build_model
 from keras_dlpa.training.builder import precision_policy
 from keras_dlpa.training.config import ExperimentConfig
@@ -22,7 +23,9 @@ def test_bfloat16_backbone_float32_head(method, tmp_path, monkeypatch):
     )  # fmt: skip
     before = keras.config.dtype_policy().name
     with precision_policy(config.precision):
-        model = build_model(config, 10, [120.0] * 3, [60.0] * 3, (16, 16, 3))
+        model = build_model(
+            config, get_method(method), 10, [120.0] * 3, [60.0] * 3, (16, 16, 3)
+        )
     assert keras.config.dtype_policy().name == before  # restored
     convs = [
         layer

@@ -6,7 +6,7 @@ import contextlib
 
 import keras
 
-from keras_dlpa.methods import get_method
+from keras_dlpa.methods import Method
 from keras_dlpa.models import BACKBONE_PRESETS
 from keras_dlpa.models import backbone_from_preset
 from keras_dlpa.models.projection import project_features
@@ -37,13 +37,14 @@ def precision_policy(precision: str):
 
 def build_model(
     config: ExperimentConfig,
+    method: Method,
     num_classes: int,
     mean,
     std,
     image_shape,
 ) -> keras.Model:
     """A `PrototypeClassifier`: the `config.backbone` preset and the head
-    of `config.method`."""
+    of `method` (`config.method`, resolved once by the runner)."""
     preset = BACKBONE_PRESETS[config.backbone]
     overrides = {
         "input_shape": tuple(int(s) for s in image_shape),
@@ -100,7 +101,6 @@ def build_model(
         )
         backbone = keras.Model(backbone.input, features, name=backbone.name)
     dim = int(backbone.outputs[0].shape[-1])
-    method = get_method(config.method)
     return PrototypeClassifier(
         backbone,
         num_classes,

@@ -317,7 +317,9 @@ def _prepare(config, method, distribution, executor, started) -> _Run:
     num_classes = train.num_classes
     soft = run.augmentation.soft_labels
     with precision_policy(config.precision), distribution.scope():
-        run.model = build_model(config, num_classes, mean, std, image_shape)
+        run.model = build_model(
+            config, method, num_classes, mean, std, image_shape
+        )
         run.schedule = make_schedule(config, run.steps)
         optimizer = make_optimizer(config, run.model, run.schedule, run.steps)
         run.model.compile(
