@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from keras_dlpa.ipm_loss import IPMLoss
-from keras_dlpa.models.cifar_resnet import coupled_l2
+from keras_dlpa.models.regularization import coupled_l2
 from keras_dlpa.prototype_layer import PrototypeLayer
 from keras_dlpa.prototypes import cached_prototypes
 from keras_dlpa.prototypes import simplex_etf

@@ -35,10 +35,10 @@ from keras import ops
 
 from keras_dlpa.api_export import register
 from keras_dlpa.models.per_channel_normalization import PerChannelNormalization
+from keras_dlpa.models.regularization import batch_norm
+from keras_dlpa.models.regularization import coupled_l2
 
 VARIANTS = ("long_tailed", "balanced")
-_BN_MOMENTUM = 0.9
-_BN_EPSILON = 1e-5
 
 
 @register
@@ -101,29 +101,6 @@ class OptionAShortcut(keras.layers.Layer):
             }
         )
         return config
-
-
-def coupled_l2(weight_decay: float):
-    """Keras L2 factor equal to PyTorch SGD's coupled `weight_decay`."""
-    return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
-
-
-def batch_norm(x, name, weight_decay, synchronized: bool = False):
-    """PyTorch-style BatchNorm (momentum 0.1, eps 1e-5), coupled L2.
-
-    `synchronized=True` computes the batch statistics over the global batch
-    of all replicas under a `tf.distribute` strategy (Keras
-    `BatchNormalization(synchronized=True)`; no effect without a strategy
-    and on the JAX backend, where the compiled step sees the global batch).
-    """
-    return keras.layers.BatchNormalization(
-        momentum=_BN_MOMENTUM,
-        epsilon=_BN_EPSILON,
-        gamma_regularizer=coupled_l2(weight_decay),
-        beta_regularizer=coupled_l2(weight_decay),
-        synchronized=bool(synchronized),
-        name=name,
-    )(x)
 
 
 def _conv3x3(x, filters, strides, name, weight_decay, pad_name):

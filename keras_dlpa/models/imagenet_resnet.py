@@ -5,45 +5,11 @@ from typing import Optional
 
 import keras
 
-from keras_dlpa.models.cifar_resnet import _BN_MOMENTUM
-from keras_dlpa.models.cifar_resnet import coupled_l2
 from keras_dlpa.models.cifar_resnet import image_inputs
-
-_REGULARIZED = {
-    "Conv2D": ("kernel_regularizer", "bias_regularizer"),
-    "Dense": ("kernel_regularizer", "bias_regularizer"),
-    "BatchNormalization": ("gamma_regularizer", "beta_regularizer"),
-}
-
-
-def _torch_style_resnet50(input_shape, weights, weight_decay, synchronized):
-    """`keras.applications.ResNet50` trunk with PyTorch training settings.
-
-    Rebuilt from its config with BN momentum 0.9 and coupled L2 on every
-    trainable parameter, so both survive `.keras` save/load; loaded weights
-    are copied over.
-    """
-    base = keras.applications.ResNet50(
-        include_top=False,
-        weights=weights,
-        input_shape=input_shape,
-        pooling="avg",
-    )
-    config = base.get_config()
-    for layer in config["layers"]:
-        class_name = layer["class_name"]
-        if class_name == "BatchNormalization":
-            layer["config"]["momentum"] = _BN_MOMENTUM
-            layer["config"]["synchronized"] = bool(synchronized)
-        for key in _REGULARIZED.get(class_name, ()):
-            reg = coupled_l2(weight_decay)
-            layer["config"][key] = (
-                None if reg is None else keras.regularizers.serialize(reg)
-            )
-    trunk = keras.Model.from_config(config)
-    if weights is not None:
-        trunk.set_weights(base.get_weights())
-    return trunk
+from keras_dlpa.models.pretrained_backbone import _application_trunk
+from keras_dlpa.models.pretrained_backbone import _check_weights
+from keras_dlpa.models.regularization import BN_MOMENTUM
+from keras_dlpa.models.regularization import coupled_l2
 
 
 def resnet50_backbone(
@@ -67,10 +33,10 @@ def resnet50_backbone(
     Args:
         dim: feature size `d`; None returns the 2048 pooled features.
         input_shape: `(H, W, C)`, H and W >= 32.
-        weights: passed to `keras.applications.ResNet50` (None: random
-            init, nothing downloaded; `"imagenet"` or a file path). The
-            ImageNet weights expect caffe-style inputs (BGR, mean-subtracted),
-            not `(x - mean) / std`.
+        weights: None (random init, nothing downloaded), `"imagenet"` or
+            a weights file, as in `pretrained_backbone`. The ImageNet
+            weights expect caffe-style inputs (BGR, mean-subtracted), not
+            `(x - mean) / std`.
         weight_decay: PyTorch SGD weight decay as coupled L2 on all trainable
             parameters (Keras factor `weight_decay / 2`); reference 2e-5.
         l2_normalize: L2-normalise the output (the prototype layer already
@@ -103,8 +69,17 @@ def resnet50_backbone(
             f"Received: weight_decay={weight_decay!r}"
         )
     inputs, x = image_inputs(input_shape, mean, std)
-    trunk = _torch_style_resnet50(
-        tuple(input_shape), weights, weight_decay, synchronized_batch_norm
+    batch_norm = {
+        "momentum": BN_MOMENTUM,
+        "synchronized": bool(synchronized_batch_norm),
+    }
+    trunk = _application_trunk(
+        "ResNet50",
+        _check_weights(weights),
+        tuple(input_shape),
+        weight_decay,
+        name="resnet50",
+        batch_norm=batch_norm,
     )
     x = trunk(x)
     if dim is not None:

@@ -21,15 +21,17 @@ Model layout (layer names):
   BatchNorm when `dim` is given (`project_features`).
 """
 
+from __future__ import annotations
+
 import copy
 import os
 from typing import Optional
 
 import keras
 
-from keras_dlpa.models.cifar_resnet import coupled_l2
 from keras_dlpa.models.imagenet_preprocessing import ImageNetPreprocessing
 from keras_dlpa.models.projection import project_features
+from keras_dlpa.models.regularization import coupled_l2
 
 TRUNK_NAME = "trunk"
 KERAS_HUB_PREFIX = "keras_hub:"
@@ -186,15 +188,21 @@ def _load_trunk_weights(trunk: keras.Model, path: str, architecture: str):
 
 
 def _application_trunk(
-    architecture: str, weights: str, input_shape: tuple, weight_decay: float
+    architecture: str,
+    weights: str,
+    input_shape: tuple,
+    weight_decay: float,
+    name: str = TRUNK_NAME,
+    batch_norm: dict | None = None,
 ) -> keras.Model:
-    """The `keras.applications` trunk, pooled, renamed `"trunk"`.
+    """The `keras.applications` trunk, pooled, renamed `name`.
 
     Built by the application (which downloads ImageNet weights when asked;
     its name selects the weights file, so it is renamed afterwards). With
-    `weight_decay` it is rebuilt from its config with coupled L2 on every
-    layer, so the regularizers survive `.keras` save/load, and the weights
-    are copied over.
+    `weight_decay` or `batch_norm` (config overrides of every
+    BatchNormalization, e.g. `{"momentum": 0.9}`) it is rebuilt from its
+    config with coupled L2 on every layer and the overrides, so both
+    survive `.keras` save/load, and the weights are copied over.
     """
     constructor = getattr(keras.applications, architecture)
     kwargs = {}
@@ -220,15 +228,19 @@ def _application_trunk(
             "access (Keras caches it in ~/.keras/models/) and pass "
             'weights="/path/to/file.h5", or use weights="none".'
         ) from error
-    if weight_decay:
+    if weight_decay or batch_norm:
         config = copy.deepcopy(base.get_config())
-        config["name"] = TRUNK_NAME
-        _add_weight_decay(config["layers"], weight_decay)
+        config["name"] = name
+        if weight_decay:
+            _add_weight_decay(config["layers"], weight_decay)
+        for layer in config["layers"]:
+            if layer["class_name"] == "BatchNormalization":
+                layer["config"].update(batch_norm or {})
         trunk = keras.Model.from_config(config)
         trunk.set_weights(base.get_weights())
     else:
         trunk = base
-        trunk.name = TRUNK_NAME
+        trunk.name = name
     if weights not in ("imagenet", "none"):
         _load_trunk_weights(trunk, weights, architecture)
     return trunk

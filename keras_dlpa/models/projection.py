@@ -4,8 +4,8 @@ import numbers
 
 import keras
 
-from keras_dlpa.models.cifar_resnet import batch_norm
-from keras_dlpa.models.cifar_resnet import coupled_l2
+from keras_dlpa.models.regularization import batch_norm
+from keras_dlpa.models.regularization import coupled_l2
 
 
 def project_features(
