@@ -64,10 +64,10 @@ class PrototypeClassifier(keras.Model):
     Example:
 
     ```python
-    backbone = keras_dlpa.models.backbone_from_preset(
-        "resnet32_cifar", input_shape=(32, 32, 3), dim=64
+    backbone = keras_dlpa.models.backbone_from_preset("resnet32_lt_cifar100")
+    classifier = keras_dlpa.PrototypeClassifier(
+        backbone, num_classes=100, dim=50
     )
-    classifier = keras_dlpa.PrototypeClassifier(backbone, num_classes=100)
     classifier.compile()
     classifier.fit(images, labels, epochs=200,
                    callbacks=[keras_dlpa.ReassignCallback()])

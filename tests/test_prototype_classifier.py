@@ -240,3 +240,29 @@ def test_a_train_step_without_the_statistics_step_is_reported():
             verbose=0,
             callbacks=[ReassignCallback()],
         )
+
+
+@pytest.mark.large
+def test_readme_usage_example_runs(tmp_path, monkeypatch):
+    """The README's first usage example, on 8 random images for 1 epoch."""
+    import re
+
+    with open(os.path.join(REPO_ROOT, "README.md")) as f:
+        readme = f.read()
+    usage = readme[readme.index("## Usage") :]
+    code = re.search(r"```python\n(.*?)```", usage, re.S).group(1)
+    assert "PrototypeClassifier(" in code and "ReassignCallback()" in code
+    code = code.replace("epochs=200", "epochs=1").replace(
+        '"dl2pa.keras"', repr(str(tmp_path / "dl2pa.keras"))
+    )
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    train_ds = (images, np.arange(8) % 100)
+    monkeypatch.chdir(tmp_path)
+    namespace = {"train_ds": None}
+    code = code.replace("fit(train_ds,", "fit(*train_ds, batch_size=4,")
+    namespace["train_ds"] = train_ds
+    exec(code, namespace)
+    loaded = keras.saving.load_model(str(tmp_path / "dl2pa.keras"))
+    assert isinstance(loaded, PrototypeClassifier)
+    assert loaded.prototype_layer.dim == 50
