@@ -191,9 +191,8 @@ def int8_accuracy(run_dir, tmp, repeats):
         run_dir,
         tmp / "run_export",
         formats="onnx",
-        int8=True,
         calibration_images=train.images,
-        calibration_size=256,
+        options=ex.ExportOptions(int8=True, calibration_size=256),
     )
     x = val.images.astype("float32")
     row = {"run": str(run_dir), "val_images": len(x)}
@@ -261,9 +260,8 @@ def main(argv=None):
     result = ex.export_classifier(
         model,
         tmp / "export",
-        int8=True,
         calibration_images=calibration,
-        calibration_size=256,
+        options=ex.ExportOptions(int8=True, calibration_size=256),
     )
     flops = onnx_flops(result.paths["onnx"])
     print(f"FLOPs/image: {flops / 1e6:.1f} M (Conv/MatMul/Gemm, x2 MACs)")

@@ -302,6 +302,8 @@ def test_unknown_format_and_bad_parity_images(tmp_path):
         ex.export_classifier(
             model, tmp_path, images=np.zeros((2, 8, 8, 3), "float32")
         )
+    with pytest.raises(TypeError, match="ExportOptions"):
+        ex.export_classifier(model, tmp_path, options={"layout": "triton"})
 
 
 def test_cli_run_dir(tmp_path, capsys):

@@ -60,9 +60,8 @@ def model():
 
 
 def test_tf_serving_layout(model, tmp_path):
-    result = ex.export_classifier(
-        model, tmp_path, layout="tf-serving", name="flowers", version=3
-    )
+    options = ex.ExportOptions(layout="tf-serving", name="flowers", version=3)
+    result = ex.export_classifier(model, tmp_path, options=options)
     version = tmp_path / "flowers" / "3"
     assert result.paths["savedmodel"] == version
     assert (version / "saved_model.pb").is_file()
@@ -79,7 +78,7 @@ def test_tf_serving_layout(model, tmp_path):
     np.testing.assert_array_equal(out["label"].numpy(), ref.argmax(axis=1))
     with pytest.raises(ValueError, match="tf-serving.*savedmodel only"):
         ex.export_classifier(
-            model, tmp_path / "x", layout="tf-serving", formats="onnx"
+            model, tmp_path / "x", formats="onnx", options=options
         )
 
 
@@ -88,12 +87,11 @@ def test_triton_layout_parses_with_triton_schema(model, tmp_path):
     ex.export_classifier(
         model,
         tmp_path,
-        layout="triton",
-        name="pets",
-        version=2,
         top_k=2,
         class_names=names,
-        max_batch_size=128,
+        options=ex.ExportOptions(
+            layout="triton", name="pets", version=2, max_batch_size=128
+        ),
     )
     folder = tmp_path / "pets"
     assert (folder / "2" / "model.onnx").is_file()
@@ -161,9 +159,8 @@ def int8_export(model, tmp_path_factory):
         model,
         out,
         formats="onnx",
-        int8=True,
         calibration_images=calibration,
-        calibration_size=32,
+        options=ex.ExportOptions(int8=True, calibration_size=32),
     )
     return result
 

@@ -14,6 +14,7 @@ kind (`.keras`, SavedModel, `.onnx`).
 """
 
 from keras_dlpa.export.classifier_export import FORMATS
+from keras_dlpa.export.classifier_export import ExportOptions
 from keras_dlpa.export.classifier_export import ExportResult
 from keras_dlpa.export.classifier_export import export_classifier
 from keras_dlpa.export.classifier_export import parse_formats
@@ -38,6 +39,7 @@ from keras_dlpa.export.source import load_classifier
 
 __all__ = [
     "BakedPrototypeHead",
+    "ExportOptions",
     "ExportResult",
     "FORMATS",
     "LAYOUTS",

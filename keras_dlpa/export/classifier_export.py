@@ -58,6 +58,45 @@ class ExportResult:
     parity: dict | None
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """Layout, parity and int8 settings of `export_classifier`.
+
+    Attributes:
+        layout: `"default"`, `"tf-serving"` or `"triton"`.
+        name: model name of the serving layouts (default `"dl2pa"`).
+        version: model version of the serving layouts (default 1).
+        max_batch_size: Triton `max_batch_size` (default 256).
+        opset: ONNX opset (default 17).
+        check: run the parity check (default True).
+        parity_batch_size: size of the random parity batch (default 8).
+        tolerance: parity tolerance on cosines (default 1e-5).
+        seed: seed of the random parity images and calibration sample.
+        int8: also write an int8 ONNX model (`quantize_onnx`); needs
+            `calibration_images`.
+        calibration_size: calibration images (default 256); 64 more,
+            disjoint, form the int8 check batch.
+        int8_min_agreement: int8 check, minimum top-1 agreement with the
+            float32 ONNX model (default 0.9).
+        int8_tolerance: int8 check, maximum mean |cosine difference|
+            (default 0.05).
+    """
+
+    layout: str = "default"
+    name: str = "dl2pa"
+    version: int = 1
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    opset: int = DEFAULT_OPSET
+    check: bool = True
+    parity_batch_size: int = 8
+    tolerance: float = 1e-5
+    seed: int = 0
+    int8: bool = False
+    calibration_size: int = 256
+    int8_min_agreement: float = INT8_MIN_AGREEMENT
+    int8_tolerance: float = INT8_TOLERANCE
+
+
 def parse_formats(formats) -> tuple:
     """Normalises `"savedmodel,onnx"` or a sequence to a tuple of formats."""
     if isinstance(formats, str):
@@ -118,20 +157,8 @@ def export_classifier(
     top_k: int | None = None,
     class_names=None,
     images=None,
-    parity_batch_size: int = 8,
-    tolerance: float = 1e-5,
-    seed: int = 0,
-    opset: int = DEFAULT_OPSET,
-    check: bool = True,
-    layout: str = "default",
-    name: str = "dl2pa",
-    version: int = 1,
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-    int8: bool = False,
     calibration_images=None,
-    calibration_size: int = 256,
-    int8_min_agreement: float = INT8_MIN_AGREEMENT,
-    int8_tolerance: float = INT8_TOLERANCE,
+    options: ExportOptions | None = None,
 ) -> ExportResult:
     """Exports a trained DL2PA classifier for serving and checks parity.
 
@@ -144,7 +171,7 @@ def export_classifier(
     compares every export with the Keras model and raises `ParityError`
     when labels or cosines differ. A JSON report goes to `export.json`.
 
-    Layouts (`layout`):
+    Layouts (`options.layout`):
     - `"default"`: `out_dir/savedmodel/`, `out_dir/model.onnx`,
       `out_dir/model_int8.onnx`, `out_dir/export.json`;
     - `"tf-serving"`: `out_dir/NAME/VERSION/` (`saved_model.pb`,
@@ -165,32 +192,25 @@ def export_classifier(
             `"0".."c-1"`).
         images: optional parity images `(B, H, W, C)` raw pixels; default
             `parity_batch_size` seeded random 0-255 images.
-        parity_batch_size: size of the random parity batch (default 8).
-        tolerance: parity tolerance on cosines (default 1e-5).
-        seed: seed of the random parity images and calibration sample.
-        opset: ONNX opset (default 17).
-        check: run the parity check (default True).
-        layout: `"default"`, `"tf-serving"` or `"triton"`.
-        name: model name of the serving layouts (default `"dl2pa"`).
-        version: model version of the serving layouts (default 1).
-        max_batch_size: Triton `max_batch_size` (default 256).
-        int8: also write an int8 ONNX model (`quantize_onnx`).
         calibration_images: int8 calibration source: training images as
             an array, a folder or a `.tar.gz` archive (see
             `load_calibration_images`).
-        calibration_size: calibration images (default 256); 64 more,
-            disjoint, form the int8 check batch.
-        int8_min_agreement: int8 check, minimum top-1 agreement with the
-            float32 ONNX model (default 0.9).
-        int8_tolerance: int8 check, maximum mean |cosine difference|
-            (default 0.05).
+        options: an `ExportOptions` (layout, parity and int8 settings);
+            default `ExportOptions()`.
 
     Returns:
         An `ExportResult`.
     """
+    o = ExportOptions() if options is None else options
+    if not isinstance(o, ExportOptions):
+        raise TypeError(
+            "`options` must be an ExportOptions or None. Received: "
+            f"options={options!r}"
+        )
+    layout, name, version = o.layout, o.name, o.version
     check_layout(layout, name, version)
     formats = _layout_formats(layout, formats)
-    if int8 and "onnx" not in formats:
+    if o.int8 and "onnx" not in formats:
         raise ValueError(
             "int8 export quantises the ONNX model; add the onnx format "
             f"(layout 'default' or 'triton'). Received: layout={layout!r}, "
@@ -209,24 +229,22 @@ def export_classifier(
     serving_model = build_serving_model(model, top_k=top_k)
     shape = image_shape(model)
     if images is None:
-        images = random_images(shape, parity_batch_size, seed)
+        images = random_images(shape, o.parity_batch_size, o.seed)
     else:
         images = check_images(images, shape)
-    if int8:
+    if o.int8:
         calibration, int8_check = _int8_images(
-            calibration_images, calibration_size, shape, seed
+            calibration_images, o.calibration_size, shape, o.seed
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = _write(
-        serving_model, out_dir, formats, metadata, opset, layout, name, version
-    )
+    paths = _write(serving_model, out_dir, formats, metadata, o)
     names = json.loads(metadata["class_names"])
     if layout == "triton":
         paths["triton_config"] = write_triton_model(
-            paths["onnx"], out_dir / name, name, names, max_batch_size
+            paths["onnx"], out_dir / name, name, names, o.max_batch_size
         )
-    if int8:
+    if o.int8:
         if layout == "triton":
             int8_name = f"{name}_int8"
             int8_path = version_dir(out_dir, int8_name, version) / ONNX_FILE
@@ -241,27 +259,27 @@ def export_classifier(
                 out_dir / int8_name,
                 int8_name,
                 names,
-                max_batch_size,
+                o.max_batch_size,
             )
     parity = None
-    if check:
+    if o.check:
         parity = check_parity(
             model,
             images,
             saved_model_path=paths.get("savedmodel"),
             onnx_path=paths.get("onnx"),
             serving_model=serving_model,
-            tolerance=tolerance,
+            tolerance=o.tolerance,
             top_k=top_k,
             raise_on_failure=False,
         )
-        if int8:
+        if o.int8:
             int8_report = check_int8_parity(
                 paths["onnx"],
                 paths["onnx_int8"],
                 int8_check,
-                min_agreement=int8_min_agreement,
-                tolerance=int8_tolerance,
+                min_agreement=o.int8_min_agreement,
+                tolerance=o.int8_tolerance,
                 raise_on_failure=False,
             )
             parity["backends"]["onnx_int8"] = int8_report
@@ -282,24 +300,22 @@ def export_classifier(
             k: v for k, v in parity["backends"].items() if not v["passed"]
         }
         raise ParityError(
-            f"Export parity check failed (tolerance {tolerance:g}; int8: "
-            f"label agreement >= {int8_min_agreement:g}, mean |cosine "
-            f"diff| <= {int8_tolerance:g}); the exports in {out_dir} must "
+            f"Export parity check failed (tolerance {o.tolerance:g}; int8: "
+            f"label agreement >= {o.int8_min_agreement:g}, mean |cosine "
+            f"diff| <= {o.int8_tolerance:g}); the exports in {out_dir} must "
             f"not be served: {failed}"
         )
     return ExportResult(out_dir, paths, metadata, parity)
 
 
-def _write(
-    serving_model, out_dir, formats, metadata, opset, layout, name, version
-) -> dict:
+def _write(serving_model, out_dir, formats, metadata, options) -> dict:
     """Writes the SavedModel / ONNX files of a layout; returns paths."""
     paths = {}
-    if layout == "default":
+    if options.layout == "default":
         saved_model_dir = out_dir / SAVED_MODEL_DIR
         onnx_path = out_dir / ONNX_FILE
     else:
-        saved_model_dir = version_dir(out_dir, name, version)
+        saved_model_dir = version_dir(out_dir, options.name, options.version)
         onnx_path = saved_model_dir / ONNX_FILE
     if "savedmodel" in formats:
         paths["savedmodel"] = export_saved_model(
@@ -308,7 +324,7 @@ def _write(
         logger.info("wrote SavedModel %s", paths["savedmodel"])
     if "onnx" in formats:
         paths["onnx"] = export_onnx(
-            serving_model, onnx_path, metadata, opset=opset
+            serving_model, onnx_path, metadata, opset=options.opset
         )
         logger.info("wrote ONNX %s", paths["onnx"])
     return paths
