@@ -335,11 +335,13 @@ def test_data_comes_from_the_flag_or_the_environment(tmp_path, monkeypatch):
 
 
 def test_reproduce_without_data_is_one_line_naming_both_sources(
-    capsys, monkeypatch
+    tmp_path, capsys, monkeypatch
 ):
     from keras_dlpa.cli import main
 
     monkeypatch.delenv(DATA_ENV, raising=False)
-    assert main(["reproduce", "--grid", "fig4a_cpu"]) == 2
+    # A passed deadline: should data be found after all, no run starts.
+    argv = ["--time-limit", "0", "--out", str(tmp_path)]
+    assert main(["reproduce", "--grid", "fig4a_cpu", *argv]) == 2
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert "--data" in err and "KERAS_DLPA_DATA unset" in err
