@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from keras_dlpa.classifier import build_classifier
-from keras_dlpa.classifier import classifier_loss
+from keras_dlpa import IPMLoss
+from keras_dlpa import PrototypeClassifier
 from keras_dlpa.models import APPLICATIONS
 from keras_dlpa.models import BACKBONE_PRESETS
 from keras_dlpa.models import ImageNetPreprocessing
@@ -229,7 +229,7 @@ def test_weights_file_of_another_architecture_is_refused(
 
 
 def _fit_one_step(model, optimizer, x, y):
-    model.compile(optimizer=optimizer, loss=classifier_loss("dl2pa"))
+    model.compile(optimizer=optimizer, loss=IPMLoss())
     history = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
     return history.history["loss"][0]
 
@@ -241,7 +241,7 @@ def _values(variables):
 def test_dl2pa_head_trains_and_frozen_trunk_stays():
     keras.utils.set_random_seed(3)
     backbone = pretrained_backbone("MobileNetV3Small", input_shape=SHAPE, dim=8)
-    model = build_classifier(backbone, 4, "dl2pa")
+    model = PrototypeClassifier(backbone, 4)
     x = _images(8, seed=4)
     y = np.arange(8) % 4
     trunk = set_trunk_trainable(model, False)
@@ -289,7 +289,7 @@ def test_discriminative_optimizer_scales_the_trunk_step():
     trunk a tenth as far as one SGD(0.1) step, and the head as far."""
     keras.utils.set_random_seed(5)
     backbone = pretrained_backbone("MobileNetV3Small", input_shape=SHAPE, dim=8)
-    model = build_classifier(backbone, 4, "dl2pa")
+    model = PrototypeClassifier(backbone, 4)
     set_trunk_trainable(model, True, freeze_batchnorm=True)
     x = _images(8, seed=6)
     y = np.arange(8) % 4
@@ -375,14 +375,14 @@ def test_keras_round_trip_in_a_fresh_process(tmp_path):
         "MobileNetV2", input_shape=SHAPE, dim=8, weight_decay=1e-4
     )
     mobilenet = pretrained_backbone("MobileNetV3Small", input_shape=SHAPE)
-    classifier = build_classifier(mobilenet, 3, "dl2pa")
+    classifier = PrototypeClassifier(mobilenet, 3)
     classifier.compile(
         optimizer=discriminative_optimizer(
             classifier,
             keras.optimizers.SGD(0.1, momentum=0.9),
             keras.optimizers.SGD(0.01, momentum=0.9),
         ),
-        loss=classifier_loss("dl2pa"),
+        loss=IPMLoss(),
     )
     x = _images(4, seed=8)
     classifier.fit(x, np.arange(4) % 3, batch_size=4, epochs=1, verbose=0)
@@ -511,9 +511,9 @@ def test_keras_hub_backbone_from_a_local_preset(tmp_path):
         not np.array_equal(a, b)
         for a, b in zip(get_trunk(random_init).get_weights(), hub.get_weights())
     )
-    model = build_classifier(backbone, 3, "dl2pa")
+    model = PrototypeClassifier(backbone, 3)
     set_trunk_trainable(model, False)
-    model.compile(optimizer="sgd", loss=classifier_loss("dl2pa"))
+    model.compile(optimizer="sgd", loss=IPMLoss())
     model.fit(x, np.arange(2), batch_size=2, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="image converter"):
         pretrained_backbone(f"keras_hub:{backbone_only}", input_shape=SHAPE)

@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 
 import keras_dlpa
+from keras_dlpa import PrototypeClassifier
 from keras_dlpa import export as ex
 from keras_dlpa import models
-from keras_dlpa.classifier import build_classifier
 
 SHAPE = (16, 16, 3)
 NUM_CLASSES = 5
@@ -33,9 +33,7 @@ def trained():
         input_shape=SHAPE,
     )
     prototypes = np.random.default_rng(1).normal(size=(NUM_CLASSES, 16))
-    model = build_classifier(
-        backbone, NUM_CLASSES, "dl2pa", prototypes=prototypes
-    )
+    model = PrototypeClassifier(backbone, NUM_CLASSES, prototypes=prototypes)
     model.compile(
         optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
         loss=keras_dlpa.IPMLoss(),

@@ -12,7 +12,7 @@ from keras_dlpa.models import cifar_resnet
     "variant, dim", [("long_tailed", None), ("balanced", 8)]
 )
 def test_synchronized_batch_norm_option_is_saved(tmp_path, variant, dim):
-    from keras_dlpa.classifier import project_features
+    from keras_dlpa.models import project_features
 
     default = cifar_resnet(8, variant, dim=dim, feature_batchnorm=True)
     assert not any(bn.synchronized for bn in _batch_norms(default))

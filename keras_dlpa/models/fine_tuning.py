@@ -5,7 +5,7 @@ learn), then the whole model with a lower learning rate on the trunk:
 
 ```python
 backbone = pretrained_backbone("ResNet50", weights="imagenet", dim=128)
-model = build_classifier(backbone, num_classes, "dl2pa")
+model = keras_dlpa.PrototypeClassifier(backbone, num_classes)
 set_trunk_trainable(model, False)
 model.compile(optimizer=keras.optimizers.SGD(0.1), loss=...)
 model.fit(..., epochs=warmup_epochs)
@@ -33,7 +33,7 @@ def get_trunk(model: keras.Model) -> keras.Layer:
     """The pretrained trunk of `model`: its layer named `"trunk"`.
 
     Works on a `pretrained_backbone` and on any functional model built on
-    it (e.g. `keras_dlpa.classifier.build_classifier(backbone, ...)`).
+    it (e.g. `keras_dlpa.PrototypeClassifier(backbone, ...)`).
     """
     for layer in model.layers:
         if layer.name == TRUNK_NAME:

@@ -29,8 +29,7 @@ def build(sync):
 
     import keras_dlpa
     from keras_dlpa import models
-    from keras_dlpa.classifier import build_classifier
-    from keras_dlpa.classifier import project_features
+    from keras_dlpa.models import project_features
 
     keras.utils.set_random_seed(0)
     backbone = models.cifar_resnet(
@@ -46,8 +45,8 @@ def build(sync):
     )
     backbone = keras.Model(backbone.inputs, features)
     prototypes = np.random.default_rng(1).normal(size=(NUM_CLASSES, 6))
-    model = build_classifier(
-        backbone, NUM_CLASSES, "dl2pa", prototypes=prototypes
+    model = keras_dlpa.PrototypeClassifier(
+        backbone, NUM_CLASSES, prototypes=prototypes
     )
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
