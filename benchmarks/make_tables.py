@@ -430,7 +430,7 @@ def quickstart(data: dict, methods: tuple[str, ...] = ()) -> list[str]:
 
 
 def fig4a_cpu(data: dict) -> list[str]:
-    """Rows of `keras_dlpa.reproduce.summarise` (paper top-1 is in %)."""
+    """Rows of `keras_dlpa_paper.reproduce.summarise` (paper top-1 is in %)."""
 
     def mean_std(row, key):
         std = row.get(f"{key}_std")
@@ -455,7 +455,7 @@ def fig4a_cpu(data: dict) -> list[str]:
 
 
 def budget_selection(data: dict) -> list[str]:
-    """The learning-rate selection of a `keras_dlpa.study` report."""
+    """The learning-rate selection of a `keras_dlpa_paper.study` report."""
     lrs = [f"{lr:g}" for lr in data["learning_rates"]]
     header = ["variant", "d"] + [f"lr {lr}" for lr in lrs] + ["chosen"]
     body = [
@@ -468,7 +468,7 @@ def budget_selection(data: dict) -> list[str]:
 
 
 def budget_curve(data: dict) -> list[str]:
-    """The budget rows of a `keras_dlpa.study` report (mean ± std)."""
+    """The budget rows of a `keras_dlpa_paper.study` report (mean ± std)."""
     header = ["variant", "d", "lr", "epochs", "seeds", "val top-1 (last)"]
     header += ["train accuracy (last epoch)", "wall s"]
     body = []
