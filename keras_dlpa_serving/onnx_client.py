@@ -5,7 +5,7 @@ package imports nothing from TensorFlow, Keras or `keras_dlpa`, so
 `export/onnx_predict.py` and the `keras-dlpa` console script
 (`keras_dlpa_cli`, for `.onnx` models and Triton folders) import it
 without importing Keras. The Keras and SavedModel runners of `keras-dlpa
-predict` (`keras_dlpa.export.predictors`) plug into the same `Predictor`
+predict` (`keras_dlpa.predict`) plug into the same `Predictor`
 interface.
 
 Images: a folder (searched recursively for images, `IMAGE_SUFFIXES`:

@@ -256,3 +256,34 @@ def test_console_script_predicts_onnx_without_keras(setup, tmp_path):
     proc = _console_script("predict", setup["run_dir"], setup["paths"][0])
     assert proc.returncode != 0
     assert "blocked: KERAS_DLPA_BLOCK_IMPORTS" in proc.stderr
+
+
+def test_predict_keras_model_on_jax_without_tensorflow(setup, tmp_path):
+    # A `.keras` model needs Keras, not TensorFlow: `keras-dlpa predict`
+    # must not import the TensorFlow exporters on that path.
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    backbone = keras.Model(inputs, keras.layers.Dense(6)(x))
+    prototypes = np.random.default_rng(1).normal(size=(4, 6))
+    model = keras_dlpa.PrototypeClassifier(
+        backbone, 4, method="static", prototypes=prototypes
+    )
+    model.save(tmp_path / "static.keras")
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    env["PYTHONPATH"] = os.pathsep.join([str(NO_TF), str(REPO_ROOT)])
+    image = setup["paths"][0]
+    proc = subprocess.run(
+        [sys.executable, "-m", "keras_dlpa_cli", "predict"]
+        + [str(tmp_path / "static.keras"), str(image), "--top-k", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logits = np.asarray(model(np.asarray(Image.open(image))[None] * 1.0))[0]
+    cells = proc.stdout.split()
+    assert cells[0] == str(image)
+    assert [int(cells[1]), int(cells[4])] == list(np.argsort(-logits)[:2])
+    np.testing.assert_allclose(float(cells[3]), logits.max(), atol=1e-5)

@@ -1,6 +1,7 @@
 """`keras-dlpa export`: SavedModel / ONNX export with a parity check."""
 
 import argparse
+import dataclasses
 
 
 def register(subparsers) -> None:
@@ -84,6 +85,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--parity-batch",
+        dest="parity_batch_size",
         type=int,
         default=8,
         help="random images in the parity batch (default 8)",
@@ -92,7 +94,10 @@ def register(subparsers) -> None:
         "--opset", type=int, default=17, help="ONNX opset (default 17)"
     )
     parser.add_argument(
-        "--no-check", action="store_true", help="skip the parity check"
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="skip the parity check",
     )
     parser.set_defaults(func=_run)
 
@@ -108,28 +113,16 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    fields = [f.name for f in dataclasses.fields(lib.ExportOptions)]
+    options = {f: getattr(args, f) for f in fields if hasattr(args, f)}
     try:
-        formats = args.format and lib.parse_formats(args.format)
         result = lib.export_classifier(
             args.source,
             args.out,
-            formats=formats,
+            formats=args.format,
             top_k=args.top_k,
             calibration_images=args.calibration_images,
-            options=lib.ExportOptions(
-                layout=args.layout,
-                name=args.name,
-                version=args.version,
-                max_batch_size=args.max_batch_size,
-                opset=args.opset,
-                check=not args.no_check,
-                parity_batch_size=args.parity_batch,
-                tolerance=args.tolerance,
-                int8=args.int8,
-                calibration_size=args.calibration_size,
-                int8_min_agreement=args.int8_min_agreement,
-                int8_tolerance=args.int8_tolerance,
-            ),
+            options=lib.ExportOptions(**options),
         )
     except lib.ParityError as e:
         print(f"parity FAILED: {e}", file=sys.stderr)

@@ -29,6 +29,6 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from keras_dlpa.export.predictors import load_predictor
+    from keras_dlpa.predict import load_predictor
 
     return onnx_client.run(args, load_predictor)

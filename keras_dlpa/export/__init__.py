@@ -10,7 +10,9 @@ this package imports TensorFlow (the SavedModel and ONNX writers).
 Serving needs neither `keras_dlpa` nor the training statistics: the
 Keras-free client `keras_dlpa_serving` classifies image files with an
 exported `.onnx` model, and `load_predictor` does the same with any model
-kind (`.keras`, SavedModel, `.onnx`).
+kind (`.keras`, SavedModel, `.onnx`). `load_predictor` and
+`load_classifier` live in `keras_dlpa.predict`, which imports no
+TensorFlow (`keras-dlpa predict` on a `.keras` model runs on any backend).
 """
 
 from keras_dlpa.export.classifier_export import FORMATS
@@ -24,7 +26,6 @@ from keras_dlpa.export.onnx_model import export_onnx
 from keras_dlpa.export.parity import ParityError
 from keras_dlpa.export.parity import check_int8_parity
 from keras_dlpa.export.parity import check_parity
-from keras_dlpa.export.predictors import load_predictor
 from keras_dlpa.export.prototype_head import BakedPrototypeHead
 from keras_dlpa.export.quantize import load_calibration_images
 from keras_dlpa.export.quantize import quantize_onnx
@@ -34,8 +35,9 @@ from keras_dlpa.export.serving_layout import read_triton_config
 from keras_dlpa.export.serving_layout import triton_config
 from keras_dlpa.export.serving_model import build_serving_model
 from keras_dlpa.export.serving_model import extract_backbone
-from keras_dlpa.export.source import LoadedClassifier
-from keras_dlpa.export.source import load_classifier
+from keras_dlpa.predict import LoadedClassifier
+from keras_dlpa.predict import load_classifier
+from keras_dlpa.predict import load_predictor
 
 __all__ = [
     "BakedPrototypeHead",

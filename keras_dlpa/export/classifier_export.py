@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from pathlib import Path
 
 import keras
@@ -15,7 +14,6 @@ from keras_dlpa.export.onnx_model import export_onnx
 from keras_dlpa.export.parity import INT8_MIN_AGREEMENT
 from keras_dlpa.export.parity import INT8_TOLERANCE
 from keras_dlpa.export.parity import ParityError
-from keras_dlpa.export.parity import check_images
 from keras_dlpa.export.parity import check_int8_parity
 from keras_dlpa.export.parity import check_parity
 from keras_dlpa.export.parity import random_images
@@ -24,13 +22,11 @@ from keras_dlpa.export.quantize import quantize_onnx
 from keras_dlpa.export.saved_model import export_saved_model
 from keras_dlpa.export.serving_layout import DEFAULT_MAX_BATCH_SIZE
 from keras_dlpa.export.serving_layout import check_layout
-from keras_dlpa.export.serving_layout import version_dir
 from keras_dlpa.export.serving_layout import write_triton_model
 from keras_dlpa.export.serving_model import build_serving_model
-from keras_dlpa.export.serving_model import image_shape
-from keras_dlpa.export.source import load_classifier
-
-logger = logging.getLogger(__name__)
+from keras_dlpa.predict import image_shape
+from keras_dlpa.predict import load_classifier
+from keras_dlpa_serving.onnx_client import check_batch
 
 FORMATS = ("savedmodel", "onnx")
 SAVED_MODEL_DIR = "savedmodel"
@@ -131,25 +127,6 @@ def _layout_formats(layout: str, formats) -> tuple:
     return formats
 
 
-def _int8_images(calibration_images, size, shape, seed):
-    """(calibration batch, disjoint check batch) from one source."""
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(
-            "Argument `calibration_size` must be an int >= 1. Received: "
-            f"calibration_size={size!r}"
-        )
-    if calibration_images is None:
-        raise ValueError(
-            "int8 export needs calibration images (training images: a "
-            "folder, a .tar.gz archive or an array). Received: "
-            "calibration_images=None"
-        )
-    images = load_calibration_images(
-        calibration_images, size + INT8_CHECK_SIZE, shape, seed
-    )
-    return images[:size], images[size:]
-
-
 def export_classifier(
     source,
     out_dir,
@@ -230,36 +207,54 @@ def export_classifier(
     shape = image_shape(model)
     if images is None:
         images = random_images(shape, o.parity_batch_size, o.seed)
-    else:
-        images = check_images(images, shape)
+    images = check_batch(images, shape).astype("float32")
     if o.int8:
-        calibration, int8_check = _int8_images(
-            calibration_images, o.calibration_size, shape, o.seed
+        size = o.calibration_size
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(
+                "Argument `calibration_size` must be an int >= 1. Received: "
+                f"calibration_size={size!r}"
+            )
+        if calibration_images is None:
+            raise ValueError(
+                "int8 export needs calibration images (training images: a "
+                "folder, a .tar.gz archive or an array). Received: "
+                "calibration_images=None"
+            )
+        calibration = load_calibration_images(
+            calibration_images, size + INT8_CHECK_SIZE, shape, o.seed
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = _write(serving_model, out_dir, formats, metadata, o)
+    if layout == "default":
+        saved_model_dir = out_dir / SAVED_MODEL_DIR
+        onnx_path = out_dir / ONNX_FILE
+        int8_path = out_dir / INT8_ONNX_FILE
+    else:
+        saved_model_dir = out_dir / name / str(version)
+        onnx_path = saved_model_dir / ONNX_FILE
+        int8_path = out_dir / f"{name}_int8" / str(version) / ONNX_FILE
+    paths = {}
+    if "savedmodel" in formats:
+        paths["savedmodel"] = export_saved_model(
+            serving_model, saved_model_dir, metadata
+        )
+    if "onnx" in formats:
+        paths["onnx"] = export_onnx(
+            serving_model, onnx_path, metadata, opset=o.opset
+        )
     names = json.loads(metadata["class_names"])
     if layout == "triton":
         paths["triton_config"] = write_triton_model(
-            paths["onnx"], out_dir / name, name, names, o.max_batch_size
+            onnx_path, names, o.max_batch_size
         )
     if o.int8:
-        if layout == "triton":
-            int8_name = f"{name}_int8"
-            int8_path = version_dir(out_dir, int8_name, version) / ONNX_FILE
-        else:
-            int8_path = out_dir / INT8_ONNX_FILE
         paths["onnx_int8"] = quantize_onnx(
-            paths["onnx"], int8_path, calibration
+            onnx_path, int8_path, calibration[:size]
         )
         if layout == "triton":
             paths["triton_config_int8"] = write_triton_model(
-                int8_path,
-                out_dir / int8_name,
-                int8_name,
-                names,
-                o.max_batch_size,
+                int8_path, names, o.max_batch_size
             )
     parity = None
     if o.check:
@@ -275,9 +270,9 @@ def export_classifier(
         )
         if o.int8:
             int8_report = check_int8_parity(
-                paths["onnx"],
-                paths["onnx_int8"],
-                int8_check,
+                onnx_path,
+                int8_path,
+                calibration[size:],
                 min_agreement=o.int8_min_agreement,
                 tolerance=o.int8_tolerance,
                 raise_on_failure=False,
@@ -306,25 +301,3 @@ def export_classifier(
             f"not be served: {failed}"
         )
     return ExportResult(out_dir, paths, metadata, parity)
-
-
-def _write(serving_model, out_dir, formats, metadata, options) -> dict:
-    """Writes the SavedModel / ONNX files of a layout; returns paths."""
-    paths = {}
-    if options.layout == "default":
-        saved_model_dir = out_dir / SAVED_MODEL_DIR
-        onnx_path = out_dir / ONNX_FILE
-    else:
-        saved_model_dir = version_dir(out_dir, options.name, options.version)
-        onnx_path = saved_model_dir / ONNX_FILE
-    if "savedmodel" in formats:
-        paths["savedmodel"] = export_saved_model(
-            serving_model, saved_model_dir, metadata
-        )
-        logger.info("wrote SavedModel %s", paths["savedmodel"])
-    if "onnx" in formats:
-        paths["onnx"] = export_onnx(
-            serving_model, onnx_path, metadata, opset=options.opset
-        )
-        logger.info("wrote ONNX %s", paths["onnx"])
-    return paths

@@ -8,20 +8,15 @@ import json
 import keras
 import numpy as np
 
-from keras_dlpa.export.serving_model import image_shape
+from keras_dlpa import __version__
 from keras_dlpa.export.serving_model import prototype_layer_of
+from keras_dlpa.predict import image_shape
 
 
 def prototypes_sha256(prototypes) -> str:
     """sha256 of the prototypes `(c, d)` as C-ordered little-endian float32."""
     array = np.ascontiguousarray(np.asarray(prototypes, dtype="<f4"))
     return hashlib.sha256(array.tobytes()).hexdigest()
-
-
-def _version() -> str:
-    import keras_dlpa
-
-    return str(getattr(keras_dlpa, "__version__", "unknown"))
 
 
 def export_metadata(model, class_names=None, top_k=None) -> dict:
@@ -59,5 +54,5 @@ def export_metadata(model, class_names=None, top_k=None) -> dict:
         "input_dtype": "float32",
         "outputs": json.dumps(outputs),
         "top_k": str(top_k or 0),
-        "keras_dlpa_version": _version(),
+        "keras_dlpa_version": __version__,
     }

@@ -23,17 +23,6 @@ def name_batch_dim(proto, name: str = BATCH_DIM) -> None:
             dims[0].dim_param = name
 
 
-def _require_onnx():
-    try:
-        import onnx
-        import tf2onnx  # noqa: F401
-    except ImportError as error:
-        raise ImportError(
-            "ONNX export needs tf2onnx and onnx: pip install 'keras-dlpa[onnx]'"
-        ) from error
-    return onnx
-
-
 def export_onnx(
     serving_model, path, metadata=None, opset: int = DEFAULT_OPSET
 ) -> Path:
@@ -56,7 +45,13 @@ def export_onnx(
     Returns:
         The written path.
     """
-    onnx = _require_onnx()
+    try:
+        import onnx
+        import tf2onnx  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "ONNX export needs tf2onnx and onnx: pip install 'keras-dlpa[onnx]'"
+        ) from error
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     shape = tuple(serving_model.inputs[0].shape[1:])

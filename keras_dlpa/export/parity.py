@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_dlpa_serving import onnx_client
+
 
 class ParityError(RuntimeError):
     """An exported model disagrees with the Keras model beyond tolerance."""
@@ -22,21 +24,7 @@ def random_images(shape, batch_size: int = 8, seed: int = 0) -> np.ndarray:
     return rng.integers(0, 256, size=size).astype("float32")
 
 
-def check_images(images, shape) -> np.ndarray:
-    """Validates parity images against the model input `(H, W, C)`."""
-    images = np.asarray(images)
-    expected = (None, *shape)
-    if images.ndim != 4 or any(
-        e is not None and e != r for e, r in zip(expected[1:], images.shape[1:])
-    ):
-        raise ValueError(
-            f"Parity images must have shape {expected} (B, H, W, C) to match "
-            f"the model input. Received: shape={images.shape}"
-        )
-    return images.astype("float32")
-
-
-def _compare(name, got, ref_logits, tolerance, top_k):
+def _compare(got, ref_logits, tolerance, top_k):
     ref_labels = np.argmax(ref_logits, axis=1)
     logits = np.asarray(got["logits"], "float32")
     if logits.shape != ref_logits.shape:
@@ -85,17 +73,6 @@ def _run_saved_model(path, images):
         fn = loaded.signatures["serving_uint8"]
         out["savedmodel_uint8"] = fn(images=tf.constant(images.astype("uint8")))
     return {k: {n: t.numpy() for n, t in v.items()} for k, v in out.items()}
-
-
-def _run_onnx(path, images):
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(
-        str(path), providers=["CPUExecutionProvider"]
-    )
-    names = [o.name for o in session.get_outputs()]
-    values = session.run(names, {"images": images})
-    return dict(zip(names, values))
 
 
 def check_parity(
@@ -148,9 +125,12 @@ def check_parity(
     if saved_model_path is not None:
         outputs.update(_run_saved_model(saved_model_path, images))
     if onnx_path is not None:
-        outputs["onnx"] = _run_onnx(onnx_path, images)
+        session, _ = onnx_client.load_model(onnx_path)
+        names = [o.name for o in session.get_outputs()]
+        values = session.run(names, {"images": images})
+        outputs["onnx"] = dict(zip(names, values))
     backends = {
-        name: _compare(name, got, ref_logits, tolerance, top_k)
+        name: _compare(got, ref_logits, tolerance, top_k)
         for name, got in outputs.items()
     }
     report = {
@@ -208,8 +188,8 @@ def check_int8_parity(
             f"tolerance={tolerance!r}"
         )
     images = np.asarray(images, "float32")
-    ref = _run_onnx(fp32_path, images)["logits"]
-    got = _run_onnx(int8_path, images)["logits"]
+    ref = onnx_client.onnx_predictor(fp32_path).logits(images)
+    got = onnx_client.onnx_predictor(int8_path).logits(images)
     diff = np.abs(got - ref)
     agreement = float(np.mean(got.argmax(axis=1) == ref.argmax(axis=1)))
     report = {

@@ -20,39 +20,6 @@ QUANT_FORMATS = ("qdq", "qoperator")
 HEAD_SCOPE = "baked_prototype_head"
 
 
-def _require_quantization():
-    try:
-        import onnx
-        from onnxruntime import quantization
-    except ImportError as error:
-        raise ImportError(
-            "int8 quantisation needs onnx and onnxruntime: pip install "
-            "'keras-dlpa[onnx]'"
-        ) from error
-    return onnx, quantization
-
-
-def _reader(images, input_name: str, batch_size: int):
-    """A `CalibrationDataReader` over `images` in batches."""
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class _Batches(CalibrationDataReader):
-        def __init__(self):
-            self.starts = iter(range(0, len(images), batch_size))
-
-        def get_next(self):
-            start = next(self.starts, None)
-            if start is None:
-                return None
-            batch = images[start : start + batch_size]
-            return {input_name: np.asarray(batch, "float32")}
-
-        def rewind(self):
-            self.starts = iter(range(0, len(images), batch_size))
-
-    return _Batches()
-
-
 def quantize_onnx(
     model_path,
     out_path,
@@ -88,7 +55,14 @@ def quantize_onnx(
     Returns:
         The written path.
     """
-    onnx, quantization = _require_quantization()
+    try:
+        import onnx
+        from onnxruntime import quantization
+    except ImportError as error:
+        raise ImportError(
+            "int8 quantisation needs onnx and onnxruntime: pip install "
+            "'keras-dlpa[onnx]'"
+        ) from error
     if quant_format not in QUANT_FORMATS:
         raise ValueError(
             f"Argument `quant_format` must be one of {QUANT_FORMATS}. "
@@ -103,6 +77,21 @@ def quantize_onnx(
     model_path, out_path = Path(model_path), Path(out_path)
     proto = onnx.load(str(model_path))
     input_name = proto.graph.input[0].name
+
+    class Batches(quantization.CalibrationDataReader):
+        def __init__(self):
+            self.rewind()
+
+        def get_next(self):
+            start = next(self.starts, None)
+            if start is None:
+                return None
+            batch = images[start : start + batch_size]
+            return {input_name: np.asarray(batch, "float32")}
+
+        def rewind(self):
+            self.starts = iter(range(0, len(images), batch_size))
+
     head = [n.name for n in proto.graph.node if HEAD_SCOPE in n.name]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +110,7 @@ def quantize_onnx(
         quantization.quantize_static(
             str(prepared),
             str(out_path),
-            _reader(images, input_name, batch_size),
+            Batches(),
             quant_format=formats[quant_format],
             per_channel=per_channel,
             reduce_range=reduce_range,

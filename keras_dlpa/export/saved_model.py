@@ -1,4 +1,4 @@
-"""SavedModel export with named serving signatures."""
+"""SavedModel export with named serving signatures, and its predictor."""
 
 from __future__ import annotations
 
@@ -6,18 +6,13 @@ import json
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from keras_dlpa_serving.onnx_client import PredictError
+from keras_dlpa_serving.onnx_client import Predictor
+
 METADATA_FILE = "keras_dlpa.json"
-
-
-def _endpoint(serving_model, shape, dtype):
-    def serve(images):
-        images = tf.ensure_shape(images, (None, *shape))
-        return serving_model(tf.cast(images, tf.float32), training=False)
-
-    spec = tf.TensorSpec((None, *shape), dtype, name="images")
-    return serve, [spec]
 
 
 def export_saved_model(serving_model, path, metadata=None) -> Path:
@@ -41,18 +36,53 @@ def export_saved_model(serving_model, path, metadata=None) -> Path:
         The SavedModel directory.
     """
     path = Path(path)
-    shape = tuple(serving_model.inputs[0].shape[1:])
+    shape = (None, *serving_model.inputs[0].shape[1:])
+
+    def serve(images):
+        images = tf.ensure_shape(images, shape)
+        return serving_model(tf.cast(images, tf.float32), training=False)
+
     archive = keras.export.ExportArchive()
     archive.track(serving_model)
     for name, dtype in (
         ("serving_default", tf.float32),
         ("serving_uint8", tf.uint8),
     ):
-        fn, signature = _endpoint(serving_model, shape, dtype)
-        archive.add_endpoint(name, fn, input_signature=signature)
+        spec = tf.TensorSpec(shape, dtype, name="images")
+        archive.add_endpoint(name, serve, input_signature=[spec])
     archive.write_out(str(path), verbose=False)
     if metadata is not None:
         extra = path / "assets.extra"
         extra.mkdir(parents=True, exist_ok=True)
         (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
     return path
+
+
+def saved_model_predictor(path) -> Predictor:
+    """A `Predictor` over an exported SavedModel (`serving_uint8`)."""
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as error:
+        raise PredictError(
+            f"Cannot load {str(path)!r} as a SavedModel: {error}"
+        ) from error
+    signatures = loaded.signatures
+    name = "serving_uint8" if "serving_uint8" in signatures else None
+    fn = signatures[name or "serving_default"]
+    spec = fn.structured_input_signature[1]["images"]
+    if "logits" not in fn.structured_outputs:
+        raise PredictError(
+            f"SavedModel {str(path)!r} has no 'logits' output; export it "
+            "with keras-dlpa export."
+        )
+    names = None
+    meta = Path(path) / "assets.extra" / METADATA_FILE
+    if meta.is_file():
+        names = json.loads(json.loads(meta.read_text())["class_names"])
+
+    def logits(images):
+        x = tf.constant(np.asarray(images).astype(spec.dtype.as_numpy_dtype))
+        return fn(images=x)["logits"].numpy()
+
+    shape = tuple(spec.shape.as_list()[1:])
+    return Predictor(logits, shape, names, "savedmodel", str(path))

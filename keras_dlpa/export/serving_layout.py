@@ -13,8 +13,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from keras_dlpa_serving.onnx_client import TRITON_CONFIG
+
 LAYOUTS = ("default", "tf-serving", "triton")
-TRITON_CONFIG = "config.pbtxt"
 TRITON_LABELS = "labels.txt"
 DEFAULT_MAX_BATCH_SIZE = 256
 # ONNX TensorProto element types -> Triton DataType names.
@@ -52,11 +53,6 @@ def check_layout(layout: str, name: str, version: int) -> None:
         )
 
 
-def version_dir(out_dir, name: str, version: int) -> Path:
-    """`out_dir/name/version`."""
-    return Path(out_dir) / name / str(int(version))
-
-
 def _tensor(value) -> tuple:
     """`(name, Triton dtype, dims without batch)` of an ONNX graph value."""
     tensor = value.type.tensor_type
@@ -71,7 +67,7 @@ def _tensor(value) -> tuple:
     return value.name, _TRITON_TYPES[tensor.elem_type], dims
 
 
-def _block(name: str, dtype: str, dims, extra=()) -> list:
+def _block(name: str, dtype: str, dims, extra=()) -> str:
     lines = ["  {", f'    name: "{name}"', f"    data_type: {dtype}"]
     if dims:
         lines.append(f"    dims: [ {', '.join(map(str, dims))} ]")
@@ -80,8 +76,7 @@ def _block(name: str, dtype: str, dims, extra=()) -> list:
         # reshaped to [ ] (model_configuration.md, "Reshape").
         lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
     lines += [f"    {line}" for line in extra]
-    lines.append("  }")
-    return lines
+    return "\n".join([*lines, "  }"])
 
 
 def triton_config(
@@ -107,25 +102,27 @@ def triton_config(
             f"max_batch_size={max_batch_size!r}"
         )
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    inputs = [_block(*_tensor(v), ["format: FORMAT_NHWC"]) for v in graph.input]
+    outputs = [
+        _block(
+            *_tensor(v),
+            [f'label_filename: "{TRITON_LABELS}"']
+            if labels and v.name == "logits"
+            else [],
+        )
+        for v in graph.output
+    ]
     lines = [
         f'name: "{name}"',
         'platform: "onnxruntime_onnx"',
         f"max_batch_size: {max_batch_size}",
         "input [",
+        ",\n".join(inputs),
+        "]",
+        "output [",
+        ",\n".join(outputs),
+        "]",
     ]
-    blocks = []
-    for value in graph.input:
-        blocks.append(_block(*_tensor(value), ["format: FORMAT_NHWC"]))
-    lines += _join(blocks) + ["]", "output ["]
-    blocks = []
-    for value in graph.output:
-        extra = (
-            [f'label_filename: "{TRITON_LABELS}"']
-            if labels and value.name == "logits"
-            else []
-        )
-        blocks.append(_block(*_tensor(value), extra))
-    lines += _join(blocks) + ["]"]
     preferred = sorted(
         {b for b in (32, 64, max_batch_size) if b <= max_batch_size}
     )
@@ -138,26 +135,6 @@ def triton_config(
     return "\n".join(lines) + "\n"
 
 
-def _join(blocks) -> list:
-    lines = []
-    for i, block in enumerate(blocks):
-        if i < len(blocks) - 1:
-            block = [*block[:-1], "  },"]
-        lines += block
-    return lines
-
-
-def model_config_pb2():
-    """Triton's `model_config_pb2` (from the `tritonclient` package)."""
-    try:
-        return importlib.import_module("tritonclient.grpc.model_config_pb2")
-    except (ImportError, RuntimeError) as error:
-        raise ImportError(
-            "Checking a Triton config.pbtxt needs tritonclient: pip install "
-            f"'keras-dlpa[onnx]' ({error})"
-        ) from error
-
-
 def read_triton_config(path):
     """Parses a `config.pbtxt` into Triton's `ModelConfig` protobuf.
 
@@ -165,7 +142,13 @@ def read_triton_config(path):
     """
     from google.protobuf import text_format
 
-    module = model_config_pb2()
+    try:
+        module = importlib.import_module("tritonclient.grpc.model_config_pb2")
+    except (ImportError, RuntimeError) as error:
+        raise ImportError(
+            "Checking a Triton config.pbtxt needs tritonclient: pip install "
+            f"'keras-dlpa[onnx]' ({error})"
+        ) from error
     path = Path(path)
     try:
         return text_format.Parse(path.read_text(), module.ModelConfig())
@@ -176,27 +159,26 @@ def read_triton_config(path):
 
 
 def write_triton_model(
-    onnx_path,
-    model_dir,
-    name: str,
-    class_names=None,
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    onnx_path, class_names=None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
 ) -> Path:
-    """Writes `config.pbtxt` (+ `labels.txt`) into a Triton model folder.
+    """Writes `config.pbtxt` (+ `labels.txt`) beside an exported `.onnx`.
 
-    `onnx_path` must already be at `model_dir/VERSION/model.onnx`. The
-    config is parsed back with Triton's own `ModelConfig` schema.
+    `onnx_path` must be at `NAME/VERSION/model.onnx`; the files go into
+    the model folder `NAME`. The config is parsed back with Triton's own
+    `ModelConfig` schema.
 
     Returns:
         The `config.pbtxt` path.
     """
-    model_dir = Path(model_dir)
+    model_dir = Path(onnx_path).parent.parent
     labels = class_names is not None
     if labels:
         (model_dir / TRITON_LABELS).write_text(
             "".join(f"{n}\n" for n in class_names)
         )
     path = model_dir / TRITON_CONFIG
-    path.write_text(triton_config(onnx_path, name, max_batch_size, labels))
+    path.write_text(
+        triton_config(onnx_path, model_dir.name, max_batch_size, labels)
+    )
     read_triton_config(path)
     return path

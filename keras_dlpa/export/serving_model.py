@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import keras
-import numpy as np
 
 from keras_dlpa.export.prototype_head import BakedPrototypeHead
+from keras_dlpa.predict import image_shape
 from keras_dlpa.prototype_layer import find_prototype_layer
-
-INPUT_NAME = "images"
 
 
 def prototype_layer_of(model):
@@ -20,22 +18,6 @@ def prototype_layer_of(model):
             f"Cannot export model '{getattr(model, 'name', model)}' as a "
             f"DL2PA classifier: {error}"
         ) from error
-
-
-def _single_input(model):
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise ValueError(
-            f"Model '{model.name}' has no symbolic inputs (a subclassed or "
-            "unbuilt model). Export needs a Functional or Sequential model "
-            "built on a keras.Input."
-        )
-    if len(inputs) != 1:
-        raise ValueError(
-            f"Model '{model.name}' has {len(inputs)} inputs; export expects "
-            "one image input (B, H, W, C)."
-        )
-    return inputs[0]
 
 
 def extract_backbone(model) -> keras.Model:
@@ -50,9 +32,11 @@ def extract_backbone(model) -> keras.Model:
         (sharing the model's weights; the normalisation layer stays first).
     """
     layer = prototype_layer_of(model)
-    inputs = _single_input(model)
+    image_shape(model)
     try:
-        return keras.Model(inputs, layer.input, name=f"{model.name}_backbone")
+        return keras.Model(
+            model.inputs[0], layer.input, name=f"{model.name}_backbone"
+        )
     except Exception as error:
         raise ValueError(
             f"Cannot cut model '{model.name}' at its PrototypeLayer "
@@ -61,14 +45,6 @@ def extract_backbone(model) -> keras.Model:
             "Build the classifier as keras.Model(images, "
             "PrototypeLayer(...)(backbone(images)))."
         ) from error
-
-
-def label_prototypes(model) -> np.ndarray:
-    """Returns `W[A]` `(c, d)`: the prototypes in label order, as numpy."""
-    layer = prototype_layer_of(model)
-    prototypes = keras.ops.convert_to_numpy(layer.prototypes)
-    assignment = keras.ops.convert_to_numpy(layer.assignment)
-    return prototypes[assignment].astype("float32")
 
 
 def build_serving_model(model, top_k: int | None = None) -> keras.Model:
@@ -91,21 +67,14 @@ def build_serving_model(model, top_k: int | None = None) -> keras.Model:
         the top-k pair), see `BakedPrototypeHead`.
     """
     backbone = extract_backbone(model)
+    layer = prototype_layer_of(model)
+    prototypes = keras.ops.convert_to_numpy(layer.prototypes)
+    assignment = keras.ops.convert_to_numpy(layer.assignment)
     head = BakedPrototypeHead(
-        label_prototypes(model), top_k=top_k, name="baked_prototype_head"
+        prototypes[assignment], top_k=top_k, name="baked_prototype_head"
     )
-    outputs = head(backbone.outputs[0])
     return keras.Model(
-        backbone.inputs[0], outputs, name=f"{model.name}_serving"
+        backbone.inputs[0],
+        head(backbone.outputs[0]),
+        name=f"{model.name}_serving",
     )
-
-
-def image_shape(model) -> tuple:
-    """Returns the model's image input shape `(H, W, C)` (H/W may be None)."""
-    shape = tuple(_single_input(model).shape[1:])
-    if len(shape) != 3:
-        raise ValueError(
-            f"Model '{model.name}' input has shape {(None, *shape)}; export "
-            "expects images (B, H, W, C)."
-        )
-    return shape
