@@ -106,6 +106,7 @@ def speed(root, out, images=512, repeats=3):
     from _common import machine_info
 
     from keras_dlpa.data.labelled_paths import load_labelled_paths
+    from keras_dlpa.data.plan import TrainingInput
     from keras_dlpa.data.stream_plan import StreamAugmentation
     from keras_dlpa.data.streaming import StreamBatchMaker
     from keras_dlpa.data.streaming import grain_stream_dataset
@@ -124,7 +125,9 @@ def speed(root, out, images=512, repeats=3):
         single.append(steps * 64 / (time.perf_counter() - start))
     per_epoch = max(len(data) // 64, 1)
     epochs = -(-(1 + repeats * steps) // per_epoch)  # enough batches
-    dataset, _ = grain_stream_dataset(data, 64, 0, 0, epochs, aug, workers=2)
+    dataset, _ = grain_stream_dataset(
+        data, TrainingInput(64, 0, 0, epochs, aug), workers=2
+    )
     iterator = iter(dataset)
     next(iterator)  # worker start-up
     workers = []

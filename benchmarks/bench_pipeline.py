@@ -33,6 +33,7 @@ from keras_dlpa.data import make_long_tailed  # noqa: E402
 from keras_dlpa.data.grain_executor import grain_train_dataset  # noqa: E402
 from keras_dlpa.data.pipeline import epoch_keyed_pipeline  # noqa: E402
 from keras_dlpa.data.plan import Augmentation  # noqa: E402
+from keras_dlpa.data.plan import TrainingInput  # noqa: E402
 
 
 def _epoch_rate(dataset) -> tuple[float, int]:
@@ -76,17 +77,13 @@ def main():
     }
 
     def executor_epoch(executor, source, aug, epoch):
+        one_epoch = TrainingInput(args.batch_size, 0, epoch, epoch + 1, aug)
         if executor == "tf":
-            dataset, _ = epoch_keyed_pipeline(
-                source, args.batch_size, 0, epoch, epoch + 1,
-                aug.crop_padding, aug.flip, aug.mixup_alpha,
-                class_balanced=aug.class_balanced,
-            )  # fmt: skip
+            dataset, _ = epoch_keyed_pipeline(source, one_epoch)
         else:
             dataset, _ = grain_train_dataset(
-                source, args.batch_size, 0, epoch, epoch + 1, aug,
-                num_threads=args.threads,
-            )  # fmt: skip
+                source, one_epoch, num_threads=args.threads
+            )
         return dataset
 
     rows = []

@@ -23,11 +23,12 @@ from PIL import Image
 
 import keras_dlpa
 from keras_dlpa.cli import main as cli_main
+from keras_dlpa.data.eval_batches import EvalBatches
 from keras_dlpa.data.image_folder import load_image_folder
 from keras_dlpa.data.labelled_paths import load_labelled_paths
+from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.stream_plan import StreamAugmentation
 from keras_dlpa.data.streaming import StreamBatchMaker
-from keras_dlpa.data.streaming import StreamEvalBatches
 from keras_dlpa.data.streaming import grain_stream_dataset
 from keras_dlpa.models import PerChannelNormalization
 from keras_dlpa_serving import onnx_client
@@ -221,12 +222,12 @@ def test_streamed_decode_errors_name_the_file_in_one_line(tmp_path):
             maker(i)
     assert len(str(info.value)) < 200 and "\n" not in str(info.value)
     dataset, _ = grain_stream_dataset(
-        data, 4, 0, 0, 1, StreamAugmentation(16), workers=0
+        data, TrainingInput(4, 0, 0, 1, StreamAugmentation(16)), workers=0
     )
     with pytest.raises(ValueError, match=expected):
         list(dataset)
     with pytest.raises(ValueError, match=expected):
-        StreamEvalBatches(data, 8, 16)[0]
+        EvalBatches(data, 8, 16)[0]
 
 
 def test_streamed_skip_checks_every_image_up_front(tmp_path, capsys, caplog):

@@ -7,6 +7,8 @@ from keras_dlpa.data import from_arrays
 from keras_dlpa.data.pipeline import epoch_keyed_pipeline
 from keras_dlpa.data.pipeline import eval_pipeline
 from keras_dlpa.data.pipeline import train_pipeline
+from keras_dlpa.data.plan import Augmentation
+from keras_dlpa.data.plan import TrainingInput
 
 
 def _unique_class_data(n, size=8, seed=0):
@@ -198,11 +200,10 @@ def test_pipeline_argument_errors():
 
 def test_epoch_keyed_pipeline_resumes_with_the_same_batches():
     data = _unique_class_data(40)
-    full, steps = epoch_keyed_pipeline(
-        data, 8, seed=3, initial_epoch=0, epochs=3, mixup_alpha=0.5
-    )
+    mixup = Augmentation(mixup_alpha=0.5)
+    full, steps = epoch_keyed_pipeline(data, TrainingInput(8, 3, 0, 3, mixup))
     resumed, same_steps = epoch_keyed_pipeline(
-        data, 8, seed=3, initial_epoch=2, epochs=3, mixup_alpha=0.5
+        data, TrainingInput(8, 3, 2, 3, mixup)
     )
     assert steps == same_steps == 5
     full_batches = _batches(full)

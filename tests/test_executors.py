@@ -12,6 +12,7 @@ from keras_dlpa.data.grain_executor import grain_train_dataset
 from keras_dlpa.data.pipeline import epoch_keyed_pipeline
 from keras_dlpa.data.plan import Augmentation
 from keras_dlpa.data.plan import BatchMaker
+from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.plan import epoch_plan
 
 AUGMENTATIONS = [
@@ -50,18 +51,9 @@ def test_plan_is_a_pure_function_of_seed_and_epoch():
 @pytest.mark.parametrize("augmentation", AUGMENTATIONS, ids=str)
 def test_both_executors_yield_bit_identical_batches(augmentation):
     data = _data()
-    tf_ds, steps = epoch_keyed_pipeline(
-        data,
-        32,
-        seed=9,
-        initial_epoch=1,
-        epochs=3,
-        crop_padding=augmentation.crop_padding,
-        flip=augmentation.flip,
-        mixup_alpha=augmentation.mixup_alpha,
-        class_balanced=augmentation.class_balanced,
-    )
-    grain_ds, grain_steps = grain_train_dataset(data, 32, 9, 1, 3, augmentation)
+    training_input = TrainingInput(32, 9, 1, 3, augmentation)
+    tf_ds, steps = epoch_keyed_pipeline(data, training_input)
+    grain_ds, grain_steps = grain_train_dataset(data, training_input)
     tf_batches = [(x.numpy(), y.numpy()) for x, y in tf_ds]
     grain_batches = list(grain_ds)
     assert steps == grain_steps == 4
@@ -99,8 +91,8 @@ def test_batch_maker_matches_a_naive_crop_flip_mixup():
 def test_grain_resume_is_a_slice():
     data = _data()
     aug = Augmentation(4, True, 0.5)
-    full, steps = grain_train_dataset(data, 32, 2, 0, 3, aug)
-    resumed, _ = grain_train_dataset(data, 32, 2, 2, 3, aug)
+    full, steps = grain_train_dataset(data, TrainingInput(32, 2, 0, 3, aug))
+    resumed, _ = grain_train_dataset(data, TrainingInput(32, 2, 2, 3, aug))
     full_batches = list(full)[2 * steps :]
     for (xa, ya), (xb, yb) in zip(full_batches, list(resumed)):
         np.testing.assert_array_equal(xa, xb)
@@ -119,8 +111,30 @@ def test_plan_argument_errors():
         Augmentation(mixup_alpha=-1.0)
     with pytest.raises(ValueError, match="crop_padding"):
         Augmentation(crop_padding=-2)
-    with pytest.raises(ValueError, match="initial_epoch"):
-        grain_train_dataset(_data(), 8, 0, 4, 3)
+    with pytest.raises(ValueError, match="initial_epoch=4, epochs=3"):
+        TrainingInput(8, 0, 4, 3)
+
+
+def test_training_input_names_the_bad_argument():
+    for args, message in (
+        ((0, 0, 0, 1), "batch_size=0"),
+        ((8.5, 0, 0, 1), "batch_size=8.5"),
+        ((8, -1, 0, 1), "seed=-1"),
+        ((8, 0, 1.5, 2), "initial_epoch=1.5"),
+        ((8, 0, 0, -1), "epochs=-1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            TrainingInput(*args)
+    with pytest.raises(TypeError, match="augmentation='crop'"):
+        TrainingInput(8, 0, 0, 1, "crop")
+    same = TrainingInput(np.int64(8), 0, 0, 1)
+    assert type(same.batch_size) is int and same.augmentation is None
+    # An executor of in-memory data wants an in-memory augmentation.
+    from keras_dlpa.data import StreamAugmentation
+
+    streamed = TrainingInput(8, 0, 0, 1, StreamAugmentation(image_size=12))
+    with pytest.raises(TypeError, match="must be of type `Augmentation`"):
+        grain_train_dataset(_data(), streamed)
 
 
 @pytest.mark.parametrize("augmentation", AUGMENTATIONS, ids=str)
@@ -128,7 +142,8 @@ def test_device_executor_equals_the_numpy_plan_bit_for_bit(augmentation):
     from keras_dlpa.data.device_executor import device_train_dataset
 
     data = _data()
-    batches, steps = device_train_dataset(data, 32, 9, 1, 3, augmentation)
+    training_input = TrainingInput(32, 9, 1, 3, augmentation)
+    batches, steps = device_train_dataset(data, training_input)
     maker = BatchMaker(data, augmentation)
     expected = [
         maker(epoch_plan(data.labels, 32, 9, e, augmentation, 7), s)
@@ -148,10 +163,11 @@ def test_device_executor_refuses_what_it_cannot_run():
     from keras_dlpa.data.executor import resolve_executor
     from keras_dlpa.data.input_shard import InputShard
 
+    one_epoch = TrainingInput(32, 0, 0, 1)
     with pytest.raises(ValueError, match="one process's whole batches|whole"):
-        device_train_dataset(_data(), 32, 0, 0, 1, shard=InputShard(0, 2))
-    with pytest.raises(ValueError, match="initial_epoch"):
-        device_train_dataset(_data(), 32, 0, 3, 1)
+        device_train_dataset(_data(), one_epoch, shard=InputShard(0, 2))
+    with pytest.raises(TypeError, match="in-memory data"):
+        device_train_dataset(_data().labels, one_epoch)
     with pytest.raises(ValueError, match="in-memory data"):
         resolve_executor("device", in_memory=False)
     with pytest.raises(ValueError, match="executor"):

@@ -33,6 +33,7 @@ from keras_dlpa.data import BatchMaker
 from keras_dlpa.data import InputShard
 from keras_dlpa.data import StreamAugmentation
 from keras_dlpa.data import StreamBatchMaker
+from keras_dlpa.data import TrainingInput
 from keras_dlpa.data import epoch_plan
 from keras_dlpa.data import from_arrays
 from keras_dlpa.data import grain_train_dataset
@@ -170,10 +171,9 @@ def test_in_memory_shards_rebuild_the_global_batch():
         np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), x)
         np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), y)
     # grain executor: element i of shard k is rows k of batch i.
-    full, steps = grain_train_dataset(data, BATCH, SEED, 0, 1, augmentation)
-    shard, _ = grain_train_dataset(
-        data, BATCH, SEED, 0, 1, augmentation, shard=InputShard(1, 2)
-    )
+    training_input = TrainingInput(BATCH, SEED, 0, 1, augmentation)
+    full, steps = grain_train_dataset(data, training_input)
+    shard, _ = grain_train_dataset(data, training_input, shard=InputShard(1, 2))
     for (xa, ya), (xb, yb) in zip(full, shard):
         np.testing.assert_array_equal(xa[4:], xb)
         np.testing.assert_array_equal(ya[4:], yb)
@@ -189,21 +189,11 @@ def test_tf_executors_build_the_same_shards(images):
         np.arange(24) % 3,
     )
     augmentation = Augmentation(crop_padding=2, flip=True, mixup_alpha=0.4)
+    training_input = TrainingInput(BATCH, SEED, 0, 1, augmentation)
     for k in (0, 1):
         shard = InputShard(k, 2)
-        tf_ds, _ = epoch_keyed_pipeline(
-            data,
-            BATCH,
-            SEED,
-            0,
-            1,
-            mixup_alpha=0.4,
-            crop_padding=2,
-            shard=shard,
-        )
-        grain_ds, _ = grain_train_dataset(
-            data, BATCH, SEED, 0, 1, augmentation, shard=shard
-        )
+        tf_ds, _ = epoch_keyed_pipeline(data, training_input, shard=shard)
+        grain_ds, _ = grain_train_dataset(data, training_input, shard=shard)
         pairs = list(zip(tf_ds.as_numpy_iterator(), grain_ds))
         assert len(pairs) == 3
         for (xa, ya), (xb, yb) in pairs:
@@ -212,11 +202,12 @@ def test_tf_executors_build_the_same_shards(images):
             np.testing.assert_array_equal(ya, yb)
     streamed = load_labelled_paths(images)
     shard = InputShard(1, 2)
+    streamed_input = TrainingInput(BATCH, SEED, 0, 1, FULL)
     tf_ds, _ = stream_train_dataset(
-        streamed, BATCH, SEED, 0, 1, FULL, executor="tf", shard=shard
+        streamed, streamed_input, executor="tf", shard=shard
     )
     grain_ds, _ = stream_train_dataset(
-        streamed, BATCH, SEED, 0, 1, FULL, workers=0, shard=shard
+        streamed, streamed_input, workers=0, shard=shard
     )
     for (xa, ya), (xb, yb) in zip(tf_ds.as_numpy_iterator(), grain_ds):
         np.testing.assert_array_equal(xa, xb)

@@ -14,17 +14,18 @@ import pytest
 from conftest import REPO_ROOT
 from PIL import Image
 
+from keras_dlpa.data.eval_batches import EvalBatches
 from keras_dlpa.data.image_folder import load_image_folder
 from keras_dlpa.data.labelled_paths import LabelledPaths
 from keras_dlpa.data.labelled_paths import load_labelled_paths
 from keras_dlpa.data.labelled_paths import select_classes
 from keras_dlpa.data.long_tail import long_tailed_train_val
+from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.stream_plan import CUTMIX
 from keras_dlpa.data.stream_plan import StreamAugmentation
 from keras_dlpa.data.stream_plan import box_from_draw
 from keras_dlpa.data.stream_plan import stream_epoch_plan
 from keras_dlpa.data.streaming import StreamBatchMaker
-from keras_dlpa.data.streaming import StreamEvalBatches
 from keras_dlpa.data.streaming import grain_stream_dataset
 
 RECIPES = Path(REPO_ROOT) / "recipes"
@@ -152,25 +153,29 @@ def test_executors_and_resume_slices_give_identical_batches(images):
     data = load_labelled_paths(images)
     maker = StreamBatchMaker(data, 8, 1, FULL)
     steps = maker.steps
-    dataset, _ = grain_stream_dataset(data, 8, 1, 0, 2, FULL, workers=0)
+    dataset, _ = grain_stream_dataset(
+        data, TrainingInput(8, 1, 0, 2, FULL), workers=0
+    )
     batches = list(dataset)
     assert len(batches) == 2 * steps
     x, y = batches[0]
     assert x.shape == (8, 32, 32, 3) and x.dtype == np.float32
     assert y.shape == (8, 4)
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-6)
-    resumed, _ = grain_stream_dataset(data, 8, 1, 1, 2, FULL, workers=0)
+    resumed, _ = grain_stream_dataset(
+        data, TrainingInput(8, 1, 1, 2, FULL), workers=0
+    )
     for (xa, ya), (xb, yb) in zip(batches[steps:], resumed):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(batches[0][0], batches[steps][0])
     from keras_dlpa.data.streaming import tf_stream_dataset
 
-    tf_batches, _ = tf_stream_dataset(data, 8, 1, 0, 2, FULL)
+    tf_batches, _ = tf_stream_dataset(data, TrainingInput(8, 1, 0, 2, FULL))
     for (xa, ya), (xb, yb) in zip(batches, tf_batches.as_numpy_iterator()):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
-    evaluation = StreamEvalBatches(data, 16, 32)
+    evaluation = EvalBatches(data, 16, 32)
     assert len(evaluation) == 3 and evaluation[2][0].shape == (8, 32, 32, 3)
 
 

@@ -6,7 +6,8 @@ per-epoch plans (`epoch_plan`) are numpy and PIL. The executors run the
 plans with bit-identical batches: `grain_train_dataset` (grain, every
 backend), `keras_dlpa.data.device_executor` (JAX accelerators) and the
 tf.data executor `keras_dlpa.data.pipeline` (TensorFlow backend);
-`train_dataset` picks one. `load_tfds` needs tensorflow-datasets.
+`train_dataset` picks one; each takes the run's `TrainingInput` (batch
+size, seed, epochs, augmentation). `load_tfds` needs tensorflow-datasets.
 
 The names below work on every backend without TensorFlow installed. The
 tf.data executors are not in this namespace: import them from their
@@ -45,6 +46,7 @@ from keras_dlpa.data.long_tail import make_long_tailed
 from keras_dlpa.data.plan import Augmentation
 from keras_dlpa.data.plan import BatchMaker
 from keras_dlpa.data.plan import EpochPlan
+from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
 from keras_dlpa.data.splits import split_train_val
@@ -54,7 +56,6 @@ from keras_dlpa.data.stream_plan import StreamAugmentation
 from keras_dlpa.data.stream_plan import StreamPlan
 from keras_dlpa.data.stream_plan import stream_epoch_plan
 from keras_dlpa.data.streaming import StreamBatchMaker
-from keras_dlpa.data.streaming import StreamEvalBatches
 from keras_dlpa.data.streaming import grain_stream_dataset
 from keras_dlpa.data.streaming import stream_train_dataset
 from keras_dlpa.data.tfds_source import TESTED_TFDS_DATASETS
@@ -70,9 +71,9 @@ __all__ = [
     "LabelledPaths",
     "StreamAugmentation",
     "StreamBatchMaker",
-    "StreamEvalBatches",
     "StreamPlan",
     "TESTED_TFDS_DATASETS",
+    "TrainingInput",
     "channel_stats",
     "epoch_plan",
     "extract_archive",

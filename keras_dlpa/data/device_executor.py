@@ -25,7 +25,7 @@ import numpy as np
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
-from keras_dlpa.data.plan import check_epoch_range
+from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
 
@@ -87,11 +87,7 @@ def _make_batch_fn(num_classes: int, padding: int, one_hot: bool, mix: bool):
 
 def device_train_dataset(
     data: ImageData,
-    batch_size: int,
-    seed: int,
-    initial_epoch: int,
-    epochs: int,
-    augmentation: Augmentation | None = None,
+    training_input: TrainingInput,
     one_hot: bool = False,
     shard: InputShard | None = None,
 ):
@@ -100,11 +96,8 @@ def device_train_dataset(
 
     Args:
         data: the training `ImageData` (in memory; uint8 images).
-        batch_size: images per batch `B`.
-        seed: run seed of the plans.
-        initial_epoch: first epoch (resume).
-        epochs: one past the last epoch.
-        augmentation: the plans' `Augmentation` (default crop 4 + flip).
+        training_input: the `plan.TrainingInput` (batch size `B`, seed,
+            epochs; its `Augmentation` defaults to crop 4 + flip).
         one_hot: one-hot labels without mixup.
         shard: must be the whole batch (multi-host input is the grain and
             tf.data executors').
@@ -129,8 +122,8 @@ def device_train_dataset(
             f"Received: shard={shard}. Use executor='grain' or 'tf' for "
             "multi-process input."
         )
-    check_epoch_range(initial_epoch, epochs)
-    augmentation = augmentation or Augmentation()
+    augmentation = training_input.augmentation_or(Augmentation)
+    batch_size = training_input.batch_size
     steps = steps_per_epoch(len(data), batch_size)
     labels = np.asarray(data.labels)
     make = _make_batch_fn(
@@ -143,7 +136,7 @@ def device_train_dataset(
         epoch_plan,
         labels,
         batch_size,
-        seed,
+        training_input.seed,
         augmentation=augmentation,
         num_classes=data.num_classes,
     )
@@ -151,7 +144,7 @@ def device_train_dataset(
     def batches():
         images = jax.device_put(np.asarray(data.images))
         device_labels = jax.device_put(labels.astype(np.int32))
-        for epoch in range(int(initial_epoch), int(epochs)):
+        for epoch in range(training_input.initial_epoch, training_input.epochs):
             plan = plan_of(epoch)
             arrays = jax.device_put(
                 (

@@ -6,7 +6,7 @@ import keras
 
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.input_shard import InputShard
-from keras_dlpa.data.plan import Augmentation
+from keras_dlpa.data.plan import TrainingInput
 
 EXECUTORS = ("auto", "tf", "grain", "device")
 
@@ -72,15 +72,12 @@ def resolve_executor(
 
 def train_dataset(
     data: ImageData,
-    batch_size: int,
-    seed: int,
-    initial_epoch: int,
-    epochs: int,
-    augmentation: Augmentation,
+    training_input: TrainingInput,
     executor: str = "auto",
     shard: InputShard | None = None,
 ):
-    """Planned training batches of epochs `initial_epoch .. epochs - 1`.
+    """Planned training batches of epochs `initial_epoch .. epochs - 1`
+    of `training_input` (a `plan.TrainingInput`).
 
     The executors yield the same batches bit for bit (see
     `keras_dlpa.data.plan`). With a `shard` (multi-host input) each batch
@@ -91,32 +88,11 @@ def train_dataset(
     if executor == "device":
         from keras_dlpa.data.device_executor import device_train_dataset
 
-        return device_train_dataset(
-            data,
-            batch_size,
-            seed,
-            initial_epoch,
-            epochs,
-            augmentation,
-            shard=shard,
-        )
+        return device_train_dataset(data, training_input, shard=shard)
     if executor == "tf":
         from keras_dlpa.data.pipeline import epoch_keyed_pipeline
 
-        return epoch_keyed_pipeline(
-            data,
-            batch_size,
-            seed,
-            initial_epoch,
-            epochs,
-            crop_padding=augmentation.crop_padding,
-            flip=augmentation.flip,
-            mixup_alpha=augmentation.mixup_alpha,
-            class_balanced=augmentation.class_balanced,
-            shard=shard,
-        )
+        return epoch_keyed_pipeline(data, training_input, shard=shard)
     from keras_dlpa.data.grain_executor import grain_train_dataset
 
-    return grain_train_dataset(
-        data, batch_size, seed, initial_epoch, epochs, augmentation, shard=shard
-    )
+    return grain_train_dataset(data, training_input, shard=shard)

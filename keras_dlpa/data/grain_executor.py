@@ -15,7 +15,7 @@ from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
 from keras_dlpa.data.plan import BatchMaker
-from keras_dlpa.data.plan import check_epoch_range
+from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
 
@@ -64,11 +64,7 @@ class _PlannedBatch:
 
 def grain_train_dataset(
     data: ImageData,
-    batch_size: int,
-    seed: int,
-    initial_epoch: int,
-    epochs: int,
-    augmentation: Augmentation | None = None,
+    training_input: TrainingInput,
     one_hot: bool = False,
     num_threads: int = 2,
     prefetch: int = 8,
@@ -78,11 +74,8 @@ def grain_train_dataset(
 
     Args:
         data: the training `ImageData` (in memory).
-        batch_size: images per batch.
-        seed: run seed of the plans.
-        initial_epoch: first epoch (resume).
-        epochs: one past the last epoch.
-        augmentation: the plans' `Augmentation` (default crop 4 + flip).
+        training_input: the `plan.TrainingInput` (batch size, seed,
+            epochs; its `Augmentation` defaults to crop 4 + flip).
         one_hot: one-hot labels without mixup.
         num_threads: grain read threads.
         prefetch: batches prefetched by grain.
@@ -101,18 +94,17 @@ def grain_train_dataset(
             "`data` must be a `keras_dlpa.data.ImageData`. Received: "
             f"{type(data).__name__}."
         )
-    check_epoch_range(initial_epoch, epochs)
     batch = _PlannedBatch(
         data,
-        batch_size,
-        seed,
-        augmentation or Augmentation(),
+        training_input.batch_size,
+        training_input.seed,
+        training_input.augmentation_or(Augmentation),
         one_hot,
         shard,
     )
     steps = batch.steps
     dataset = grain.MapDataset.range(
-        int(initial_epoch) * steps, int(epochs) * steps
+        training_input.initial_epoch * steps, training_input.epochs * steps
     ).map(batch)
     options = grain.ReadOptions(
         num_threads=int(num_threads), prefetch_buffer_size=int(prefetch)

@@ -120,30 +120,13 @@ class ImageData:
         return mean, std, self.image_shape
 
     def train_dataset(
-        self,
-        batch_size,
-        seed,
-        initial_epoch,
-        epochs,
-        augmentation,
-        executor="auto",
-        shard=None,
-        workers=None,
+        self, training_input, executor="auto", shard=None, workers=None
     ):
         """`executor.train_dataset` of these images (`workers` is for
         streamed data)."""
         from keras_dlpa.data.executor import train_dataset
 
-        return train_dataset(
-            self,
-            batch_size,
-            seed,
-            initial_epoch,
-            epochs,
-            augmentation,
-            executor=executor,
-            shard=shard,
-        )
+        return train_dataset(self, training_input, executor, shard)
 
     def eval_images(self, start: int, stop: int, image_size=None):
         """float32 images `start..stop - 1`, as they are."""

@@ -168,29 +168,13 @@ class LabelledPaths:
         return np.array(IMAGENET_MEAN), np.array(IMAGENET_STD), shape
 
     def train_dataset(
-        self,
-        batch_size,
-        seed,
-        initial_epoch,
-        epochs,
-        augmentation,
-        executor="grain",
-        shard=None,
-        workers=None,
+        self, training_input, executor="grain", shard=None, workers=None
     ):
         """`streaming.stream_train_dataset` of these paths."""
         from keras_dlpa.data.streaming import stream_train_dataset
 
         return stream_train_dataset(
-            self,
-            batch_size,
-            seed,
-            initial_epoch,
-            epochs,
-            augmentation,
-            executor=executor,
-            workers=workers,
-            shard=shard,
+            self, training_input, executor, workers, shard
         )
 
     def eval_images(self, start: int, stop: int, image_size: int):

@@ -15,6 +15,7 @@ from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.input_shard import WHOLE_BATCH
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
+from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
 
@@ -125,18 +126,13 @@ def _batch_loader(
 
 def epoch_keyed_pipeline(
     data: ImageData,
-    batch_size: int,
-    seed: int,
-    initial_epoch: int,
-    epochs: int,
-    crop_padding: int = 4,
-    flip: bool = True,
-    mixup_alpha: float | None = None,
+    training_input: TrainingInput,
     one_hot: bool = False,
-    class_balanced: bool = False,
     shard: InputShard | None = None,
 ) -> tuple[tf.data.Dataset, int]:
-    """Training batches of epochs `initial_epoch .. epochs - 1`, resumable.
+    """Training batches of epochs `initial_epoch .. epochs - 1` of
+    `training_input` (a `plan.TrainingInput`; its `Augmentation` defaults
+    to crop 4 + flip), resumable.
 
     Epoch `e` runs `plan.epoch_plan(labels, batch_size, seed, e, ...)`, so
     a run resumed at epoch `e` sees exactly the batches an uninterrupted
@@ -150,12 +146,16 @@ def epoch_keyed_pipeline(
         labels int32 `(b,)`, or float32 `(b, c)` (mixup or `one_hot`).
     """
     _check_data(data)
-    augmentation = Augmentation(
-        crop_padding, flip, mixup_alpha or 0.0, class_balanced
+    augmentation = training_input.augmentation_or(Augmentation)
+    keys = tf.data.Dataset.range(
+        training_input.initial_epoch, training_input.epochs
     )
-    keys = tf.data.Dataset.range(int(initial_epoch), int(epochs))
     batches, steps = _planned_batches(
-        data, batch_size, seed, augmentation, keys
+        data,
+        training_input.batch_size,
+        training_input.seed,
+        augmentation,
+        keys,
     )
     load = _batch_loader(data, augmentation, one_hot, shard)
     dataset = batches.map(

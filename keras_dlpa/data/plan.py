@@ -99,6 +99,24 @@ class EpochPlan:
         return (self.indices, self.offsets, self.flips, self.partners, self.lam)
 
 
+def _check_count(name: str, value) -> None:
+    """A `ValueError` unless `value` (the argument `name`) is an integer
+    >= 0."""
+    if int(value) != value or value < 0:
+        raise ValueError(
+            f"`{name}` must be an integer >= 0. Received: {name}={value!r}"
+        )
+
+
+def check_batch_size(batch_size) -> None:
+    """A `ValueError` unless `batch_size` is an integer >= 1."""
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(
+            "`batch_size` must be a positive integer. Received: "
+            f"batch_size={batch_size!r}"
+        )
+
+
 def check_epoch_range(initial_epoch: int, epochs: int) -> None:
     """A `ValueError` unless `0 <= initial_epoch <= epochs` (the epochs
     an executor runs, `initial_epoch .. epochs - 1`)."""
@@ -109,13 +127,84 @@ def check_epoch_range(initial_epoch: int, epochs: int) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingInput:
+    """The planned training batches of a run: what an executor yields.
+
+    Holds everything that decides the batches bit for bit: batch size,
+    seed, the epochs to run and the augmentation. Every training-input
+    function (`ImageData.train_dataset`, `LabelledPaths.train_dataset`,
+    `train_dataset`, `grain_train_dataset`, `device_train_dataset`,
+    `pipeline.epoch_keyed_pipeline`, `stream_train_dataset`) takes it as
+    one argument. How the batches are built (the executor, decode
+    `workers`, a multi-host `shard`) stays a separate argument: it does
+    not change the batches.
+
+    Args:
+        batch_size: images per global batch `B` (>= 1).
+        seed: run seed of the plans (>= 0).
+        initial_epoch: first epoch (resume), `0 <= initial_epoch <= epochs`.
+        epochs: one past the last epoch; the executors yield epochs
+            `initial_epoch .. epochs - 1`.
+        augmentation: an `Augmentation` for in-memory data or a
+            `StreamAugmentation` for streamed data; `None` takes the
+            default of the data's kind (in memory: crop 4 + flip).
+
+    Example:
+
+    ```python
+    data = keras_dlpa.data.from_arrays(images, labels)
+    training_input = keras_dlpa.data.TrainingInput(
+        batch_size=128, seed=0, initial_epoch=0, epochs=200
+    )
+    dataset, steps = data.train_dataset(training_input)
+    ```
+    """
+
+    batch_size: int
+    seed: int
+    initial_epoch: int
+    epochs: int
+    augmentation: object = None
+
+    def __post_init__(self):
+        check_batch_size(self.batch_size)
+        for name in ("seed", "initial_epoch", "epochs"):
+            _check_count(name, getattr(self, name))
+        check_epoch_range(self.initial_epoch, self.epochs)
+        from keras_dlpa.data.stream_plan import StreamAugmentation
+
+        kinds = (Augmentation, StreamAugmentation)
+        if self.augmentation is not None and not isinstance(
+            self.augmentation, kinds
+        ):
+            raise TypeError(
+                "`augmentation` must be an `Augmentation` (in-memory data), "
+                "a `StreamAugmentation` (streamed data) or None. Received: "
+                f"augmentation={self.augmentation!r}"
+            )
+        for name in ("batch_size", "seed", "initial_epoch", "epochs"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+
+    def augmentation_or(self, kind: type):
+        """`augmentation`, or `kind()` when it is None; a `TypeError`
+        unless it is a `kind` (an executor of in-memory data needs an
+        `Augmentation`, one of streamed data a `StreamAugmentation`)."""
+        if self.augmentation is None:
+            return kind()
+        if not isinstance(self.augmentation, kind):
+            raise TypeError(
+                "The training input's `augmentation` must be of type "
+                f"`{kind.__name__}` for this data (in memory: `Augmentation`,"
+                " streamed: `StreamAugmentation`; `data.augmentation(config)`"
+                f" makes the right one). Received: {self.augmentation!r}"
+            )
+        return self.augmentation
+
+
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     """Full batches per epoch (the remainder of each epoch is dropped)."""
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(
-            "`batch_size` must be a positive integer. Received: "
-            f"batch_size={batch_size!r}"
-        )
+    check_batch_size(batch_size)
     if num_examples < batch_size:
         raise ValueError(
             f"`batch_size` ({batch_size}) is larger than the {num_examples} "
@@ -153,11 +242,8 @@ def epoch_plan(
     """
     augmentation = augmentation or Augmentation()
     labels = np.asarray(labels)
-    for name, value in (("seed", seed), ("epoch", epoch)):
-        if int(value) != value or value < 0:
-            raise ValueError(
-                f"`{name}` must be an integer >= 0. Received: {name}={value!r}"
-            )
+    _check_count("seed", seed)
+    _check_count("epoch", epoch)
     num = int(labels.shape[0])
     steps = steps_per_epoch(num, batch_size)
     shape = (steps, int(batch_size))

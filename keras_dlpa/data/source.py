@@ -52,18 +52,16 @@ class DataSource(Protocol):
 
     def train_dataset(
         self,
-        batch_size: int,
-        seed: int,
-        initial_epoch: int,
-        epochs: int,
-        augmentation,
+        training_input,
         executor: str = "auto",
         shard=None,
         workers: int | None = None,
     ):
         """`(dataset, steps_per_epoch)`: the planned training batches of
-        epochs `initial_epoch .. epochs - 1` (this process's rows of each
-        with a `shard`); `workers`: decode processes of streamed data."""
+        `training_input` (a `plan.TrainingInput`: batch size, seed, epochs
+        `initial_epoch .. epochs - 1` and the augmentation of this kind of
+        data), this process's rows of each with a `shard`; `workers`:
+        decode processes of streamed data."""
 
     def eval_images(self, start: int, stop: int, image_size: int):
         """float32 `(stop - start, H, W, 3)`: entries `start..stop - 1`

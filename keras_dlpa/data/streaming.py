@@ -22,12 +22,11 @@ import os
 
 import numpy as np
 
-from keras_dlpa.data.eval_batches import EvalBatches
 from keras_dlpa.data.image_ops import train_image
 from keras_dlpa.data.input_shard import WHOLE_BATCH
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.labelled_paths import LabelledPaths
-from keras_dlpa.data.plan import check_epoch_range
+from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.plan import steps_per_epoch
 from keras_dlpa.data.stream_plan import CUTMIX
 from keras_dlpa.data.stream_plan import MIXUP
@@ -148,13 +147,25 @@ class StreamBatchMaker:
         return images, onehot
 
 
-def _check(data, initial_epoch, epochs):
+def _batch_maker(data, training_input: TrainingInput, shard):
+    """The `StreamBatchMaker` of `training_input`'s plans."""
     if not isinstance(data, LabelledPaths):
         raise TypeError(
             "`data` must be a `keras_dlpa.data.LabelledPaths`. Received: "
             f"{type(data).__name__}."
         )
-    check_epoch_range(initial_epoch, epochs)
+    return StreamBatchMaker(
+        data,
+        training_input.batch_size,
+        training_input.seed,
+        training_input.augmentation_or(StreamAugmentation),
+        shard,
+    )
+
+
+def _index_range(training_input: TrainingInput, steps: int):
+    """Dataset elements `(first, stop)` of epochs `initial_epoch..`."""
+    return training_input.initial_epoch * steps, training_input.epochs * steps
 
 
 def _mark_flags_parsed():
@@ -212,11 +223,7 @@ def _numpy_backend_workers(iterable):
 
 def grain_stream_dataset(
     data: LabelledPaths,
-    batch_size: int,
-    seed: int,
-    initial_epoch: int,
-    epochs: int,
-    augmentation: StreamAugmentation,
+    training_input: TrainingInput,
     workers: int | None = None,
     shard: InputShard | None = None,
 ):
@@ -224,11 +231,9 @@ def grain_stream_dataset(
 
     Args:
         data: the training `LabelledPaths`.
-        batch_size: images per batch.
-        seed: run seed of the plans.
-        initial_epoch: first epoch (resume).
-        epochs: one past the last epoch.
-        augmentation: the `StreamAugmentation`.
+        training_input: the `plan.TrainingInput` (batch size, seed,
+            epochs and a `StreamAugmentation`; default
+            `StreamAugmentation()`).
         workers: decode processes (`mp_prefetch`); `None`: one per core
             (at most 8); 0: decode in this process. The calling script
             needs an `if __name__ == "__main__":` guard (spawned
@@ -241,12 +246,11 @@ def grain_stream_dataset(
     """
     import grain
 
-    _check(data, initial_epoch, epochs)
-    maker = StreamBatchMaker(data, batch_size, seed, augmentation, shard)
+    maker = _batch_maker(data, training_input, shard)
     steps = maker.steps
-    dataset = grain.MapDataset.range(
-        int(initial_epoch) * steps, int(epochs) * steps
-    ).map(maker)
+    dataset = grain.MapDataset.range(*_index_range(training_input, steps)).map(
+        maker
+    )
     workers = default_workers() if workers is None else int(workers)
     options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)
     iterable = dataset.to_iter_dataset(options)
@@ -262,21 +266,16 @@ def grain_stream_dataset(
 
 def tf_stream_dataset(
     data: LabelledPaths,
-    batch_size: int,
-    seed: int,
-    initial_epoch: int,
-    epochs: int,
-    augmentation: StreamAugmentation,
+    training_input: TrainingInput,
     shard: InputShard | None = None,
 ):
     """The same batches as `grain_stream_dataset`, in a tf.data `map`."""
     import tensorflow as tf
 
-    _check(data, initial_epoch, epochs)
-    maker = StreamBatchMaker(data, batch_size, seed, augmentation, shard)
+    maker = _batch_maker(data, training_input, shard)
     steps = maker.steps
-    size = augmentation.image_size
-    soft = augmentation.soft_labels
+    size = maker.augmentation.image_size
+    soft = maker.augmentation.soft_labels
     local = maker.local_batch_size
     label_type = tf.float32 if soft else tf.int32
     label_shape = [local, data.num_classes] if soft else [local]
@@ -290,7 +289,7 @@ def tf_stream_dataset(
         return images, labels
 
     dataset = (
-        tf.data.Dataset.range(int(initial_epoch) * steps, int(epochs) * steps)
+        tf.data.Dataset.range(*_index_range(training_input, steps))
         .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -298,37 +297,18 @@ def tf_stream_dataset(
 
 
 def stream_train_dataset(
-    data,
-    batch_size,
-    seed,
-    initial_epoch,
-    epochs,
-    augmentation,
+    data: LabelledPaths,
+    training_input: TrainingInput,
     executor: str = "grain",
     workers: int | None = None,
     shard: InputShard | None = None,
 ):
-    """`grain_stream_dataset` (default) or `tf_stream_dataset`.
+    """`grain_stream_dataset` (default) or `tf_stream_dataset` of
+    `training_input` (a `plan.TrainingInput`).
 
     With a `shard` (multi-host input) each element holds only this
     process's rows of the planned global batch (`StreamBatchMaker`).
     """
     if executor == "tf":
-        return tf_stream_dataset(
-            data, batch_size, seed, initial_epoch, epochs, augmentation, shard
-        )
-    return grain_stream_dataset(
-        data,
-        batch_size,
-        seed,
-        initial_epoch,
-        epochs,
-        augmentation,
-        workers,
-        shard,
-    )
-
-
-# The evaluation batches of streamed data are `EvalBatches` (one class for
-# both kinds of data); the old name stays for existing imports.
-StreamEvalBatches = EvalBatches
+        return tf_stream_dataset(data, training_input, shard)
+    return grain_stream_dataset(data, training_input, workers, shard)

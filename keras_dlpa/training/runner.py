@@ -50,6 +50,7 @@ import numpy as np
 
 from keras_dlpa.data.eval_batches import EvalBatches
 from keras_dlpa.data.executor import resolve_executor
+from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.plan import steps_per_epoch
 from keras_dlpa.data.source import DataSource
 from keras_dlpa.deadline_callback import DeadlineCallback
@@ -429,12 +430,15 @@ def _fit(run: _Run, callbacks=None) -> None:
 
     def make_input(shard):
         """This process's rows of the planned training batches."""
-        dataset, _ = run.train.train_dataset(
+        training_input = TrainingInput(
             config.batch_size,
             config.seed,
             run.initial_epoch,
             config.epochs,
             run.augmentation,
+        )
+        dataset, _ = run.train.train_dataset(
+            training_input,
             executor=run.executor,
             shard=shard,
             workers=config.data_workers,

@@ -37,8 +37,9 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_dlpa  # noqa: E402
+from keras_dlpa.data import EvalBatches  # noqa: E402
 from keras_dlpa.data import StreamAugmentation  # noqa: E402
-from keras_dlpa.data import StreamEvalBatches  # noqa: E402
+from keras_dlpa.data import TrainingInput  # noqa: E402
 from keras_dlpa.data import load_labelled_paths  # noqa: E402
 from keras_dlpa.data import steps_per_epoch  # noqa: E402
 from keras_dlpa.data import stream_train_dataset  # noqa: E402
@@ -89,7 +90,10 @@ def main():
 
     def make_dataset(shard):
         dataset, _ = stream_train_dataset(
-            data, BATCH, SEED, 0, 1, AUGMENTATION, workers=0, shard=shard
+            data,
+            TrainingInput(BATCH, SEED, 0, 1, AUGMENTATION),
+            workers=0,
+            shard=shard,
         )
         return dataset
 
@@ -105,7 +109,7 @@ def main():
         callbacks=[keras_dlpa.ReassignCallback(momentum=0.5)],
     )
     train_reads = list(reads)
-    logits = predict_logits(model, StreamEvalBatches(data, 16, SIZE))
+    logits = predict_logits(model, EvalBatches(data, 16, SIZE))
     layer = model.get_layer("protos")
     np.savez(
         OUT,
