@@ -39,6 +39,7 @@ def _prototype_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.mark.core
 def test_softmax_has_dense_head_and_no_prototype_layer():
     model = PrototypeClassifier(
         _backbone(), 5, method="softmax", weight_decay=1e-4
@@ -72,6 +73,7 @@ def test_softmax_soft_label_loss_matches_numpy():
     np.testing.assert_allclose(float(loss(soft, logits)), expected, rtol=1e-5)
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("method", ["dl2pa", "static"])
 def test_prototype_methods_share_prototypes(method):
     model = PrototypeClassifier(_backbone(dim=3), 6, method=method)
@@ -92,6 +94,7 @@ def test_prototype_methods_share_prototypes(method):
         assert callbacks == []  # static: assignment frozen
 
 
+@pytest.mark.core
 def test_etf_prototypes_are_a_simplex():
     c = 7
     model = PrototypeClassifier(_backbone(dim=c - 1), c, method="etf")
@@ -109,6 +112,7 @@ def test_etf_needs_dim_at_least_c_minus_1():
         PrototypeClassifier(_backbone(dim=5), 10, method="etf")
 
 
+@pytest.mark.core
 def test_bad_arguments_name_the_argument_and_value():
     with pytest.raises(ValueError, match="method='cosface'"):
         PrototypeClassifier(_backbone(), 4, method="cosface")
@@ -122,6 +126,7 @@ def test_bad_arguments_name_the_argument_and_value():
         PrototypeClassifier(_backbone(), 4, method="ours_star")
 
 
+@pytest.mark.core
 def test_logits_are_label_ordered_cosines():
     backbone = _backbone(dim=4)
     prototypes = get_method("dl2pa").prototypes(5, 4)
@@ -137,6 +142,7 @@ def test_logits_are_label_ordered_cosines():
     assert model.backbone is backbone
 
 
+@pytest.mark.core
 def test_dim_adds_the_projection():
     model = PrototypeClassifier(_backbone(dim=12), 6, dim=5, weight_decay=2e-4)
     assert model.output_shape == (None, 6)
@@ -146,6 +152,7 @@ def test_dim_adds_the_projection():
     assert "feature_projection" not in [x.name for x in same.layers]
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_compiles_with_defaults_fits_and_round_trips(
     method, tmp_path
@@ -169,6 +176,7 @@ def test_every_method_compiles_with_defaults_fits_and_round_trips(
     assert type(loaded.loss) is type(model.loss)
 
 
+@pytest.mark.core
 def test_task_gathers_statistics_without_a_compiled_ipm_loss():
     """The Task's `compute_loss` adds each training batch, whatever the
     loss; evaluation and inference add nothing."""
@@ -224,6 +232,7 @@ def test_exported_at_the_package_root():
     assert "PrototypeClassifier" in keras_dlpa.__all__
 
 
+@pytest.mark.core
 def test_a_train_step_without_the_statistics_step_is_reported():
     class NoStatistics(PrototypeClassifier):
         def compute_loss(self, *args, **kwargs):
