@@ -1,15 +1,7 @@
 """Hyperspherical prototype estimation (DL2PA, Sec. 3.2.1, Eq. 3-5).
 
-Prototypes are a float32 `(num_classes, dim)` array `W` whose rows are unit
-vectors. Two constructions:
-
-- `"uniformity"`: minimise the Gaussian-potential uniformity loss
-  (Wang & Isola 2020) with the reference's settings, then refine;
-- `"etf"`: the closed-form simplex equiangular tight frame, the exact
-  optimum when `dim >= num_classes - 1`.
-
-Everything is numpy with an analytic gradient, so it is backend independent,
-deterministic (same seed, same bits on one machine) and fast with BLAS.
+Numpy with analytic gradients: backend independent, deterministic (same
+seed, same bits on one machine) and fast with BLAS.
 """
 
 from __future__ import annotations
@@ -39,19 +31,12 @@ ADAM_TEMPERATURES = (10.0, 100.0)
 ADAM_LEARNING_RATE = 0.05
 # Default full-batch Adam steps (see `estimate_prototypes` for the curve).
 ADAM_STEPS = 200
-# Rows per Gram strip of the Adam gradient: a buffer of 1024 c floats (41 MB
-# at c = 10000), the Gram products (1 + 1/k) / 2 of the full matrix with
-# k = ceil(c / 1024) strips, and BLAS calls large enough for two threads
-# (strips of 256 rows were up to 3x slower on a loaded 2-core machine).
+# Rows per Gram strip of the Adam gradient: a 1024 c float buffer, and BLAS
+# calls large enough for two threads (256 rows: up to 3x slower).
 ADAM_BLOCK_ROWS = 1024
 # Stage-2 temperatures: t = 2 (the paper's objective) up to 500, where the
 # scaled loss is within ~0.01 of the maximum pairwise cosine.
 REFINE_TEMPERATURES = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
-
-
-# ----------------------------------------------------------------------------
-# Argument checks
-# ----------------------------------------------------------------------------
 
 
 def _check_int(name, value, minimum):
@@ -177,11 +162,6 @@ class EstimationOptions:
             object.__setattr__(self, name, value)
 
 
-# ----------------------------------------------------------------------------
-# Simplex ETF
-# ----------------------------------------------------------------------------
-
-
 def simplex_etf(num_classes: int, dim: int, seed: int = 0) -> np.ndarray:
     """The simplex equiangular tight frame: `num_classes` unit rows in `dim`.
 
@@ -216,11 +196,6 @@ def simplex_etf(num_classes: int, dim: int, seed: int = 0) -> np.ndarray:
     return _unit_rows(frame).astype(np.float32)
 
 
-# ----------------------------------------------------------------------------
-# Uniformity loss and optimiser
-# ----------------------------------------------------------------------------
-
-
 def uniformity_loss(
     raw: np.ndarray,
     index: np.ndarray | None = None,
@@ -249,13 +224,10 @@ def uniformity_loss(
     t = _check_positive("temperature", temperature)
     _check_choice("pairs", pairs, PAIRS)
     raw = np.asarray(raw, dtype=np.float64)
-    c = raw.shape[0]
-    index = np.arange(c) if index is None else np.asarray(index)
+    index = np.arange(raw.shape[0]) if index is None else np.asarray(index)
+    loss, grad_rows, rows = _loss_and_grad(raw, index, t, pairs)
     grad = np.zeros_like(raw)
-    loss, sub_grad, full_grad = _loss_and_grad(raw, index, t, pairs)
-    if full_grad is not None:
-        return loss, full_grad
-    grad[index] = sub_grad
+    grad[rows] = grad_rows
     return loss, grad
 
 
@@ -266,7 +238,7 @@ def _project(du, u, norms):
 
 
 def _loss_and_grad(raw, index, t, pairs):
-    """Returns (loss, grad of raw[index] or None, full grad or None)."""
+    """Returns `(loss, grad, rows)`: the gradient of `raw[rows]`."""
     m = len(index)
     v = raw[index]
     norms = np.linalg.norm(v, axis=1, keepdims=True)
@@ -279,7 +251,7 @@ def _loss_and_grad(raw, index, t, pairs):
         s = g.sum()  # both orders: 2 sum_{i<j}
         loss = shift + math.log(s / (m * (m - 1)))
         du = (4.0 * t / s) * (g @ u)
-        return loss, _project(du, u, norms), None
+        return loss, _project(du, u, norms), index
     all_norms = np.linalg.norm(raw, axis=1, keepdims=True)
     all_u = raw / all_norms
     # No log-sum-exp shift needed: the self terms exp(0) = 1 dominate.
@@ -290,7 +262,7 @@ def _loss_and_grad(raw, index, t, pairs):
     du_all = g.T @ u  # as the j of pair (i, j)
     du_all[index] += g @ all_u  # as the i of pair (i, j)
     du_all *= 2.0 * t / s
-    return loss, None, _project(du_all, all_u, all_norms)
+    return loss, _project(du_all, all_u, all_norms), slice(None)
 
 
 def _sgd_passes(raw, rng, options, verbose):
@@ -309,11 +281,8 @@ def _sgd_passes(raw, rng, options, verbose):
             index = order[k * subset_size : (k + 1) * subset_size]
             if len(index) < 2:
                 continue
-            loss, sub, full = _loss_and_grad(raw, index, t, pairs)
-            if full is None:
-                raw[index] -= lr * sub
-            else:
-                raw -= lr * full
+            loss, grad, rows = _loss_and_grad(raw, index, t, pairs)
+            raw[rows] -= lr * grad
             total += loss
         if verbose and ((epoch + 1) % log_every == 0 or epoch == 0):
             logger.info(
@@ -323,7 +292,6 @@ def _sgd_passes(raw, rng, options, verbose):
                 total / steps,
                 time.perf_counter() - start,
             )
-    return raw
 
 
 def _full_loss_and_grad(raw, t, block_size=1024):
@@ -535,15 +503,14 @@ def estimate_prototypes(
 
     `options.optimizer` picks how `method="uniformity"` optimises:
     `"reference"` is the two-stage pipeline below; `"adam"` is full-batch
-    Adam on the
-    same Gaussian-potential loss over all pairs (float32, in strips of the
-    upper triangle of the Gram matrix), `adam_steps` steps with the
-    temperature rising from 10 to 100, the gradient projected on the
-    tangent spaces, rows renormalised after each step, a half-cosine
+    Adam on the same Gaussian-potential loss over all pairs (float32, in
+    strips of the upper triangle of the Gram matrix), `adam_steps` steps
+    with the temperature rising from 10 to 100, the gradient projected on
+    the tangent spaces, rows renormalised after each step, a half-cosine
     learning-rate decay from 0.05, and the iterate with the lowest max
-    cosine returned; `"auto"` (default) uses
-    `"reference"` when `c^2 d <= REFERENCE_MAX_WORK` (small problems,
-    where it takes about a second) and `"adam"` above. The reference
+    cosine returned; `"auto"` (default) uses `"reference"` when
+    `c^2 d <= REFERENCE_MAX_WORK` (small problems, where it takes about a
+    second) and `"adam"` above. The reference
     stage settings (`steps`, `subset_size`, `temperature`,
     `learning_rate`, `pairs`, `refine_*`) only apply to `"reference"`.
 
@@ -647,11 +614,6 @@ def _resolve_optimizer(num_classes, dim, optimizer):
         return optimizer
     small = num_classes * num_classes * dim <= REFERENCE_MAX_WORK
     return "reference" if small else "adam"
-
-
-# ----------------------------------------------------------------------------
-# Quality
-# ----------------------------------------------------------------------------
 
 
 def prototype_quality(prototypes, block_size: int = 2048) -> dict:
