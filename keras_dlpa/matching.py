@@ -19,16 +19,8 @@ Two solvers give the same optimum:
   with negative reduced cost (rows whose bound proves none are skipped).
   Violating pairs are added to the candidates and the matching re-solved
   until none remain, so the result is exact, not a top-`k` heuristic:
-  within `c * (tie_epsilon + 1e-9)` of the optimum in total cost.
-
-Warm start (`SparseWarmStart`, sparse solver only): between two epochs the
-statistics change little, so the previous candidate edges still hold the
-new optimum. The cache keeps them, with the per-row bound `tau` and the
-representatives it was computed for; the next solve skips the `c x c`
-top-`k` pass and proves the bound still holds from `||q_new - q_ref||`
-(Cauchy-Schwarz), pricing exactly every row where it cannot. The result is
-certified the same way, so it does not depend on the cache: with or
-without it, the same inputs give the same optimum.
+  within `c * (tie_epsilon + 1e-9)` of the optimum in total cost. A
+  `SparseWarmStart` reuses the previous solve's candidates (see there).
 """
 
 from __future__ import annotations
@@ -427,16 +419,12 @@ def _dual_potentials(rows, cols, weight, match):
     return u, p
 
 
-def _rows_to_price(tau, u, v, margin):
-    """Rows whose bound `tau` cannot rule out a negative reduced cost."""
-    return np.flatnonzero(tau + v.max() + margin > -u)
-
-
 def _price(q32, w32, q, w, u, v, cand_csr, check, k, margin):
     """Non-candidate pairs with negative reduced cost `-S_ik - u_i - v_k`.
 
     Every non-candidate of row `i` has float32 similarity `<= tau[i]`, so
-    only the rows `check` (see `_rows_to_price`) can violate; most rows
+    only the rows `check` (whose bound cannot rule out a negative reduced
+    cost) can violate; most rows
     are skipped on near-converged statistics.
 
     Returns the violating pairs `(rows, cols, sims)` and, for every row of
@@ -446,7 +434,8 @@ def _price(q32, w32, q, w, u, v, cand_csr, check, k, margin):
     c = q.shape[0]
     v32 = v.astype(np.float32)
     thr = (-u).astype(np.float32)
-    new_rows, new_cols, new_sims = [], [], []
+    new_rows, new_cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    new_sims = [np.zeros(0)]
     row_max = np.empty(check.size, dtype=np.float64)
     for s, e in _blocks(check.size, 4 * c):
         blk = check[s:e]
@@ -473,8 +462,6 @@ def _price(q32, w32, q, w, u, v, cand_csr, check, k, margin):
         new_cols.append(cl[bad])
         new_sims.append(sim[bad])
     logger.debug("priced %d of %d rows", check.size, c)
-    if not new_rows:
-        return (np.zeros(0, np.int64),) * 2 + (np.zeros(0), row_max)
     return (
         np.concatenate(new_rows),
         np.concatenate(new_cols),
@@ -521,7 +508,7 @@ def _solve_sparse(q, w, cur, eps, k, max_rounds, warm=None):
         _, match = min_weight_full_bipartite_matching(graph)
         match = match.astype(np.int64)
         u, v = _dual_potentials(rows, cols, cost, match)
-        check = _rows_to_price(tau, u, v, margin)
+        check = np.flatnonzero(tau + v.max() + margin > -u)
         if state is not None and check.size > warm.refresh_fraction * c:
             # The cache proves too little: start again cold (and refill).
             logger.debug("warm start stale: %d rows to price", check.size)
