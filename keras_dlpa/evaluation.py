@@ -36,7 +36,7 @@ def shot_groups(
     Returns:
         `(c,)` array of strings, one of `"many"`, `"medium"`, `"few"`.
     """
-    counts = _check_counts(train_counts, "train_counts")
+    counts = _check_counts(train_counts)
     if few_threshold > many_threshold + 1:
         raise ValueError(
             "Expected `few_threshold <= many_threshold + 1`. Received: "
@@ -91,14 +91,10 @@ def classification_metrics(
     if num_examples == 0:
         raise ValueError("Received empty `logits` (0 examples).")
     labels = _sparse_labels(labels, num_examples, num_classes)
-    if int(top_k) != top_k or top_k < 1:
-        raise ValueError(
-            f"Argument `top_k` must be a positive integer. Received: {top_k}"
-        )
-    k = min(int(top_k), num_classes)
+    k = min(_positive_int("top_k", top_k), num_classes)
     groups = None
     if train_counts is not None:
-        counts = _check_counts(train_counts, "train_counts")
+        counts = _check_counts(train_counts)
         if counts.shape[0] != num_classes:
             raise ValueError(
                 f"Expected `train_counts` of length {num_classes} (the "
@@ -194,22 +190,31 @@ def _sparse_labels(labels, num_examples: int, num_classes: int) -> np.ndarray:
     return labels
 
 
-def _check_counts(train_counts, name: str) -> np.ndarray:
+def _positive_int(name: str, value) -> int:
+    if int(value) != value or value < 1:
+        raise ValueError(
+            f"Argument `{name}` must be a positive integer. Received: {value}"
+        )
+    return int(value)
+
+
+def _check_counts(train_counts) -> np.ndarray:
     counts = np.asarray(train_counts)
     if counts.ndim != 1 or counts.shape[0] == 0:
         raise ValueError(
-            f"Expected `{name}` as a non-empty 1-D sequence of per-class "
+            f"Expected `train_counts` as a non-empty 1-D sequence of per-class "
             f"counts. Received shape: {counts.shape}"
         )
     if not np.issubdtype(counts.dtype, np.number) or np.any(
         counts != np.round(counts)
     ):
         raise ValueError(
-            f"Expected integer `{name}`. Received: {counts[:10].tolist()}"
+            f"Expected integer `train_counts`. Received: {counts[:10].tolist()}"
         )
     if np.any(counts < 0):
         raise ValueError(
-            f"Expected non-negative `{name}`. Received: {counts[:10].tolist()}"
+            "Expected non-negative `train_counts`. Received: "
+            f"{counts[:10].tolist()}"
         )
     return counts.astype("int64")
 
@@ -265,16 +270,8 @@ class EvaluationCallback(keras.callbacks.Callback):
         every: int = 1,
     ):
         super().__init__()
-        if int(every) != every or every < 1:
-            raise ValueError(
-                f"Argument `every` must be a positive integer. Received: "
-                f"{every}"
-            )
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(
-                "Argument `batch_size` must be a positive integer. Received: "
-                f"{batch_size}"
-            )
+        every = _positive_int("every", every)
+        batch_size = _positive_int("batch_size", batch_size)
         if y is None and not isinstance(x, Iterable):
             raise ValueError(
                 "With `y=None`, `x` must be an iterable of (x, y) batches "
@@ -287,13 +284,11 @@ class EvaluationCallback(keras.callbacks.Callback):
         self.x = x
         self.y = None if y is None else np.asarray(y)
         self.train_counts = (
-            None
-            if train_counts is None
-            else _check_counts(train_counts, "train_counts")
+            None if train_counts is None else _check_counts(train_counts)
         )
         self.prefix = str(prefix)
-        self.batch_size = int(batch_size)
-        self.every = int(every)
+        self.batch_size = batch_size
+        self.every = every
         self.last_metrics = None
         self.last_epoch = None
         keys = ["top1", "top5", "balanced"]
@@ -460,7 +455,7 @@ def _backend_inputs(x):
 
 
 def _as_logits(outputs) -> np.ndarray:
-    if isinstance(outputs, dict) or isinstance(outputs, (list, tuple)):
+    if isinstance(outputs, (dict, list, tuple)):
         raise ValueError(
             "EvaluationCallback needs a model with one `(batch, classes)` "
             f"output. Received outputs of type {type(outputs).__name__}."
