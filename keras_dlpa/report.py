@@ -204,39 +204,35 @@ def _plot_curves(metrics: list, title: str, path: Path) -> Path:
     groups = [
         k for k in ("val_many", "val_medium", "val_few") if _series(metrics, k)
     ]
-    ncols = 3 if groups else 2
-    fig, axes = _figure(5.0 * ncols, 4.0, ncols=ncols)
-    ax = axes[0]
-    for key, label in (("loss", "train loss"), ("val_loss", "val loss")):
-        series = _series(metrics, key)
-        if series:
-            ax.plot(*series, marker=".", label=label)
-    ax.set(title="Loss", xlabel="epoch", ylabel="loss")
-    _legend(ax)
-
-    ax = axes[1]
-    for key, label in (
-        ("accuracy", "train accuracy"),
-        ("val_top1", "val top-1"),
-        ("val_top5", "val top-5"),
-        ("val_balanced", "val balanced"),
-    ):
-        series = _series(metrics, key)
-        if series:
-            ax.plot(*series, marker=".", label=label)
-    ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
-    _legend(ax)
-
+    panels = [
+        ("Loss", {}, (("loss", "train loss"), ("val_loss", "val loss"))),
+        (
+            "Accuracy",
+            {"ylim": (0, 1)},
+            (
+                ("accuracy", "train accuracy"),
+                ("val_top1", "val top-1"),
+                ("val_top5", "val top-5"),
+                ("val_balanced", "val balanced"),
+            ),
+        ),
+    ]
     if groups:
-        ax = axes[2]
-        for key in groups:
-            ax.plot(*_series(metrics, key), marker=".", label=key[4:])
-        ax.set(
-            title="Validation top-1 by shot group",
-            xlabel="epoch",
-            ylabel="accuracy",
-            ylim=(0, 1),
+        panels.append(
+            (
+                "Validation top-1 by shot group",
+                {"ylim": (0, 1)},
+                [(key, key[4:]) for key in groups],
+            )
         )
+    fig, axes = _figure(5.0 * len(panels), 4.0, ncols=len(panels))
+    for ax, (name, limits, lines) in zip(axes, panels):
+        for key, label in lines:
+            series = _series(metrics, key)
+            if series:
+                ax.plot(*series, marker=".", label=label)
+        ylabel = "loss" if name == "Loss" else "accuracy"
+        ax.set(title=name, xlabel="epoch", ylabel=ylabel, **limits)
         _legend(ax)
     fig.suptitle(title)
     return _save(fig, path)
