@@ -351,15 +351,21 @@ def test_balanced_cifar100_script_quick_in_a_subprocess(tmp_path):
     assert config["imbalance"] is None and config["mixup_alpha"] == 0.0
 
 
-def test_every_config_field_carries_its_group_and_help():
+def test_every_config_field_is_described_once_in_its_metadata():
+    """Each field's group and help are its metadata, and the class
+    docstring (`help(ExperimentConfig)`) is generated from them."""
     import dataclasses
 
     from keras_dlpa.training.config import GROUPS
     from keras_dlpa.training.config import ExperimentConfig
 
+    doc = " ".join(ExperimentConfig.__doc__.split())
     for field in dataclasses.fields(ExperimentConfig):
         assert field.metadata["group"] in GROUPS, field.name
-        assert field.metadata["help"], field.name
+        text = " ".join(field.metadata["help"].split())
+        assert text, field.name
+        assert f"{field.name} (default `{field.default!r}`" in doc, field.name
+        assert f"): {text}." in doc, field.name
 
 
 def test_flags_map_back_to_their_fields_and_the_main_flag_wins():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import textwrap
 
 from keras_dlpa.data.executor import EXECUTORS
 from keras_dlpa.data.stream_plan import AUTO_AUGMENTS
@@ -31,15 +32,17 @@ def int_list(text: str) -> tuple:
 
 
 def _field(default, group: str, help: str, flag: str | None = None, **cli):
-    """A field with its command-line metadata.
+    """A field with its metadata: the one description of the field, from
+    which the command line's flags and the class docstring are built.
 
     Args:
         default: the field's default.
         group: one of `GROUPS`.
-        help: the flag's help text (one line, no default: the command
-            line adds the recipe's).
+        help: what the field does, in one or more sentences, without the
+            default (the command line adds the recipe's).
         flag: the flag (`None`: none). A bool field's flag sets it to
-            the opposite of its default (`--resume`, `--no-report`).
+            the opposite of its default (`--resume`, `--no-report`), and
+            its help says what the flag does.
         **cli: `type` (the parser of the text; default the type of
             `default`, else `str`), `choices`, `when` (see `STREAMING`,
             `IMAGE_LIST`, `TFDS_IN_MEMORY`) and `aliases`: more flags of
@@ -56,125 +59,28 @@ def _field(default, group: str, help: str, flag: str | None = None, **cli):
 class ExperimentConfig:
     """Everything a run needs; written (resolved) to `RUN_DIR/config.json`.
 
-    Data:
-        dataset: name recorded in the run (the TFDS name for `"tfds"`).
-        source: `"tfds"`, `"image_dir"` (class folders or a `.tar.gz` of
-            them, `image_dir`), `"image_list"` (`path label` lines relative
-            to `image_root`: `train_list`, optional `val_list`, `test_list`)
-            or `"numpy"` (`.npz` with `images`, `labels`, optional
-            `class_names`, `test_images`, `test_labels`).
-        test_split: TFDS split used as the test split (`None`: none).
-        train_per_class: keep at most this many images per class of the
-            (balanced) training split before anything else, seeded (quick
-            runs).
-        val_fraction: fraction of each class held out for validation,
-            carved from the training data BEFORE the long-tailed profile.
-        imbalance: `n_min / n_max` in `(0, 1]` of the long-tailed profile
-            applied to the training part; `None` keeps it as it is.
-        allow_data_drop: train even when the profile, headed by the
-            smallest class, drops most of the images a profile headed by
-            the largest class would keep (`splits_with_report`).
-        image_size: side of the square training and evaluation images of
-            streamed sources (random-resized crop for training; shorter
-            side resized to `image_size / 0.875`, then centre crop, for
-            evaluation).
-        streaming: keep only paths and labels in memory and decode each
-            batch in worker processes (`keras_dlpa.data.streaming`), with
-            the ImageNet augmentation of `StreamAugmentation`. Sources
-            `"image_dir"`, `"image_list"` (always streamed) and `"tfds"`
-            (ArrayRecord `tfds.data_source`).
-        class_subset: keep a subset of the classes (ImageNet-200): an
-            integer as text (`"200"`: the first 200 classes in label
-            order) or a file with one class name per line.
-        auto_augment: `"trivial"` (TrivialAugment wide) or `"none"`
-            (streaming only).
-        random_erasing: random-erasing probability (streaming only).
-        cutmix_alpha: cutmix `Beta(alpha, alpha)`, 0 = off; with
-            `mixup_alpha` too, each batch picks one (streaming only).
-        data_workers: decode processes of the streaming executor
-            (`None`: one per core, at most 8; 0: in the training process).
-        skip_bad_images: leave out unreadable or unsupported files of an
-            image folder or list (logged, in `skipped_files` of the data;
-            streamed sources are decoded once up front) instead of raising
-            an error that lists them. TFDS sources ignore it.
-    Model:
-        method: `"dl2pa"`, `"static"`, `"etf"`, `"softmax"`, or the Table 8
-            ablations `"psc_star"` (softmax + `1e-2 x` uniformity of its
-            class weights) and `"ours_star"` (DL2PA on the class weights of
-            the softmax classifier in `softmax_run`).
-        softmax_run: `"ours_star"` only (required there): a finished
-            softmax run directory (its `model.keras`) or a `.keras` file
-            whose `Dense` layer `"logits"` gives the prototypes.
-        backbone: a key of `keras_dlpa.models.BACKBONE_PRESETS`.
-        weights: initial weights of a pretrained preset (or
-            `resnet50_imagenet`): `"imagenet"` (downloaded by Keras),
-            `"none"` or a file path; `None`: the preset's default.
-        freeze_epochs: epochs of frozen-trunk warm-up (trunk learning rate
-            0) for presets with a pretrained `"trunk"`.
-        trunk_lr_scale: the trunk's learning rate as a fraction of the
-            head's after the warm-up (discriminative learning rates);
-            `None`: one optimizer for everything (unless freeze_epochs).
-        depth, width: CIFAR ResNet overrides (`None`: the preset's).
-        dim: feature size `d`. `None`: the backbone's own. For a long-tailed
-            CIFAR backbone (no projection, `d = 4 * width`) another `d` adds
-            `Dense(d, no bias)` + BatchNorm after the features.
-        prototype_seed: seed of the prototypes (cached on disk).
-        class_scale: `IPMLoss(class_scale=...)` (long-tailed recipes).
-        loss_scale: `IPMLoss(scale=...)`, a constant factor on the IPM loss
-            (prototype methods only). 1.0: the batch mean of `1/2 (cos -
-            1)^2`; `2 * batch_size`: the batch sum of `(1 - cos)^2` of the
-            reference code's balanced recipes (the same SGD update as
-            `learning_rate * s` with `weight_decay / s`).
-    Optimisation:
-        epochs, batch_size (global), learning_rate (peak), warmup_epochs,
-        lr_decay (`"step"` with `milestones` and `gamma`, or `"cosine"`),
-        momentum (SGD, no Nesterov), weight_decay (coupled L2, as PyTorch),
-        mixup_alpha (0 disables mixup), crop_padding, flip.
-    DL2PA:
-        reassign_per_epoch (`tau'`), reassign_momentum (`alpha`).
-    Run:
-        out: the run directory. resume: continue from `out/checkpoints`.
-        seed: global seed (weights, split, data order). strategy:
-        `keras_dlpa.training.distribution.resolve_distribution` name
-        (tf.distribute on TensorFlow, `keras.distribution.DataParallel` on
-        JAX; `"multiworker"`: one process per host, each building only
-        its rows of every global batch, see `docs/distributed.md`).
-        verbose: `fit` verbosity (1 progress bar, 2 one line per epoch).
-        deterministic: TF op determinism (bit-exact resume; JAX on CPU
-        is deterministic). checkpoint_every: write the crash-safe
-        checkpoint every this many epochs (and after the last one); a run
-        killed in between resumes from the last one and ends the same
-        (`RunCheckpoint`). jit_compile: `"auto"` (default) compiles the
-        train step with XLA on JAX (`jax.jit`; without it Keras runs the
-        JAX step eagerly, op by op) and as a `tf.function` without XLA on
-        TensorFlow; `True`/`False` force it (`compile(jit_compile=...)`).
-        report:
-        draw the plots at the end. precision: `"float32"` or
-        `"bfloat16"` (Keras `mixed_bfloat16` policy; the prototype head,
-        the loss and the class statistics stay float32). executor: the
-        plan executor, `"auto"` (`"device"` on a JAX accelerator for
-        in-memory data, else tf.data on TensorFlow, grain elsewhere),
-        `"tf"`, `"grain"` or `"device"` (JAX: the images live on the
-        accelerator, `keras_dlpa.data.device_executor`). deadline: Unix
-        time; training stops after the last epoch expected to end before
-        it (`DeadlineCallback`), saves, and `evaluation.json` says
-        `completed: false`; resume later with `resume=True`.
-        sync_batch_norm: synchronised BatchNorm across replicas
-        (tf.distribute). init_weights: a `.weights.h5` of the same model
-        to start from instead of the random initialisation (model
-        weights only; ignored when resuming from a checkpoint), e.g. to
-        compare backends from the same start.
+    Each field is described once, in its metadata (`_field`): the flags of
+    `keras-dlpa train` and the sections below are generated from it.
     """
 
     # Data.
     dataset: str = _field(
         "cifar100",
         DATA,
-        "TFDS builder (e.g. svhn_cropped, stl10)",
+        "name recorded in the run; with source tfds, the TFDS builder "
+        "(e.g. svhn_cropped, stl10)",
         flag="--dataset",
         when=TFDS_IN_MEMORY,
     )
-    source: str = _field("tfds", DATA, "set by --image-dir, --npz, --tfds")
+    source: str = _field(
+        "tfds",
+        DATA,
+        "tfds; image_dir (class folders or a .tar.gz of them: image_dir); "
+        "image_list ('path label' lines relative to image_root: "
+        "train_list, optional val_list and test_list); or numpy (.npz "
+        "with images, labels and optional class_names, test_images, "
+        "test_labels: numpy_path). Set by --image-dir, --npz, --tfds",
+    )
     data_dir: str | None = _field(
         None, DATA, "TFDS data_dir", flag="--data-dir"
     )
@@ -184,7 +90,9 @@ class ExperimentConfig:
     download: bool = _field(
         True, DATA, "TFDS: never download", flag="--no-download"
     )
-    test_split: str | None = _field("test", DATA, "TFDS test split")
+    test_split: str | None = _field(
+        "test", DATA, "TFDS split used as the test split (None: none)"
+    )
     image_dir: str | None = _field(
         None,
         DATA,
@@ -237,23 +145,33 @@ class ExperimentConfig:
     image_size: int = _field(
         224,
         DATA,
-        "side of the streamed training and evaluation images",
+        "side of the square streamed training and evaluation images "
+        "(random-resized crop for training; for evaluation the shorter "
+        "side is resized to image_size / 0.875, then centre-cropped)",
         flag="--image-size",
         when=STREAMING,
     )
-    streaming: bool = _field(False, DATA, "decode per batch (recipes)")
+    streaming: bool = _field(
+        False,
+        DATA,
+        "keep only paths and labels in memory and decode each batch in "
+        "worker processes (keras_dlpa.data.streaming), with the ImageNet "
+        "augmentation of StreamAugmentation. Sources image_dir, "
+        "image_list (always streamed) and tfds (ArrayRecord "
+        "tfds.data_source). Set by the recipe",
+    )
     class_subset: str | None = _field(
         None,
         DATA,
-        "keep the first N classes (200: ImageNet-200) or the classes "
-        "named in a file (one per line)",
+        "keep the first N classes in label order (200: ImageNet-200) or "
+        "the classes named in a file (one per line)",
         flag="--classes",
         when=STREAMING,
     )
     auto_augment: str = _field(
         "none",
         DATA,
-        "TrivialAugment wide or none",
+        "trivial (TrivialAugment wide) or none (streaming only)",
         flag="--auto-augment",
         when=STREAMING,
         choices=AUTO_AUGMENTS,
@@ -261,17 +179,23 @@ class ExperimentConfig:
     random_erasing: float = _field(
         0.0,
         DATA,
-        "random-erasing probability",
+        "random-erasing probability (streaming only)",
         flag="--random-erasing",
         when=STREAMING,
     )
     cutmix_alpha: float = _field(
-        0.0, DATA, "alpha; 0 = off", flag="--cutmix", when=STREAMING
+        0.0,
+        DATA,
+        "cutmix Beta(alpha, alpha); 0 = off. With mixup too, each batch "
+        "picks one (streaming only)",
+        flag="--cutmix",
+        when=STREAMING,
     )
     data_workers: int | None = _field(
         None,
         DATA,
-        "decode processes (default: one per core, at most 8)",
+        "decode processes of the streaming executor (default: one per "
+        "core, at most 8; 0: in the training process)",
         flag="--workers",
         when=STREAMING,
         type=int,
@@ -279,92 +203,132 @@ class ExperimentConfig:
     skip_bad_images: bool = _field(
         False,
         DATA,
-        "leave out unreadable or unsupported image files (listed in a "
-        "warning) instead of stopping with an error naming them",
+        "leave out unreadable or unsupported files of an image folder or "
+        "list (listed in a warning and in the data's skipped_files; "
+        "streamed sources are decoded once up front) instead of stopping "
+        "with an error naming them. TFDS sources ignore it",
         flag="--skip-bad-images",
     )
     train_per_class: int | None = _field(
         None,
         DATA,
-        "keep at most this many images per class (seeded)",
+        "keep at most this many images per class of the (balanced) "
+        "training split before anything else, seeded (quick runs)",
         flag="--train-per-class",
         type=int,
     )
     val_fraction: float = _field(
         0.1,
         DATA,
-        "fraction of each class held out for validation",
+        "fraction of each class held out for validation, carved from the "
+        "training data before the long-tailed profile",
         flag="--val-fraction",
     )
     imbalance: float | None = _field(
-        0.01, DATA, "n_min / n_max in (0, 1]", flag="--imbalance", type=float
+        0.01,
+        DATA,
+        "n_min / n_max in (0, 1] of the long-tailed profile applied to "
+        "the training part (None: keep it as it is)",
+        flag="--imbalance",
+        type=float,
     )
     allow_data_drop: bool = _field(
         False,
         DATA,
         "train even when the long-tailed profile, headed by the "
-        "smallest class, drops most of the images",
+        "smallest class, drops most of the images a profile headed by "
+        "the largest class would keep (splits_with_report)",
         flag="--allow-data-drop",
     )
     # Model.
     method: str = _field(
         "dl2pa",
         MODEL,
-        "psc_star / ours_star: the ablations of paper Table 8",
+        "dl2pa, static, etf, softmax, or the ablations of paper Table 8: "
+        "psc_star (softmax + 1e-2 x uniformity of its class weights) and "
+        "ours_star (DL2PA on the class weights of the softmax classifier "
+        "in softmax_run)",
         flag="--method",
         choices=METHODS,
     )
     softmax_run: str | None = _field(
         None,
         MODEL,
-        "ours_star: finished softmax run dir (or its .keras file) whose "
-        "class weights are the prototypes",
+        "ours_star only (required there): a finished softmax run "
+        "directory (its model.keras) or a .keras file whose Dense layer "
+        "'logits' has the class weights that are the prototypes",
         flag="--softmax-run",
     )
     backbone: str = _field(
         "resnet32_lt_cifar100",
         MODEL,
-        "backbone preset",
+        "backbone preset (a key of keras_dlpa.models.BACKBONE_PRESETS)",
         flag="--backbone",
         choices=sorted(BACKBONE_PRESETS),
     )
     weights: str | None = _field(
         None,
         MODEL,
-        "pretrained backbones: imagenet (downloads), none, or a file",
+        "initial weights of a pretrained preset (or resnet50_imagenet): "
+        "imagenet (downloaded by Keras), none, or a file (default: the "
+        "preset's)",
         flag="--weights",
     )
     freeze_epochs: int = _field(
         0,
         MODEL,
-        "frozen-trunk warm-up epochs (pretrained backbones)",
+        "epochs of frozen-trunk warm-up (trunk learning rate 0) for "
+        "presets with a pretrained trunk",
         flag="--freeze-epochs",
         when=STREAMING,
     )
     trunk_lr_scale: float | None = _field(
         None,
         MODEL,
-        "trunk rate / head rate after the warm-up",
+        "the trunk's learning rate as a fraction of the head's after the "
+        "warm-up (discriminative learning rates; default: one optimizer "
+        "for everything, unless freeze_epochs)",
         flag="--trunk-lr-scale",
         when=STREAMING,
         type=float,
     )
     depth: int | None = _field(
-        None, MODEL, "CIFAR ResNet depth 6n+2", flag="--depth", type=int
+        None,
+        MODEL,
+        "CIFAR ResNet depth 6n+2 (default: the preset's)",
+        flag="--depth",
+        type=int,
     )
     width: int | None = _field(
-        None, MODEL, "CIFAR ResNet first width", flag="--width", type=int
+        None,
+        MODEL,
+        "CIFAR ResNet first width (default: the preset's)",
+        flag="--width",
+        type=int,
     )
     dim: int | None = _field(
-        None, MODEL, "feature size d", flag="--dim", type=int
+        None,
+        MODEL,
+        "feature size d (default: the backbone's own). For a long-tailed "
+        "CIFAR backbone (no projection, d = 4 x width) another d adds "
+        "Dense(d, no bias) + BatchNorm after the features",
+        flag="--dim",
+        type=int,
     )
-    prototype_seed: int = _field(0, MODEL, "seed of the prototypes")
-    class_scale: bool = _field(True, MODEL, "IPMLoss(class_scale=...)")
+    prototype_seed: int = _field(
+        0, MODEL, "seed of the prototypes (cached on disk)"
+    )
+    class_scale: bool = _field(
+        True, MODEL, "IPMLoss(class_scale=...) (long-tailed recipes)"
+    )
     loss_scale: float = _field(
         1.0,
         MODEL,
-        "factor on the IPM loss; 2 x batch = the reference's batch sum of "
-        "(1 - cos)^2",
+        "IPMLoss(scale=...), a constant factor on the IPM loss (prototype "
+        "methods only). 1.0: the batch mean of 1/2 (cos - 1)^2; 2 x batch "
+        "size: the batch sum of (1 - cos)^2 of the reference code's "
+        "balanced recipes (the same SGD update as learning rate x s with "
+        "weight decay / s)",
         flag="--loss-scale",
     )
     # Optimisation.
@@ -378,7 +342,9 @@ class ExperimentConfig:
     warmup_epochs: int = _field(
         5, OPTIMISATION, "linear warm-up epochs", flag="--warmup-epochs"
     )
-    lr_decay: str = _field("step", OPTIMISATION, "step or cosine")
+    lr_decay: str = _field(
+        "step", OPTIMISATION, "step (milestones, gamma) or cosine"
+    )
     milestones: tuple = _field(
         (160, 180),
         OPTIMISATION,
@@ -387,9 +353,12 @@ class ExperimentConfig:
         type=int_list,
     )
     gamma: float = _field(0.1, OPTIMISATION, "step decay factor")
-    momentum: float = _field(0.9, OPTIMISATION, "SGD momentum")
+    momentum: float = _field(0.9, OPTIMISATION, "SGD momentum (no Nesterov)")
     weight_decay: float = _field(
-        2e-4, OPTIMISATION, "coupled L2", flag="--weight-decay"
+        2e-4,
+        OPTIMISATION,
+        "coupled L2 (as PyTorch)",
+        flag="--weight-decay",
     )
     mixup_alpha: float = _field(
         1.0, OPTIMISATION, "mixup alpha; 0 = off", flag="--mixup"
@@ -411,34 +380,62 @@ class ExperimentConfig:
         flag="--out",
     )
     resume: bool = _field(
-        False, RUN, "continue from checkpoints", flag="--resume"
+        False, RUN, "continue from out/checkpoints", flag="--resume"
     )
-    seed: int = _field(0, RUN, "global seed", flag="--seed")
+    seed: int = _field(
+        0,
+        RUN,
+        "global seed (weights, split, data order)",
+        flag="--seed",
+    )
     strategy: str = _field(
-        "auto", RUN, "distribution", flag="--strategy", choices=STRATEGIES
+        "auto",
+        RUN,
+        "distribution, a name of keras_dlpa.training.distribution."
+        "resolve_distribution: tf.distribute on TensorFlow, "
+        "keras.distribution.DataParallel on JAX; multiworker: one process "
+        "per host, each building only its rows of every global batch "
+        "(docs/distributed.md)",
+        flag="--strategy",
+        choices=STRATEGIES,
     )
     verbose: int = _field(
         2,
         RUN,
-        "1: progress bar per batch, 2: one line per epoch",
+        "fit verbosity; 1: progress bar per batch, 2: one line per epoch",
         flag="--verbose",
         choices=(0, 1, 2),
     )
     deterministic: bool = _field(
-        False, RUN, "TF op determinism", flag="--deterministic"
+        False,
+        RUN,
+        "TF op determinism (bit-exact resume; JAX on CPU is deterministic)",
+        flag="--deterministic",
     )
-    jit_compile: bool | str = _field("auto", RUN, "XLA: True, False, auto")
-    report: bool = _field(True, RUN, "skip the plots", flag="--no-report")
+    jit_compile: bool | str = _field(
+        "auto",
+        RUN,
+        "True, False or auto: auto compiles the train step with XLA on "
+        "JAX (jax.jit; without it Keras runs the JAX step eagerly, op by "
+        "op) and as a tf.function without XLA on TensorFlow; True / False "
+        "force it (compile(jit_compile=...))",
+    )
+    report: bool = _field(
+        True, RUN, "skip the plots drawn at the end", flag="--no-report"
+    )
     checkpoint_every: int = _field(
         1,
         RUN,
-        "epochs between crash-safe checkpoints (and after the last)",
+        "epochs between crash-safe checkpoints (and after the last); a "
+        "run killed in between resumes from the last one and ends the "
+        "same (RunCheckpoint)",
         flag="--checkpoint-every",
     )
     precision: str = _field(
         "float32",
         RUN,
-        "bfloat16: Keras mixed_bfloat16 (head, loss, stats float32)",
+        "bfloat16: Keras mixed_bfloat16 policy (the prototype head, the "
+        "loss and the class statistics stay float32)",
         flag="--precision",
         choices=PRECISIONS,
     )
@@ -447,14 +444,17 @@ class ExperimentConfig:
         RUN,
         "input executor (auto: device on a JAX GPU/TPU for in-memory "
         "data, else tf.data on TensorFlow, grain elsewhere; device: the "
-        "images live on the accelerator, JAX only)",
+        "images live on the accelerator, JAX only, "
+        "keras_dlpa.data.device_executor)",
         flag="--executor",
         choices=EXECUTORS,
     )
     deadline: float | None = _field(
         None,
         RUN,
-        "Unix time: stop after the last epoch that ends before it",
+        "Unix time: training stops after the last epoch expected to end "
+        "before it (DeadlineCallback), saves, and evaluation.json says "
+        "completed: false; resume later with --resume",
         flag="--deadline",
         type=float,
     )
@@ -467,7 +467,9 @@ class ExperimentConfig:
     init_weights: str | None = _field(
         None,
         RUN,
-        ".weights.h5 of the same model to start from",
+        ".weights.h5 of the same model to start from instead of the "
+        "random initialisation (model weights only; ignored when resuming "
+        "from a checkpoint), e.g. to compare backends from the same start",
         flag="--init-weights",
     )
 
@@ -501,11 +503,17 @@ class ExperimentConfig:
                 '`jit_compile` must be True, False or "auto". Received: '
                 f"jit_compile={self.jit_compile!r}"
             )
-        if self.source not in SOURCES:
-            raise ValueError(
-                f"`source` must be one of {SOURCES}. Received: "
-                f"source={self.source!r}"
-            )
+        for name, allowed in (
+            ("source", SOURCES),
+            ("precision", PRECISIONS),
+            ("executor", EXECUTORS),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(
+                    f"`{name}` must be one of {allowed}. Received: "
+                    f"{name}={value!r}"
+                )
         if self.imbalance is not None and not 0.0 < self.imbalance <= 1.0:
             raise ValueError(
                 "`imbalance` must be in (0, 1] (n_min / n_max; 0.01 is "
@@ -565,16 +573,6 @@ class ExperimentConfig:
                     f"`{name}` must be an integer >= {least}. Received: "
                     f"{name}={value!r}"
                 )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"`precision` must be one of {PRECISIONS}. Received: "
-                f"precision={self.precision!r}"
-            )
-        if self.executor not in EXECUTORS:
-            raise ValueError(
-                f"`executor` must be one of {EXECUTORS}. Received: "
-                f"executor={self.executor!r}"
-            )
         check_augment_settings(
             self.auto_augment,
             self.random_erasing,
@@ -599,3 +597,32 @@ class ExperimentConfig:
                 f"trunk_lr_scale={self.trunk_lr_scale}"
             )
         self.milestones = tuple(int(m) for m in self.milestones)
+
+
+def _describe(cls) -> str:
+    """`cls.__doc__` and a section per group: each field's name, default,
+    flag and help, from its metadata."""
+    lines = [cls.__doc__.rstrip(), ""]
+    for group in GROUPS:
+        lines.append(f"    {group.capitalize()}:")
+        for field in dataclasses.fields(cls):
+            meta = field.metadata
+            if meta["group"] != group:
+                continue
+            if meta["flag"] and isinstance(field.default, bool):
+                flag = f"; `{meta['flag']}` sets {not field.default}"
+            elif meta["flag"]:
+                flag = f"; `{meta['flag']}`"
+            else:
+                flag = ""
+            text = f"{field.name} (default `{field.default!r}`{flag}): "
+            lines += textwrap.wrap(
+                text + meta["help"] + ".",
+                width=79,
+                initial_indent=" " * 8,
+                subsequent_indent=" " * 12,
+            )
+    return "\n".join(lines) + "\n"
+
+
+ExperimentConfig.__doc__ = _describe(ExperimentConfig)
