@@ -104,14 +104,8 @@ def load_prototypes(path) -> tuple[np.ndarray, dict]:
         with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
             prototypes = np.asarray(data["prototypes"])
             meta = json.loads(str(data["metadata"]))
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-        EOFError,
-        zipfile.BadZipFile,
-        json.JSONDecodeError,
-    ) as e:
+    # json.JSONDecodeError is a ValueError.
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(
             f"{str(path)!r} is not a readable prototype file (corrupt, "
             f"truncated or another format): {type(e).__name__}: {e}. "
