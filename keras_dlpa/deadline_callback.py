@@ -41,9 +41,7 @@ class DeadlineCallback(keras.callbacks.Callback):
         self.deadline = float(deadline)
         self.margin = float(margin)
         self.verbose = verbose
-        self.completed = True
-        self.durations = []
-        self.stopped_epoch = None
+        self.on_train_begin()
 
     @property
     def longest(self) -> float:

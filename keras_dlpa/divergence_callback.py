@@ -78,15 +78,10 @@ class DivergenceCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            _raise_if_bad_labels(self.model)
-            raise TrainingDiverged(
-                divergence_message(self.model, epoch, f"the loss is {loss}")
-            )
-        path = first_non_finite_weight(self.model)
-        if path is not None:
-            _raise_if_bad_labels(self.model)
-            raise TrainingDiverged(
-                divergence_message(
-                    self.model, epoch, f"the weight {path} is not finite"
-                )
-            )
+            what = f"the loss is {loss}"
+        elif (path := first_non_finite_weight(self.model)) is not None:
+            what = f"the weight {path} is not finite"
+        else:
+            return
+        _raise_if_bad_labels(self.model)
+        raise TrainingDiverged(divergence_message(self.model, epoch, what))
