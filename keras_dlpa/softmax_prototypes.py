@@ -28,9 +28,9 @@ def _model_path(source: Path) -> Path:
         )
     evaluation = source / "evaluation.json"
     model = source / "model.keras"
-    finished = False
-    if evaluation.is_file():
-        finished = bool(json.loads(evaluation.read_text()).get("completed"))
+    finished = evaluation.is_file() and bool(
+        json.loads(evaluation.read_text()).get("completed")
+    )
     if not finished or not model.is_file():
         raise FileNotFoundError(
             f"The run directory softmax_run={str(source)!r} holds no finished "
@@ -80,8 +80,7 @@ def softmax_prototypes(
             "classifier (method 'softmax' or 'psc_star'). Received a model "
             f"with layers ending in {[x.name for x in model.layers[-3:]]}."
         )
-    kernel = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
-    weights = kernel.T
+    weights = keras.ops.convert_to_numpy(layer.kernel).astype("float64").T
     c, d = weights.shape
     if (num_classes is not None and c != num_classes) or (
         dim is not None and d != dim
