@@ -234,15 +234,10 @@ class RunCheckpoint(keras.callbacks.Callback):
             restore_weights(self.model, self.restore["weights"])
             self._publish_best()
 
-    def _best_value(self):
-        if self._pending is not None:
-            return self._pending["value"]
-        return self.best["value"]
-
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         value = logs.get(self.monitor)
-        best = self._best_value()
+        best = (self._pending or self.best)["value"]
         if (
             self.best_path is not None
             and value is not None

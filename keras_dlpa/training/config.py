@@ -12,10 +12,10 @@ from keras_dlpa.data.stream_plan import check_augment_settings
 from keras_dlpa.methods import METHODS
 from keras_dlpa.methods import get_method
 from keras_dlpa.models import BACKBONE_PRESETS
+from keras_dlpa.training.distribution import STRATEGIES
 
 SOURCES = ("tfds", "image_dir", "image_list", "numpy")
 PRECISIONS = ("float32", "bfloat16")
-STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
 # Field groups (`metadata["group"]`): the sections of `--help`.
 DATA, MODEL, OPTIMISATION, RUN = "data", "model", "optimisation", "run"

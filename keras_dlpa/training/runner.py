@@ -48,6 +48,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_dlpa.atomic_write import atomic_write
 from keras_dlpa.data.eval_batches import EvalBatches
 from keras_dlpa.data.executor import resolve_executor
 from keras_dlpa.data.plan import TrainingInput
@@ -66,7 +67,6 @@ from keras_dlpa.training.builder import make_optimizer
 from keras_dlpa.training.builder import make_schedule
 from keras_dlpa.training.builder import precision_policy
 from keras_dlpa.training.checkpoint import RunCheckpoint
-from keras_dlpa.training.checkpoint import atomic_write_text
 from keras_dlpa.training.checkpoint import latest_checkpoint
 from keras_dlpa.training.checkpoint import restore_weights
 from keras_dlpa.training.config import ExperimentConfig
@@ -471,9 +471,7 @@ def _finalise(run: _Run) -> dict:
     """Saves the model (and the prototype state), evaluates the last and
     the best model, writes `evaluation.json` and draws the plots."""
     config, run_dir, model = run.config, run.run_dir, run.model
-    tmp = run_dir / ".tmp-model.keras"
-    model.save(tmp)
-    tmp.replace(run_dir / "model.keras")
+    atomic_write(run_dir / "model.keras", model.save)
     if run.method.uses_prototypes:
         np.savez(run_dir / "final_state.npz", **_state_arrays(model))
 
@@ -551,7 +549,6 @@ def _plot(run_dir: Path) -> None:
 
 
 __all__ = [
-    "atomic_write_text",
     "checkpoint_epoch",
     "run_experiment",
     "seed_everything",

@@ -19,21 +19,17 @@ from keras_dlpa.training.config import ExperimentConfig
 logger = logging.getLogger(__name__)
 
 
-def _tfds_kwargs(config: ExperimentConfig) -> dict:
-    return dict(
-        data_dir=config.data_dir,
-        manual_dir=config.manual_dir,
-        download=config.download,
-    )
-
-
 def _load_tfds(config: ExperimentConfig):
     """A TFDS builder: decoded into memory, or its ArrayRecord records."""
     if config.streaming:
         from keras_dlpa.data.labelled_paths import load_tfds_records as load
     else:
         from keras_dlpa.data.tfds_source import load_tfds as load
-    kwargs = _tfds_kwargs(config)
+    kwargs = dict(
+        data_dir=config.data_dir,
+        manual_dir=config.manual_dir,
+        download=config.download,
+    )
     train = load(config.dataset, "train", **kwargs)
     test = None
     if config.test_split:
@@ -133,17 +129,6 @@ LOADERS = {
 }
 
 
-def _select(parts, class_subset):
-    from keras_dlpa.data.labelled_paths import select_classes
-
-    subset = int(class_subset) if class_subset.isdigit() else class_subset
-    train = select_classes(parts[0], subset)
-    return [train] + [
-        None if part is None else select_classes(part, train.class_names)
-        for part in parts[1:]
-    ]
-
-
 def _cap_per_class(data: DataSource, limit: int, seed: int) -> DataSource:
     rng = np.random.RandomState(seed)
     kept = []
@@ -169,10 +154,19 @@ def load_data(
         raise ValueError(
             "`class_subset` needs `streaming=True` (a streamed source)."
         )
-    parts = LOADERS[config.source](config)
+    train, *rest = LOADERS[config.source](config)
     if config.class_subset:
-        parts = _select(parts, config.class_subset)
-    return tuple(parts)
+        from keras_dlpa.data.labelled_paths import select_classes
+
+        subset = config.class_subset
+        train = select_classes(
+            train, int(subset) if subset.isdigit() else subset
+        )
+        rest = [
+            None if part is None else select_classes(part, train.class_names)
+            for part in rest
+        ]
+    return (train, *rest)
 
 
 # A long-tailed profile may drop at most this fraction of the images it
