@@ -1,12 +1,4 @@
-"""Image-folder source: `root/<class>/*.{jpg,png,webp,...}` or a tarball of it.
-
-Images are the files with an extension in `IMAGE_EXTENSIONS` (PIL-decoded,
-every mode to uint8 RGB: `keras_dlpa_serving.image_decode`). Hidden entries
-and text side-car files are ignored; any other file in a class folder, and
-any image PIL cannot decode, is an error that lists the files, or with
-`skip_bad_images=True` is left out, logged and recorded in
-`skipped_files`.
-"""
+"""Image-folder source: `root/<class>/*.jpg|png|webp|...` or a tarball."""
 
 from __future__ import annotations
 
@@ -36,7 +28,7 @@ from keras_dlpa_serving.image_decode import unsupported_reason
 
 logger = logging.getLogger(__name__)
 
-_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 _EXPECTED = "`root/<class_name>/*.jpg|png|webp|...`"
 _SKIP_HINT = (
     " Fix or remove them, or pass skip_bad_images=True (--skip-bad-images) "
@@ -65,14 +57,9 @@ def _find_root(path: Path) -> Path:
 
 
 def _list_folder(path: Path) -> dict[str, list[Path]]:
-    """`{class name: files}` of a class-folder tree (the one rule set).
-
-    Hidden entries (`.name`, `__MACOSX`) and text side-car files
-    (`image_decode.is_ignored_name`) are skipped and a single wrapper
-    directory is descended into (`_find_root`). The files are the images
-    (an extension in `IMAGE_EXTENSIONS`, any case) and every other file,
-    which `_split_unsupported` separates.
-    """
+    """`{class name: files}` of a class-folder tree (the one rule set):
+    hidden entries and text side-car files skipped, one wrapper directory
+    descended into; other files are separated by `_split_unsupported`."""
     root = _find_root(path)
     class_dirs = [
         e for e in root.iterdir() if e.is_dir() and not _hidden([e.name])
@@ -104,6 +91,26 @@ def _split_unsupported(classes: dict) -> tuple[dict, list]:
             else:
                 others.append((path, unsupported_reason(path)))
     return images, sorted(others)
+
+
+def _labelled(classes: dict, where, key=None):
+    """`(class_names, files, labels, unsupported)`: sorted classes (label k
+    is the k-th name), files sorted by `key` within a class."""
+    _sorted_classes(classes, where)
+    classes, others = _split_unsupported(classes)
+    class_names = sorted(classes)
+    files, labels = [], []
+    for label, name in enumerate(class_names):
+        members = sorted(classes[name], key=key)
+        files.extend(members)
+        labels.extend([label] * len(members))
+    return class_names, files, np.asarray(labels, np.int64), others
+
+
+def _check_counts(class_names, labels, where) -> None:
+    """`ValueError` for a class left without images."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    _sorted_classes(dict(zip(class_names, counts.tolist())), where)
 
 
 def _report_bad(bad, total, where, skip_bad_images, warn=True) -> None:
@@ -157,19 +164,13 @@ def list_image_folder(
 def _list_image_folder(path, skip_bad_images=False, warn=True):
     """`list_image_folder` plus the skipped unsupported files' paths."""
     path = Path(path)
-    classes = _list_folder(path)
-    _sorted_classes(classes, path)
-    classes, others = _split_unsupported(classes)
-    total = sum(map(len, classes.values())) + len(others)
-    _report_bad(others, total, path, skip_bad_images, warn)
-    class_names = _sorted_classes(classes, path)
-    files, labels = [], []
-    for label, name in enumerate(class_names):
-        members = sorted(classes[name], key=lambda f: f.name)
-        files.extend(str(f.absolute()) for f in members)
-        labels.extend([label] * len(members))
-    skipped = [p for p, _ in others]
-    return files, np.asarray(labels, np.int64), class_names, skipped
+    class_names, files, labels, others = _labelled(
+        _list_folder(path), path, key=lambda f: f.name
+    )
+    _report_bad(others, len(files) + len(others), path, skip_bad_images, warn)
+    _check_counts(class_names, labels, path)
+    files = [str(f.absolute()) for f in files]
+    return files, labels, class_names, [p for p, _ in others]
 
 
 def read_image_list(
@@ -224,11 +225,11 @@ def extract_archive(
     paths). List the result with `list_image_folder`.
     """
     path = Path(path)
-    if not path.name.lower().endswith(_ARCHIVE_SUFFIXES):
+    if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
         raise ValueError(
             f"`path` must be a .tar.gz/.tgz archive. Received: {path}."
         )
-    target = _cache_path(path, cache_dir).with_suffix("")
+    target = _cache_path(path, cache_dir)
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -311,22 +312,18 @@ def _iter_ustar(data: bytes):
         raise ValueError("truncated tar data")
 
 
-def _iter_tarfile(path: Path):
-    with tarfile.open(path, "r:*") as tar:
-        for member in tar:
-            if member.isdir():
-                yield member.name, True, b""
-            elif member.isfile():
-                yield member.name, False, tar.extractfile(member).read()
-
-
 def _iter_archive(path: Path):
     try:
         data = gzip.decompress(path.read_bytes())
         return list(_iter_ustar(data))
     except (ValueError, UnicodeDecodeError, OSError, EOFError) as error:
         logger.info("Fast tar reader failed (%s); using tarfile.", error)
-        return list(_iter_tarfile(path))
+    with tarfile.open(path, "r:*") as tar:
+        return [
+            (m.name, m.isdir(), b"" if m.isdir() else tar.extractfile(m).read())
+            for m in tar
+            if m.isdir() or m.isfile()
+        ]
 
 
 def _read_archive(path: Path) -> dict[str, list[tuple[str, bytes]]]:
@@ -417,47 +414,35 @@ def _decode_blobs(names: list[str], blobs: list[bytes]):
 
 def _to_image_data(classes, where, skip_bad_images=False) -> ImageData:
     """Decodes `{class: [(name, bytes)]}`; bad files raise or are skipped."""
-    _sorted_classes(classes, where)
-    classes, others = _split_unsupported(classes)
-    class_names = sorted(classes)
-    names, blobs, labels = [], [], []
-    for label, class_name in enumerate(class_names):
-        files = sorted(classes[class_name])
-        names.extend(f for f, _ in files)
-        blobs.extend(b for _, b in files)
-        labels.extend([label] * len(files))
-    images, undecodable = _decode_blobs(names, blobs)
+    class_names, files, labels, others = _labelled(classes, where)
+    names = [name for name, _ in files]
+    images, undecodable = _decode_blobs(names, [blob for _, blob in files])
     bad = sorted(others + [(names[i], why) for i, why in undecodable.items()])
     _report_bad(bad, len(names) + len(others), where, skip_bad_images)
-    labels = np.asarray(labels, np.int64)
     if undecodable:
         keep = np.ones(len(names), bool)
         keep[list(undecodable)] = False
         images, labels = images[keep], labels[keep]
-    counts = np.bincount(labels, minlength=len(class_names))
-    _sorted_classes(dict(zip(class_names, counts.tolist())), where)
+    _check_counts(class_names, labels, where)
     skipped = tuple(path for path, _ in bad)
     return ImageData(images, labels, class_names, skipped_files=skipped)
 
 
-def _cache_path(archive: Path, cache_dir) -> Path:
+def _cache_path(archive: Path, cache_dir, suffix: str = "") -> Path:
+    """`cache_dir/<stem>-<size>-<mtime_ns><suffix>` of an archive.
+
+    The decoded `.npz` has `suffix` `-d2.npz` (decoder version 2: wide
+    grey modes scaled, WebP/BMP/GIF/TIFF read); a load that skipped bad
+    files has its own `-d2-skip.npz`, which only `skip_bad_images=True`
+    reads.
+    """
     stat = archive.stat()
     stem = archive.name
-    for suffix in _ARCHIVE_SUFFIXES:
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
+    for archive_suffix in ARCHIVE_SUFFIXES:
+        if stem.lower().endswith(archive_suffix):
+            stem = stem[: -len(archive_suffix)]
     cache_dir = Path(cache_dir or cache_root() / "image_folder")
-    return cache_dir / f"{stem}-{stat.st_size}-{stat.st_mtime_ns}.npz"
-
-
-def _decoded_cache_path(archive: Path, cache_dir, skipped: bool) -> Path:
-    """The `.npz` of a decoded archive; `d2`: decoder version 2 (wide grey
-    modes scaled, WebP/BMP/GIF/TIFF read). A load that skipped bad files
-    has its own file, which only `skip_bad_images=True` reads."""
-    path = _cache_path(archive, cache_dir)
-    return path.with_name(
-        path.stem + ("-d2-skip.npz" if skipped else "-d2.npz")
-    )
+    return cache_dir / f"{stem}-{stat.st_size}-{stat.st_mtime_ns}{suffix}"
 
 
 def _load_cached(path: Path) -> ImageData:
@@ -538,14 +523,14 @@ def load_image_folder(
         )
     if path.is_dir():
         return _to_image_data(_read_folder(path), path, skip_bad_images)
-    if not path.name.lower().endswith(_ARCHIVE_SUFFIXES):
+    if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
         raise ValueError(
             "`path` must be a directory or a .tar.gz/.tgz archive. "
             f"Received: {path}."
         )
-    caches = [_decoded_cache_path(path, cache_dir, skipped=False)]
+    caches = [_cache_path(path, cache_dir, "-d2.npz")]
     if skip_bad_images:
-        caches.append(_decoded_cache_path(path, cache_dir, skipped=True))
+        caches.append(_cache_path(path, cache_dir, "-d2-skip.npz"))
     for cache in caches if use_cache else ():
         if cache.is_file():
             logger.info("Loading decoded images from %s", cache)

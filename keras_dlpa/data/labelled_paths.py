@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_dlpa.data.image_data import check_labels
-from keras_dlpa.data.image_folder import _ARCHIVE_SUFFIXES
+from keras_dlpa.data.image_folder import ARCHIVE_SUFFIXES
 from keras_dlpa.data.image_folder import _list_image_folder
 from keras_dlpa.data.image_folder import extract_archive
 from keras_dlpa.data.image_folder import read_image_list
@@ -355,7 +355,7 @@ def load_labelled_paths(
             f"(absolute: {path.absolute()})."
         )
     where = path
-    if path.is_file() and path.name.lower().endswith(_ARCHIVE_SUFFIXES):
+    if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
         path = extract_archive(path, cache_dir)
     if path.is_dir():
         files, labels, names, skipped = _list_image_folder(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_dlpa.data.image_folder import ARCHIVE_SUFFIXES
 from keras_dlpa.export.onnx_model import name_batch_dim
 
 logger = logging.getLogger(__name__)
@@ -141,9 +142,6 @@ def quantize_onnx(
     onnx.save(quantized, str(out_path))
     logger.info("wrote int8 ONNX %s", out_path)
     return out_path
-
-
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 
 
 def load_calibration_images(source, count: int, shape, seed: int = 0):
