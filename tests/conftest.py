@@ -86,6 +86,8 @@ _SLOW_FILES_FIRST = (
     "test_jax_backend.py",
     "test_quickstart.py",
     "test_gpu_campaign.py",
+    "test_wheel_install.py",
+    "test_prototype_classifier.py",
     "test_streaming.py",
     "test_reproduce.py",
     "test_backends.py",
