@@ -8,8 +8,47 @@ from collections.abc import Sequence
 import numpy as np
 
 
+class _LabelledSet:
+    """What `ImageData` and `LabelledPaths` share: labels, class names."""
+
+    def _init_labels(self, name: str, items, count) -> np.ndarray:
+        """Validates `labels` against `items` and `class_names`; stores the
+        class names and skipped files and returns the labels."""
+        labels = np.asarray(self.labels)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                "`labels` must be a 1-D integer array of shape (N,). Received "
+                f"shape {labels.shape} and dtype {labels.dtype}."
+            )
+        if count(items) != count(labels):
+            raise ValueError(
+                f"`{name}` and `labels` must have the same length. Received "
+                f"{count(items)} {name} and {count(labels)} labels."
+            )
+        class_names = [str(c) for c in self.class_names]
+        if not class_names:
+            raise ValueError("`class_names` must not be empty.")
+        check_labels(labels, len(class_names))
+        object.__setattr__(self, "class_names", class_names)
+        skipped = tuple(str(path) for path in self.skipped_files)
+        object.__setattr__(self, "skipped_files", skipped)
+        return labels
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, `len(class_names)`."""
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def class_counts(self) -> np.ndarray:
+        """Number of images per class, int64 array of shape `(num_classes,)`."""
+        return np.bincount(self.labels, minlength=self.num_classes)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class ImageData:
+class ImageData(_LabelledSet):
     """An in-memory labelled image set: uint8 images, int64 labels, names.
 
     Every source in `keras_dlpa.data` returns this container, so splitting,
@@ -52,43 +91,14 @@ class ImageData:
                 "`images` must have shape (N, H, W, 3). Received shape "
                 f"{images.shape}."
             )
-        labels = np.asarray(self.labels)
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(
-                "`labels` must be a 1-D integer array of shape (N,). Received "
-                f"shape {labels.shape} and dtype {labels.dtype}."
-            )
-        if labels.shape[0] != images.shape[0]:
-            raise ValueError(
-                "`images` and `labels` must have the same length. Received "
-                f"{images.shape[0]} images and {labels.shape[0]} labels."
-            )
-        class_names = [str(name) for name in self.class_names]
-        if not class_names:
-            raise ValueError("`class_names` must not be empty.")
-        check_labels(labels, len(class_names))
+        labels = self._init_labels("images", images, len)
         object.__setattr__(self, "images", images)
         object.__setattr__(self, "labels", labels.astype(np.int64, copy=False))
-        object.__setattr__(self, "class_names", class_names)
-        skipped = tuple(str(path) for path in self.skipped_files)
-        object.__setattr__(self, "skipped_files", skipped)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes, `len(class_names)`."""
-        return len(self.class_names)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """`(H, W, 3)` of every image."""
         return tuple(self.images.shape[1:])
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def class_counts(self) -> np.ndarray:
-        """Number of images per class, int64 array of shape `(num_classes,)`."""
-        return np.bincount(self.labels, minlength=self.num_classes)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ImageData:
         """Returns the images and labels at `indices` (same class names)."""

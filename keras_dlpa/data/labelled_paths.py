@@ -1,22 +1,9 @@
 """`LabelledPaths`: a streaming image set that holds only paths and labels.
 
 The in-memory `ImageData` suits CIFAR-sized sets; ImageNet at 224 px would
-need 17 GB (ImageNet-LT) to 190 GB (ImageNet-1K). A `LabelledPaths` keeps
-the file paths (or record indices of a random-access source) and the int64
-labels; images are decoded per batch by the streaming executor
-(`keras_dlpa.data.streaming`). It has the `labels`, `class_names`,
-`num_classes`, `class_counts()`, `subset()` and `len()` of `ImageData`, so
-`split_train_val`, `make_long_tailed` and `long_tailed_train_val` work on
-it unchanged (they only look at labels).
-
-Sources (`load_labelled_paths`): class folders, `path label` list files
-(ImageNet-LT format), `.tar.gz` archives (extracted once into the cache,
-see `image_folder.extract_archive`) and TFDS builders prepared as
-ArrayRecord (`tfds.data_source`, readable without TensorFlow). With
-`skip_bad_images=True` every file is decoded once up front
-(`drop_bad_images`) and the unreadable ones are left out and recorded in
-`skipped_files`; without it, a bad file stops the run when its batch is
-decoded, with a `BadImageError` naming it.
+need 17 GB (ImageNet-LT) to 190 GB (ImageNet-1K). Images are decoded per
+batch by the streaming executor (`keras_dlpa.data.streaming`); the splits
+and the long-tailed profile work unchanged (they only look at labels).
 """
 
 from __future__ import annotations
@@ -31,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_dlpa.data.image_data import check_labels
+from keras_dlpa.data.image_data import _LabelledSet
 from keras_dlpa.data.image_folder import ARCHIVE_SUFFIXES
 from keras_dlpa.data.image_folder import _list_image_folder
 from keras_dlpa.data.image_folder import extract_archive
@@ -48,7 +35,7 @@ EVAL_THREADS = 2
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class LabelledPaths:
+class LabelledPaths(_LabelledSet):
     """Paths (or record indices) and labels of images decoded on demand.
 
     Args:
@@ -77,39 +64,11 @@ class LabelledPaths:
 
     def __post_init__(self):
         items = np.asarray(self.items)
-        labels = np.asarray(self.labels)
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(
-                "`labels` must be a 1-D integer array of shape (N,). Received "
-                f"shape {labels.shape} and dtype {labels.dtype}."
-            )
-        if items.shape != labels.shape:
-            raise ValueError(
-                "`items` and `labels` must have the same length. Received "
-                f"{items.shape} items and {labels.shape} labels."
-            )
-        class_names = [str(name) for name in self.class_names]
-        if not class_names:
-            raise ValueError("`class_names` must not be empty.")
-        check_labels(labels, len(class_names))
+        labels = self._init_labels("items", items, np.shape)
         if self.records is None and items.size:
             items = items.astype(str)
         object.__setattr__(self, "items", items)
         object.__setattr__(self, "labels", labels.astype(np.int64))
-        object.__setattr__(self, "class_names", class_names)
-        skipped = tuple(str(path) for path in self.skipped_files)
-        object.__setattr__(self, "skipped_files", skipped)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def class_counts(self) -> np.ndarray:
-        """Number of images per class, int64 `(num_classes,)`."""
-        return np.bincount(self.labels, minlength=self.num_classes)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> LabelledPaths:
         """The entries at `indices` (same class names and records)."""
@@ -298,8 +257,21 @@ def select_classes(
     )
 
 
-def _tfds_records(name: str, split: str, data_dir, manual_dir, download):
-    """A `tfds.data_source` with the image left encoded + labels, names."""
+def load_tfds_records(
+    name: str,
+    split: str = "train",
+    data_dir=None,
+    manual_dir=None,
+    download: bool = True,
+) -> LabelledPaths:
+    """A TFDS split as `LabelledPaths` over ArrayRecord records.
+
+    `imagenet_lt` and `imagenet2012` need the ImageNet archives in
+    `manual_dir`; preparing the ArrayRecord files once needs TensorFlow,
+    reading them (`tfds.data_source`) does not. Labels are read once
+    (a pass over the records); images stay encoded until a batch needs
+    them.
+    """
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=data_dir)
@@ -316,8 +288,10 @@ def _tfds_records(name: str, split: str, data_dir, manual_dir, download):
         download=False,
     )
     labels = np.asarray([source[i]["label"] for i in range(len(source))])
-    names = builder.info.features["label"].names
-    return source, labels.astype(np.int64), list(names)
+    names = list(builder.info.features["label"].names)
+    return LabelledPaths(
+        np.arange(len(labels)), labels.astype(np.int64), names, source
+    )
 
 
 def load_labelled_paths(
@@ -332,9 +306,10 @@ def load_labelled_paths(
     One set of rules with `load_image_folder` (hidden entries, wrapper
     directory, extensions, sorted classes and files). Nothing is decoded,
     unless `skip_bad_images`: then every image is decoded once up front
-    and the unreadable ones are left out (`drop_bad_images`). Another file
-    in a class folder is a `ValueError` naming it, or with
-    `skip_bad_images` is left out.
+    and the unreadable ones are left out (`drop_bad_images`); without it
+    a bad file stops the run when its batch is decoded, with a
+    `BadImageError` naming it. Another file in a class folder is a
+    `ValueError` naming it, or with `skip_bad_images` is left out.
 
     Args:
         path: a class-folder directory, a `.tar.gz`/`.tgz` of one
@@ -368,24 +343,3 @@ def load_labelled_paths(
             class_names = [str(k) for k in range(int(labels.max()) + 1)]
         data = LabelledPaths(np.asarray(files), labels, list(class_names))
     return drop_bad_images(data, where) if skip_bad_images else data
-
-
-def load_tfds_records(
-    name: str,
-    split: str = "train",
-    data_dir=None,
-    manual_dir=None,
-    download: bool = True,
-) -> LabelledPaths:
-    """A TFDS split as `LabelledPaths` over ArrayRecord records.
-
-    `imagenet_lt` and `imagenet2012` need the ImageNet archives in
-    `manual_dir`; preparing the ArrayRecord files once needs TensorFlow,
-    reading them (`tfds.data_source`) does not. Labels are read once
-    (a pass over the records); images stay encoded until a batch needs
-    them.
-    """
-    source, labels, names = _tfds_records(
-        name, split, data_dir, manual_dir, download
-    )
-    return LabelledPaths(np.arange(len(labels)), labels, names, source)
