@@ -51,11 +51,7 @@ class Augmentation:
     class_balanced: bool = False
 
     def __post_init__(self):
-        if int(self.crop_padding) != self.crop_padding or self.crop_padding < 0:
-            raise ValueError(
-                "`crop_padding` must be an integer >= 0. Received: "
-                f"crop_padding={self.crop_padding!r}"
-            )
+        _check_count("crop_padding", self.crop_padding)
         alpha = self.mixup_alpha or 0.0
         if not np.isfinite(alpha) or alpha < 0:
             raise ValueError(
@@ -365,7 +361,8 @@ class BatchMaker:
         labels = self.labels[plan.indices[step][rows]]
         if not self.one_hot:
             return images, labels
-        onehot = np.eye(self.num_classes, dtype=np.float32)[labels]
+        eye = np.eye(self.num_classes, dtype=np.float32)
+        onehot = eye[labels]
         if not aug.soft_labels:
             return images, onehot
         lam = plan.lam[step]
@@ -375,10 +372,5 @@ class BatchMaker:
             other = images[partners]
         else:  # partners anywhere in the global batch
             other = self._crops(plan, step, partners)
-        partner_labels = self.labels[plan.indices[step][partners]]
-        other_onehot = np.eye(self.num_classes, dtype=np.float32)[
-            partner_labels
-        ]
-        images = lam * images + rest * other
-        onehot = lam * onehot + rest * other_onehot
-        return images, onehot
+        other_onehot = eye[self.labels[plan.indices[step][partners]]]
+        return lam * images + rest * other, lam * onehot + rest * other_onehot
