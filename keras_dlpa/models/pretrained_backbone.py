@@ -65,7 +65,6 @@ APPLICATIONS = {
     for mode, constructors in _FAMILIES.items()
     for constructor in constructors
 }
-_BUILTIN_PREPROCESSING = frozenset(_FAMILIES[None])
 _WEIGHT_FILE_SUFFIXES = (".weights.h5", ".h5", ".keras")
 
 
@@ -206,7 +205,7 @@ def _application_trunk(
     """
     constructor = getattr(keras.applications, architecture)
     kwargs = {}
-    if architecture in _BUILTIN_PREPROCESSING:
+    if APPLICATIONS[architecture] is None:
         kwargs["include_preprocessing"] = True
     try:
         base = constructor(
@@ -216,10 +215,8 @@ def _application_trunk(
             pooling="avg",
             **kwargs,
         )
-    except ValueError:
-        raise
     except Exception as error:
-        if weights != "imagenet":
+        if isinstance(error, ValueError) or weights != "imagenet":
             raise
         raise RuntimeError(
             f"Could not get the ImageNet weights of {architecture} "
@@ -246,18 +243,6 @@ def _application_trunk(
     return trunk
 
 
-def _keras_hub():
-    try:
-        import keras_hub
-    except ImportError as error:
-        raise ImportError(
-            "keras-hub backbones need the optional `keras-hub` package, "
-            "which keras-dlpa does not install: `pip install keras-hub` "
-            "(tested with keras-hub 0.32.0 and keras 3.15.1)."
-        ) from error
-    return keras_hub
-
-
 def _hub_trunk(preset: str, weights: str, weight_decay: float):
     """`(preprocessing, trunk)` from a keras-hub preset (directory/handle).
 
@@ -269,7 +254,14 @@ def _hub_trunk(preset: str, weights: str, weight_decay: float):
     Images must therefore arrive at `input_shape` (resize in the data
     pipeline). Only the trunk is a keras-hub class in the saved model.
     """
-    keras_hub = _keras_hub()
+    try:
+        import keras_hub
+    except ImportError as error:
+        raise ImportError(
+            "keras-hub backbones need the optional `keras-hub` package, "
+            "which keras-dlpa does not install: `pip install keras-hub` "
+            "(tested with keras-hub 0.32.0 and keras 3.15.1)."
+        ) from error
     if weight_decay:
         raise ValueError(
             "`weight_decay` (coupled L2) is not supported for keras-hub "
@@ -380,12 +372,12 @@ def pretrained_backbone(
     """
     weights = _check_weights(weights)
     input_shape = _check_input_shape(input_shape)
-    if dim is not None:
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
-            raise ValueError(
-                "`dim` must be a positive integer or None. "
-                f"Received: dim={dim!r}"
-            )
+    if dim is not None and (
+        not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0
+    ):
+        raise ValueError(
+            f"`dim` must be a positive integer or None. Received: dim={dim!r}"
+        )
     if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
         raise ValueError(
             "`weight_decay` must be a float >= 0. "
