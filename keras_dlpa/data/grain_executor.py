@@ -19,42 +19,23 @@ from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
 
-_INSTALL_HINT = (
-    "The grain executor needs the `grain` package: pip install grain "
-    "(a dependency of keras-dlpa)."
-)
-
-
-def _import_grain():
-    try:
-        import grain
-    except ImportError as error:
-        raise ImportError(_INSTALL_HINT) from error
-    return grain
-
 
 class _PlannedBatch:
     """`i -> (images, labels)`: batch `i % S` of epoch `i // S`."""
 
-    def __init__(self, data, batch_size, seed, augmentation, one_hot, shard):
+    def __init__(self, data, training_input, augmentation, one_hot, shard):
         self.maker = BatchMaker(data, augmentation, one_hot, shard)
-        self.labels = data.labels
-        self.num_classes = data.num_classes
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.augmentation = augmentation
-        self.steps = steps_per_epoch(len(data), batch_size)
+        self.steps = steps_per_epoch(len(data), training_input.batch_size)
         # Worker threads share the plans of the epochs in flight.
-        self.plan = functools.lru_cache(maxsize=4)(self._plan)
-
-    def _plan(self, epoch):
-        return epoch_plan(
-            self.labels,
-            self.batch_size,
-            self.seed,
-            epoch,
-            self.augmentation,
-            self.num_classes,
+        self.plan = functools.lru_cache(maxsize=4)(
+            functools.partial(
+                epoch_plan,
+                data.labels,
+                training_input.batch_size,
+                training_input.seed,
+                augmentation=augmentation,
+                num_classes=data.num_classes,
+            )
         )
 
     def __call__(self, index):
@@ -88,20 +69,20 @@ def grain_train_dataset(
         float32 `(b, c)`, with `b = B / shard.count`). Pass
         `steps_per_epoch` and `shuffle=False` to `fit`.
     """
-    grain = _import_grain()
+    try:
+        import grain
+    except ImportError as error:
+        raise ImportError(
+            "The grain executor needs the `grain` package: pip install grain "
+            "(a dependency of keras-dlpa)."
+        ) from error
     if not isinstance(data, ImageData):
         raise TypeError(
             "`data` must be a `keras_dlpa.data.ImageData`. Received: "
             f"{type(data).__name__}."
         )
-    batch = _PlannedBatch(
-        data,
-        training_input.batch_size,
-        training_input.seed,
-        training_input.augmentation_or(Augmentation),
-        one_hot,
-        shard,
-    )
+    augmentation = training_input.augmentation_or(Augmentation)
+    batch = _PlannedBatch(data, training_input, augmentation, one_hot, shard)
     steps = batch.steps
     dataset = grain.MapDataset.range(
         training_input.initial_epoch * steps, training_input.epochs * steps
