@@ -10,19 +10,6 @@ from keras_dlpa.data.image_data import ImageData
 
 TESTED_TFDS_DATASETS = ("cifar10", "cifar100", "svhn_cropped", "stl10")
 
-_INSTALL_HINT = (
-    "Loading TensorFlow Datasets needs the `datasets` extra: "
-    'pip install "keras-dlpa[datasets]"'
-)
-
-
-def _import_tfds():
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as error:
-        raise ImportError(_INSTALL_HINT) from error
-    return tfds
-
 
 def load_tfds(
     name: str,
@@ -55,7 +42,13 @@ def load_tfds(
     Returns:
         An `ImageData` with uint8 images `(N, H, W, 3)`.
     """
-    tfds = _import_tfds()
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise ImportError(
+            "Loading TensorFlow Datasets needs the `datasets` extra: "
+            'pip install "keras-dlpa[datasets]"'
+        ) from error
     data_dir = None if data_dir is None else os.fspath(data_dir)
     builder = tfds.builder(name, data_dir=data_dir)
     features = builder.info.features
