@@ -30,6 +30,7 @@ import dataclasses
 
 import numpy as np
 
+from keras_dlpa.data.plan import _check_count
 from keras_dlpa.data.plan import steps_per_epoch
 
 # Mixed into every streaming plan seed (differs from the CIFAR plan's).
@@ -205,11 +206,8 @@ def stream_epoch_plan(
     magnitudes, erasing, then the batch mixing. Disabled augmentations
     draw nothing (their arrays are constants).
     """
-    for name, value in (("seed", seed), ("epoch", epoch)):
-        if int(value) != value or value < 0:
-            raise ValueError(
-                f"`{name}` must be an integer >= 0. Received: {name}={value!r}"
-            )
+    _check_count("seed", seed)
+    _check_count("epoch", epoch)
     aug = augmentation
     num = int(np.asarray(labels).shape[0])
     steps = steps_per_epoch(num, batch_size)
