@@ -6,6 +6,7 @@ import math
 
 import keras
 
+from keras_dlpa.data.input_shard import check_batch_size
 from keras_dlpa.data.source import DataSource
 
 
@@ -44,11 +45,7 @@ class EvalBatches(keras.utils.PyDataset):
                 "`data` must be a `keras_dlpa.data.ImageData` or "
                 f"`LabelledPaths`. Received: {type(data).__name__}."
             )
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(
-                "`batch_size` must be a positive integer. Received: "
-                f"batch_size={batch_size!r}"
-            )
+        check_batch_size(batch_size)
         self.data = data
         self.batch_size = int(batch_size)
         self.image_size = int(image_size)

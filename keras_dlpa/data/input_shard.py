@@ -43,6 +43,15 @@ import dataclasses
 import numpy as np
 
 
+def check_batch_size(batch_size) -> None:
+    """A `ValueError` unless `batch_size` is an integer >= 1."""
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(
+            "`batch_size` must be a positive integer. Received: "
+            f"batch_size={batch_size!r}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class InputShard:
     """Process `index` of `count` builds its block of each global batch.
@@ -78,11 +87,7 @@ class InputShard:
 
     def local_batch_size(self, batch_size: int) -> int:
         """`batch_size / count`, raising unless it divides evenly."""
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(
-                "`batch_size` must be a positive integer. Received: "
-                f"batch_size={batch_size!r}"
-            )
+        check_batch_size(batch_size)
         if batch_size % self.count:
             raise ValueError(
                 f"The global batch size ({batch_size}) must be divisible by "

@@ -25,6 +25,7 @@ import numpy as np
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.input_shard import WHOLE_BATCH
 from keras_dlpa.data.input_shard import InputShard
+from keras_dlpa.data.input_shard import check_batch_size
 
 # Mixed into every plan seed so plans differ from other uses of `seed`.
 _PLAN_STREAM = 0x9E3779B9
@@ -101,15 +102,6 @@ def _check_count(name: str, value) -> None:
     if int(value) != value or value < 0:
         raise ValueError(
             f"`{name}` must be an integer >= 0. Received: {name}={value!r}"
-        )
-
-
-def check_batch_size(batch_size) -> None:
-    """A `ValueError` unless `batch_size` is an integer >= 1."""
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(
-            "`batch_size` must be a positive integer. Received: "
-            f"batch_size={batch_size!r}"
         )
 
 
