@@ -2,27 +2,26 @@
 size (a second view, `-x`) before the loss: only the features of the pass
 whose output reaches the loss may enter the class statistics.
 
-Usage: python two_views.py {tensorflow,mirrored,jax}
-Prints one JSON line: the largest error of the feature sums, for the
-`PrototypeClassifier` and for a plain Keras model with `IPMLoss`.
+`feature_sum_errors()` runs the check on the current backend (the test
+suite calls it in-process on TensorFlow and in the JAX core run). As a
+script, `python two_views.py mirrored` runs it under a `MirroredStrategy`
+on two logical CPUs and prints the result as one JSON line.
 """
 
+import contextlib
 import json
 import os
 import sys
 
-MODE = sys.argv[1]
-os.environ["KERAS_BACKEND"] = "jax" if MODE == "jax" else "tensorflow"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-if MODE == "mirrored":
+if __name__ == "__main__":
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2
     )
-
-import contextlib  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -55,25 +54,22 @@ class PlainTwoViews(_SecondView, keras.Sequential):
 
 
 def _frozen_identity():
-    return keras.layers.Dense(
-        D, use_bias=False, kernel_initializer="identity", trainable=False
-    )
+    # Trains at learning rate 0: the features stay the inputs.
+    return keras.layers.Dense(D, use_bias=False, kernel_initializer="identity")
 
 
-def main():
+def feature_sum_errors(scope=None) -> dict:
+    """The largest error of the feature sums after one epoch, for the
+    `PrototypeClassifier` and for a plain Keras model with `IPMLoss`, and
+    their class counts; built and compiled under `scope`."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4 * BATCH, D)).astype("float32")
     y = np.arange(len(x)) % C
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     expected = np.stack([unit[y == k].sum(0) for k in range(C)])
     prototypes = rng.normal(size=(C, D))
-    scope = contextlib.nullcontext()
-    if MODE == "mirrored":
-        import tensorflow as tf
-
-        scope = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope()
     errors = {}
-    with scope:
+    with scope or contextlib.nullcontext():
         inputs = keras.Input((D,))
         backbone = keras.Model(inputs, _frozen_identity()(inputs))
         task = TaskTwoViews(backbone, C, method="static", prototypes=prototypes)
@@ -97,8 +93,10 @@ def main():
         counts = ops.convert_to_numpy(layer.feature_counts)
         errors[name] = float(np.abs(sums - expected).max())
         errors[name + "_counts"] = counts.tolist()
-    print(json.dumps(errors))
+    return errors
 
 
 if __name__ == "__main__":
-    main()
+    assert sys.argv[1:] == ["mirrored"], sys.argv
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    print(json.dumps(feature_sum_errors(strategy.scope())))
