@@ -60,6 +60,7 @@ def _run(args) -> int:
     from keras_dlpa_paper.reproduce import GRID_NAMES
     from keras_dlpa_paper.reproduce import reproduce
     from keras_dlpa_paper.reproduce import resolve_data
+    from keras_dlpa_paper.sweep import SweepOptions
 
     if args.grid not in GRID_NAMES:
         raise UsageError(
@@ -107,12 +108,14 @@ def _run(args) -> int:
         args.out,
         seeds=_seeds(args.seeds),
         data=data,
-        quick=args.quick,
-        parallel=args.parallel,
-        deadline=deadline,
-        report_only=args.report_only,
-        extra_args=_extra_args(args),
         select=select,
+        options=SweepOptions(
+            quick=args.quick,
+            parallel=args.parallel,
+            deadline=deadline,
+            report_only=args.report_only,
+            extra_args=tuple(_extra_args(args)),
+        ),
         tfds_data_dir=args.tfds_data_dir,
     )
     rows = len(report["rows"])

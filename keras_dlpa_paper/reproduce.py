@@ -70,6 +70,7 @@ from keras_dlpa_paper.grids import Selection
 from keras_dlpa_paper.study import STUDIES
 from keras_dlpa_paper.study import run_study
 from keras_dlpa_paper.sweep import Job
+from keras_dlpa_paper.sweep import SweepOptions
 from keras_dlpa_paper.sweep import data_args
 from keras_dlpa_paper.sweep import run_jobs
 from keras_dlpa_paper.sweep import save_report
@@ -403,12 +404,8 @@ def reproduce(
     out,
     seeds=(0,),
     data=None,
-    quick: bool = False,
-    parallel: int = 1,
-    deadline: float | None = None,
-    report_only: bool = False,
-    extra_args=(),
     select: Selection | None = None,
+    options: SweepOptions | None = None,
     tfds_data_dir=None,
 ) -> dict:
     """Runs (or resumes) the grid `grid_name`, then writes the report.
@@ -421,14 +418,11 @@ def reproduce(
             `.npz` of one seed's splits for `--npz`, or `"tfds"`
             (default: the grid's archive in `$KERAS_DLPA_DATA`, see
             `resolve_data`).
-        quick: add the grid's `quick_args` (tiny CI runs).
-        parallel: runs at once (one process each).
-        deadline: Unix time passed to every run (`--deadline`).
-        report_only: only write the report from the runs on disk.
-        extra_args: more recipe flags for every run (e.g. `--epochs 2`).
         select: only these cells (a `Selection` of datasets, methods,
             imbalances and d, e.g. `Selection(imbalances=("0.01",))`;
             `datasets=("cifar10",)` runs table6 without the TFDS cells).
+        options: a `SweepOptions` (quick, parallel, deadline,
+            report_only, extra_args); default `SweepOptions()`.
         tfds_data_dir: TFDS data dir of the TFDS cells (`--data-dir`).
 
     Returns:
@@ -439,37 +433,29 @@ def reproduce(
         raise ValueError(
             f"Unknown grid {grid_name!r}; expected one of {GRID_NAMES}."
         )
-    if not report_only:
+    o = options or SweepOptions()
+    if not o.report_only:
         data = resolve_data(grid_name, data, select)
     if grid_name in STUDIES:
-        return run_study(
-            grid_name,
-            out,
-            data,
-            quick=quick,
-            parallel=parallel,
-            deadline=deadline,
-            report_only=report_only,
-            extra_args=extra_args,
-        )
+        return run_study(grid_name, out, data, o)
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("`seeds` must not be empty.")
     out = Path(out)
     failed = []
-    if grid_name != "table7" and not report_only:
+    if grid_name != "table7" and not o.report_only:
         jobs = grid_jobs(
             GRIDS[grid_name],
             out,
             seeds,
             data,
-            quick,
-            extra_args,
+            o.quick,
+            o.extra_args,
             select=select,
             tfds_data_dir=tfds_data_dir,
         )
         results = run_jobs(
-            jobs, out / "logs", parallel=parallel, deadline=deadline
+            jobs, out / "logs", parallel=o.parallel, deadline=o.deadline
         )
         failed = [
             name
@@ -477,6 +463,6 @@ def reproduce(
             if result["status"] == "refused"
             or result["returncode"] not in (0, None)
         ]
-    report = write_report(grid_name, out, seeds, quick, select)
+    report = write_report(grid_name, out, seeds, o.quick, select)
     report["failed_runs"] = failed
     return report

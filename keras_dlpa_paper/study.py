@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_dlpa_paper.sweep import Job
+from keras_dlpa_paper.sweep import SweepOptions
 from keras_dlpa_paper.sweep import data_args
 from keras_dlpa_paper.sweep import run_jobs
 from keras_dlpa_paper.sweep import save_report
@@ -447,23 +448,21 @@ def run_study(
     name: str,
     out,
     data=None,
-    quick: bool = False,
-    parallel: int = 1,
-    deadline: float | None = None,
-    report_only: bool = False,
-    extra_args=(),
+    options: SweepOptions | None = None,
 ) -> dict:
     """Runs (or resumes) the study `name`: selection, then the budget
-    curve with the chosen rates; writes the report and returns it."""
+    curve with the chosen rates; writes the report and returns it
+    (`options`: a `SweepOptions`)."""
     study = STUDIES[name]
     out = Path(out)
-    if not report_only:
+    o = options or SweepOptions()
+    if not o.report_only:
         logs = out / "logs"
         run_jobs(
-            selection_jobs(study, out, data, quick, extra_args),
+            selection_jobs(study, out, data, o.quick, o.extra_args),
             logs,
-            parallel=parallel,
-            deadline=deadline,
+            parallel=o.parallel,
+            deadline=o.deadline,
         )
         chosen = selection(study, out)
         for (label, dim), pick in chosen.items():
@@ -473,9 +472,9 @@ def run_study(
                 flush=True,
             )
         run_jobs(
-            budget_jobs(study, out, chosen, data, quick, extra_args),
+            budget_jobs(study, out, chosen, data, o.quick, o.extra_args),
             logs,
-            parallel=parallel,
-            deadline=deadline,
+            parallel=o.parallel,
+            deadline=o.deadline,
         )
     return write_study_report(study, out)

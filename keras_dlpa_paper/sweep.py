@@ -40,6 +40,25 @@ import time
 from pathlib import Path
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepOptions:
+    """How `reproduce` and `run_study` run their jobs.
+
+    Attributes:
+        quick: add the grid's or study's `quick_args` (tiny CI runs).
+        parallel: runs at once (one process each).
+        deadline: Unix time passed to every run (`--deadline`).
+        report_only: only write the report from the runs on disk.
+        extra_args: more recipe flags for every run (e.g. `--epochs 2`).
+    """
+
+    quick: bool = False
+    parallel: int = 1
+    deadline: float | None = None
+    report_only: bool = False
+    extra_args: tuple = ()
+
+
 @dataclasses.dataclass
 class Job:
     """One recipe run.

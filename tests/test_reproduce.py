@@ -17,6 +17,7 @@ from keras_dlpa_paper.grids import Selection
 from keras_dlpa_paper.reproduce import DATA_ENV
 from keras_dlpa_paper.reproduce import grid_jobs
 from keras_dlpa_paper.reproduce import resolve_data
+from keras_dlpa_paper.sweep import SweepOptions
 
 
 def _reproduce(tmp_path, *extra, epochs=2):
@@ -288,14 +289,14 @@ def test_quick_table8_end_to_end(tmp_path, monkeypatch, capsys):
         "table8",
         sweep,
         data=tmp_path / "train",
-        quick=True,
+        select=Selection(methods=("softmax", "ours_star", "dl2pa")),
         # Two slots for three runs: without `Job.after`, ours_star would
         # start at once with its softmax run (and fail); with it, dl2pa
         # takes the slot. psc_star's recipe run goes the softmax way (its
         # loss and regulariser: tests/test_table8_methods.py).
-        parallel=2,
-        extra_args=tiny + ("--no-report",),
-        select=Selection(methods=("softmax", "ours_star", "dl2pa")),
+        options=SweepOptions(
+            quick=True, parallel=2, extra_args=tiny + ("--no-report",)
+        ),
     )
     log = capsys.readouterr().out
     assert log.index("softmax-d16-balanced-s0: exit 0") < log.index(
