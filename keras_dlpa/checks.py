@@ -12,8 +12,12 @@ def check_int(name: str, value, minimum: int = 1, allow_none: bool = False):
     bool) >= `minimum` (or None where `allow_none`)."""
     if value is None and allow_none:
         return None
-    integral = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not integral or int(value) != value or value < minimum:
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if (
+        not (real and math.isfinite(value))
+        or value != int(value)
+        or value < minimum
+    ):
         extra = " or None" if allow_none else ""
         raise ValueError(
             f"`{name}` must be an integer >= {minimum}{extra}. "
