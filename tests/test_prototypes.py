@@ -223,9 +223,9 @@ def test_cli_writes_file_and_prints_quality(tmp_path, capsys):
     "kwargs,match",
     [
         (dict(num_classes=1, dim=3), "`num_classes` must be an integer >= 2"),
-        (dict(num_classes=10.0, dim=3), "`num_classes`.*float"),
+        (dict(num_classes=10.5, dim=3), "`num_classes`.*10.5"),
         (dict(num_classes=10, dim=0), "`dim` must be an integer >= 1"),
-        (dict(num_classes=10, dim=True), "`dim`.*bool"),
+        (dict(num_classes=10, dim=True), "`dim`.*True"),
         (dict(num_classes=10, dim=3, temperature=0), "`temperature`.*0"),
         (dict(num_classes=10, dim=3, learning_rate=-1), "`learning_rate`"),
         (dict(num_classes=10, dim=3, subset_size=1), "`subset_size`"),

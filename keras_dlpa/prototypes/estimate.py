@@ -1,7 +1,7 @@
 """Hyperspherical prototype estimation (DL2PA, Sec. 3.2.1, Eq. 3-5).
 
-Numpy with analytic gradients: backend independent, deterministic (same
-seed, same bits on one machine) and fast with BLAS.
+Numpy with analytic gradients: backend independent and deterministic.
+Design notes and measurements: docs/prototypes.md.
 """
 
 from __future__ import annotations
@@ -9,10 +9,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import numbers
 import time
 
 import numpy as np
+
+from keras_dlpa.checks import check_choice
+from keras_dlpa.checks import check_int
+from keras_dlpa.checks import check_number
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +25,11 @@ OPTIMIZERS = ("auto", "reference", "adam")
 # Bump when a change to the optimiser changes its output: old cache
 # entries then miss instead of returning stale prototypes.
 ALGORITHM_VERSION = 3
-# optimizer="auto": the reference pipeline (SGD + L-BFGS) while c^2 d is
-# at most this (about a second, and measured slightly better there), the
-# full-batch Adam above (benchmarks/bench_prototypes.py).
+# optimizer="auto": "reference" while c^2 d is at most this, "adam" above.
 REFERENCE_MAX_WORK = 10**7
-# Full-batch Adam: temperature ramp (geometric) and peak learning rate.
+# Full-batch Adam: temperature ramp (geometric), peak learning rate, steps.
 ADAM_TEMPERATURES = (10.0, 100.0)
 ADAM_LEARNING_RATE = 0.05
-# Default full-batch Adam steps (see `estimate_prototypes` for the curve).
 ADAM_STEPS = 200
 # Rows per Gram strip of the Adam gradient: a 1024 c float buffer, and BLAS
 # calls large enough for two threads (256 rows: up to 3x slower).
@@ -39,42 +39,8 @@ ADAM_BLOCK_ROWS = 1024
 REFINE_TEMPERATURES = (2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}; received "
-            f"{value!r} of type {type(value).__name__}."
-        )
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}; received {value}."
-        )
-    return int(value)
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(
-            f"`{name}` must be a positive number; received {value!r} of "
-            f"type {type(value).__name__}."
-        )
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(
-            f"`{name}` must be a positive finite number; received {value}."
-        )
-    return float(value)
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {list(choices)}; received {value!r}."
-        )
-    return value
-
-
 def _resolve_method(num_classes, dim, method):
-    _check_choice("method", method, METHODS)
+    check_choice("method", method, METHODS)
     if method == "auto":
         return "etf" if dim >= num_classes - 1 else "uniformity"
     if method == "etf" and dim < num_classes - 1:
@@ -86,6 +52,32 @@ def _resolve_method(num_classes, dim, method):
     return method
 
 
+def _resolve_optimizer(num_classes, dim, optimizer):
+    if optimizer != "auto":
+        return optimizer
+    small = num_classes * num_classes * dim <= REFERENCE_MAX_WORK
+    return "reference" if small else "adam"
+
+
+def _check_sizes(num_classes, dim, seed):
+    return (
+        check_int("num_classes", num_classes, 2),
+        check_int("dim", dim, 1),
+        check_int("seed", seed, 0),
+    )
+
+
+def _check_options(options):
+    if options is None:
+        return EstimationOptions()
+    if not isinstance(options, EstimationOptions):
+        raise ValueError(
+            "`options` must be an `EstimationOptions` or None. "
+            f"Received: options={options!r}"
+        )
+    return options
+
+
 def _unit_rows(x):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
@@ -94,29 +86,20 @@ def _unit_rows(x):
 class EstimationOptions:
     """Optimiser settings of `estimate_prototypes` (`method="uniformity"`).
 
-    Validated on construction; unknown fields are a `TypeError`. The
-    reference settings (`steps` to `refine_iterations`) apply to
+    Validated on construction. `steps` to `refine_iterations` apply to
     `optimizer="reference"`, `adam_steps` to `optimizer="adam"`.
 
     Args:
         steps: SGD passes over the prototypes (stage 1).
-        subset_size: `c-hat`, prototypes per SGD step.
+        subset_size: prototypes per SGD step (`c-hat`).
         temperature: `t > 0` of the Gaussian potential in stage 1.
-        learning_rate: plain SGD learning rate (no momentum).
+        learning_rate: plain SGD learning rate.
         pairs: `"subset"` or `"all"`, see `uniformity_loss`.
-        refine_temperatures: temperatures of stage 2, in order.
+        refine_temperatures: L-BFGS temperatures of stage 2, in order.
         refine_iterations: L-BFGS iterations per temperature (0: none).
-        optimizer: `"auto"`, `"reference"` or `"adam"` (see
-            `estimate_prototypes`).
-        adam_steps: full-batch Adam steps; each costs about `1.5 c^2 d`
-            float32 multiply-adds (the Gram matrix's upper triangle, then
-            the gradient product). Quality grows with the steps: at
-            (10000, 512), 10 steps reach max cosine 0.112, 20 steps 0.088,
-            the default 200 0.063 (measured with the row-block version of
-            the same optimiser). 10 steps took 42 s and 20 steps 81 s on
-            the 2-core VM under load average 3-4 (a quiet machine is
-            faster). `benchmarks/bench_prototypes.py --curve` times the
-            curve.
+        optimizer: `"auto"`, `"reference"` or `"adam"`.
+        adam_steps: full-batch Adam steps, each about `1.5 c^2 d`
+            multiply-adds.
 
     Example:
 
@@ -139,24 +122,22 @@ class EstimationOptions:
         if isinstance(temps, (str, bytes)) or not hasattr(temps, "__iter__"):
             raise ValueError(
                 "`refine_temperatures` must be a sequence of positive "
-                f"numbers; received {temps!r}."
+                f"numbers. Received: refine_temperatures={temps!r}"
             )
         checked = {
-            "steps": _check_int("steps", self.steps, 0),
-            "subset_size": _check_int("subset_size", self.subset_size, 2),
-            "temperature": _check_positive("temperature", self.temperature),
-            "learning_rate": _check_positive(
-                "learning_rate", self.learning_rate
-            ),
-            "pairs": _check_choice("pairs", self.pairs, PAIRS),
+            "steps": check_int("steps", self.steps, 0),
+            "subset_size": check_int("subset_size", self.subset_size, 2),
+            "temperature": check_number("temperature", self.temperature),
+            "learning_rate": check_number("learning_rate", self.learning_rate),
+            "pairs": check_choice("pairs", self.pairs, PAIRS),
             "refine_temperatures": tuple(
-                _check_positive("refine_temperatures", t) for t in temps
+                check_number("refine_temperatures", t) for t in temps
             ),
-            "refine_iterations": _check_int(
+            "refine_iterations": check_int(
                 "refine_iterations", self.refine_iterations, 0
             ),
-            "optimizer": _check_choice("optimizer", self.optimizer, OPTIMIZERS),
-            "adam_steps": _check_int("adam_steps", self.adam_steps, 1),
+            "optimizer": check_choice("optimizer", self.optimizer, OPTIMIZERS),
+            "adam_steps": check_int("adam_steps", self.adam_steps),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
@@ -165,25 +146,17 @@ class EstimationOptions:
 def simplex_etf(num_classes: int, dim: int, seed: int = 0) -> np.ndarray:
     """The simplex equiangular tight frame: `num_classes` unit rows in `dim`.
 
-    Every pair has cosine exactly `-1 / (num_classes - 1)`, the lowest
-    possible maximum cosine for `num_classes` points. Built from the
-    eigendecomposition of the centred Gram matrix
-    `c / (c - 1) * (I - 1 1^T / c)` (rank `c - 1`), which is exact when
-    `dim == num_classes - 1`; for `dim > num_classes - 1` the frame is
-    embedded with a seeded random orthonormal map `(c - 1, dim)`.
+    Every pair has cosine exactly `-1 / (num_classes - 1)`.
 
     Args:
         num_classes: `c >= 2`.
         dim: `d >= c - 1`.
-        seed: seed of the orthonormal embedding (a rotation when
-            `d == c - 1`).
+        seed: seed of the random orthonormal embedding into `d` dimensions.
 
     Returns:
         float32 array `(num_classes, dim)` with unit rows.
     """
-    c = _check_int("num_classes", num_classes, 2)
-    d = _check_int("dim", dim, 1)
-    seed = _check_int("seed", seed, 0)
+    c, d, seed = _check_sizes(num_classes, dim, seed)
     _resolve_method(c, d, "etf")
     gram = (np.eye(c) - np.full((c, c), 1.0 / c)) * (c / (c - 1))
     eigval, eigvec = np.linalg.eigh(gram)
@@ -192,8 +165,7 @@ def simplex_etf(num_classes: int, dim: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     q, r = np.linalg.qr(rng.standard_normal((d, c - 1)))
     q = q * np.sign(np.diag(r))  # Haar-distributed, sign-stable
-    frame = basis @ q.T  # (c, d)
-    return _unit_rows(frame).astype(np.float32)
+    return _unit_rows(basis @ q.T).astype(np.float32)
 
 
 def uniformity_loss(
@@ -204,12 +176,9 @@ def uniformity_loss(
 ) -> tuple[float, np.ndarray]:
     """Gaussian-potential uniformity loss and its analytic gradient.
 
-    With `u = raw / ||raw||` (rows) and `G_ij = exp(-t ||u_i - u_j||^2)
-    = exp(2t (u_i . u_j - 1))`:
-
-    - `pairs="subset"` (reference code): `log mean_{i<j in S} G_ij`;
-    - `pairs="all"` (paper Eq. 5): `log (1 / (|S| c) sum_{i in S}
-      sum_{j=1..c} G_ij)`, self terms included as the constant 1.
+    With `u = raw / ||raw||` (rows) and `G_ij = exp(2t (u_i . u_j - 1))`:
+    `pairs="subset"` is `log mean_{i<j in S} G_ij` (reference code),
+    `pairs="all"` is `log (1 / (|S| c) sum_{i in S} sum_j G_ij)` (Eq. 5).
 
     Args:
         raw: float array `(c, d)`, the unnormalised parameter.
@@ -218,11 +187,11 @@ def uniformity_loss(
         pairs: `"subset"` or `"all"`.
 
     Returns:
-        `(loss, grad)` with `grad` the gradient w.r.t. `raw`, shape
-        `(c, d)` (zero outside `S` for `pairs="subset"`).
+        `(loss, grad)`, `grad` of shape `(c, d)` (zero outside `S` for
+        `pairs="subset"`).
     """
-    t = _check_positive("temperature", temperature)
-    _check_choice("pairs", pairs, PAIRS)
+    t = check_number("temperature", temperature)
+    check_choice("pairs", pairs, PAIRS)
     raw = np.asarray(raw, dtype=np.float64)
     index = np.arange(raw.shape[0]) if index is None else np.asarray(index)
     loss, grad_rows, rows = _loss_and_grad(raw, index, t, pairs)
@@ -294,19 +263,20 @@ def _sgd_passes(raw, rng, options, verbose):
             )
 
 
-def _full_loss_and_grad(raw, t, block_size=1024):
-    """`uniformity_loss` over all pairs, in row blocks: O(block * c) memory.
+def _strips(c, block_size):
+    """Row strips `[start, stop)` of at most `block_size` rows."""
+    return [(i, min(i + block_size, c)) for i in range(0, c, block_size)]
 
-    Scaled by `1 / (2t)` so that the loss tends to `max cos - 1` as
-    `t -> inf` and stays well conditioned along the temperature schedule.
-    """
+
+def _full_loss_and_grad(raw, t, block_size=1024):
+    """`uniformity_loss` over all pairs, in row blocks, scaled by `1 / (2t)`
+    (so it tends to `max cos - 1` as `t` grows)."""
     c = raw.shape[0]
     norms = np.linalg.norm(raw, axis=1, keepdims=True)
     u = raw / norms
     du = np.empty_like(u)
     shifts, sums = [], []
-    for start in range(0, c, block_size):
-        stop = min(start + block_size, c)
+    for start, stop in _strips(c, block_size):
         a = (2.0 * t) * (u[start:stop] @ u.T - 1.0)
         rows = np.arange(stop - start)
         a[rows, rows + start] = -np.inf
@@ -317,10 +287,12 @@ def _full_loss_and_grad(raw, t, block_size=1024):
         du[start:stop] = g @ u
     top = max(shifts)
     s = 0.0
-    for k, start in enumerate(range(0, c, block_size)):
-        scale = math.exp(shifts[k] - top)
-        s += sums[k] * scale
-        du[start : start + block_size] *= scale
+    for shift, total, (start, stop) in zip(
+        shifts, sums, _strips(c, block_size)
+    ):
+        scale = math.exp(shift - top)
+        s += total * scale
+        du[start:stop] *= scale
     loss = (top + math.log(s / (c * (c - 1)))) / (2.0 * t)
     du *= 2.0 / s
     return loss, _project(du, u, norms)
@@ -352,44 +324,33 @@ def _refine(raw, temperatures, iterations, verbose):
     return raw
 
 
-def _strips(c, block_size):
-    """Row strips `[start, stop)` of at most `block_size` rows."""
-    return [(i, min(i + block_size, c)) for i in range(0, c, block_size)]
+def _upper_strips(c, block_size, work):
+    """Yields `(i0, i1, a)`: a row strip and a `(i1 - i0, c - i0)` view of
+    the float32 buffer `work` (allocated when None) for its pairs `j >= i0`."""
+    if work is None:
+        work = np.empty(min(block_size, c) * c, np.float32)
+    for i0, i1 in _strips(c, block_size):
+        yield i0, i1, work[: (i1 - i0) * (c - i0)].reshape(i1 - i0, c - i0)
 
 
 def _adam_block_grad(u, t, block_size, out=None, work=None):
     """Tangent gradient of `log mean_{i != j} exp(2t (u_i . u_j - 1))`.
 
-    Float32, exploiting the symmetry of the Gram matrix: strip `i0:i1`
-    is multiplied only with rows `i0:`, so the Gram products cost
-    `c^2 d / 2` multiply-adds and the gradient products `c^2 d` (the
-    row-block version spent `c^2 d` on each). Memory: one strip of
-    `block_size * c` floats (`work`, reused). The log-sum-exp shift is
-    the running maximum over strips (earlier contributions rescaled when
-    it rises), so `exp` never overflows and the top pair never underflows.
-
-    Args:
-        u: float32 `(c, d)`, unit rows.
-        t: temperature.
-        block_size: rows per strip.
-        out: optional float32 `(c, d)` buffer for the gradient.
-        work: optional float32 buffer of at least `block_size * c`.
+    Float32, over strips of the upper triangle of the Gram matrix (see
+    docs/prototypes.md); `out` and `work` are optional reused buffers.
 
     Returns:
-        `(grad, max_cos)`: the gradient w.r.t. the unit rows, projected
-        on their tangent spaces (up to a positive factor), float32
-        `(c, d)`; and the max pairwise cosine of `u` (a float).
+        `(grad, max_cos)`: the gradient w.r.t. the unit rows `u`, projected
+        on their tangent spaces (up to a positive factor), float32 `(c, d)`;
+        and the max pairwise cosine of `u`.
     """
     c = u.shape[0]
     du = np.zeros_like(u) if out is None else out
     du.fill(0.0)
-    if work is None:
-        work = np.empty(min(block_size, c) * c, np.float32)
     scaled = u * np.float32(2.0 * t)
     top, total = -np.inf, 0.0
-    for i0, i1 in _strips(c, block_size):
+    for i0, i1, a in _upper_strips(c, block_size, work):
         n = i1 - i0
-        a = work[: n * (c - i0)].reshape(n, c - i0)
         np.matmul(scaled[i0:i1], u[i0:].T, out=a)  # 2t cos, pairs j >= i0
         np.fill_diagonal(a, -np.inf)  # the first n columns are rows i0:i1
         shift = float(a.max())
@@ -414,14 +375,9 @@ def _adam_block_grad(u, t, block_size, out=None, work=None):
 
 
 def _max_cosine(u, block_size, work=None):
-    """Max pairwise cosine of unit rows `u` (upper-triangle strips)."""
-    c = u.shape[0]
-    if work is None:
-        work = np.empty(min(block_size, c) * c, np.float32)
+    """Max pairwise cosine of unit rows `u`."""
     top = -np.inf
-    for i0, i1 in _strips(c, block_size):
-        n = i1 - i0
-        a = work[: n * (c - i0)].reshape(n, c - i0)
+    for i0, i1, a in _upper_strips(u.shape[0], block_size, work):
         np.matmul(u[i0:i1], u[i0:].T, out=a)
         np.fill_diagonal(a, -np.inf)
         top = max(top, float(a.max()))
@@ -431,17 +387,8 @@ def _max_cosine(u, block_size, work=None):
 def _adam(
     u, steps, temperatures, learning_rate, verbose, block_size=ADAM_BLOCK_ROWS
 ):
-    """Full-batch Adam on the unit sphere; returns the best iterate.
-
-    Temperature rises geometrically from `temperatures[0]` to
-    `temperatures[1]` (the loss moves from uniformity towards the max
-    pairwise cosine), the learning rate decays with a half cosine, rows
-    are renormalised after every step, and the iterate with the lowest
-    max cosine seen is returned (the max cosine comes free with the
-    gradient). `u` (float32 `(c, d)`, unit rows) is updated in place.
-    Each step costs `1.5 c^2 d` multiply-adds; the buffers are
-    allocated once.
-    """
+    """Full-batch Adam on the unit sphere, updating `u` (float32 `(c, d)`)
+    in place with buffers allocated once; returns the best iterate."""
     t0, t1 = temperatures
     c = u.shape[0]
     b1, b2 = 0.9, 0.999
@@ -501,44 +448,11 @@ def estimate_prototypes(
 ) -> np.ndarray:
     """Estimates `num_classes` unit prototypes in `dim` dimensions.
 
-    `options.optimizer` picks how `method="uniformity"` optimises:
-    `"reference"` is the two-stage pipeline below; `"adam"` is full-batch
-    Adam on the same Gaussian-potential loss over all pairs (float32, in
-    strips of the upper triangle of the Gram matrix), `adam_steps` steps
-    with the temperature rising from 10 to 100, the gradient projected on
-    the tangent spaces, rows renormalised after each step, a half-cosine
-    learning-rate decay from 0.05, and the iterate with the lowest max
-    cosine returned; `"auto"` (default) uses `"reference"` when
-    `c^2 d <= REFERENCE_MAX_WORK` (small problems, where it takes about a
-    second) and `"adam"` above. The reference
-    stage settings (`steps`, `subset_size`, `temperature`,
-    `learning_rate`, `pairs`, `refine_*`) only apply to `"reference"`.
-
-    `method="uniformity"` runs two stages:
-
-    1. The reference optimiser (paper Eq. 3-5): raw parameter initialised
-       uniform(-1, 1) with unit rows, normalisation inside the loss, plain
-       SGD (no momentum) with `learning_rate` on the Gaussian-potential
-       loss at `temperature` over shuffled subsets of `subset_size` rows,
-       `ceil(c / subset_size)` steps per pass, `steps` passes.
-       Pairs: by default the pairs *within* the subset, as the reference
-       code does (`pairs="subset"`); `pairs="all"` is the paper's Eq. 5
-       (subset against all `c` prototypes). Measured
-       (`benchmarks/bench_prototypes.py`, 1000 passes, no refinement):
-       max cosine within-subset vs Eq. 5 is 0.248 vs 0.303 at (100, 50),
-       0.174 vs 0.205 at (100, 84), 0.385 vs 0.396 at (200, 50), 0.475 vs
-       0.481 at (500, 64), where Eq. 5 is also 3.7x slower (`c /
-       subset_size` times the work per step); after refinement both give
-       the same quality. So within-subset pairs are the default.
-    2. Refinement: plain SGD is far from converged after 1000 passes
-       (max cosine 0.25 at `c=100, d=50`, where the optimum is the
-       cross-polytope with max cosine 0). Full-batch L-BFGS (deterministic)
-       minimises the same loss over all pairs, scaled by `1 / (2t)`,
-       along the temperature schedule `refine_temperatures` (at most
-       `refine_iterations` iterations each). At `t = 2` this converges the
-       paper's objective; raising `t` lets the loss tend to the maximum
-       pairwise cosine (log-sum-exp), which is the quality measure of
-       paper Table 7. `refine_iterations=0` gives the reference output.
+    `"uniformity"` minimises the Gaussian-potential loss with
+    `options.optimizer`: `"reference"` (SGD over subsets, then L-BFGS along
+    `refine_temperatures`), `"adam"` (full-batch Adam over all pairs) or
+    `"auto"` (`"reference"` while `c^2 d <= REFERENCE_MAX_WORK`). See
+    docs/prototypes.md.
 
     Args:
         num_classes: `c >= 2`.
@@ -546,32 +460,21 @@ def estimate_prototypes(
         method: `"auto"` (ETF when `d >= c - 1`, else uniformity),
             `"uniformity"` or `"etf"` (see `simplex_etf`).
         seed: seed of the initialisation, subsets and embeddings.
-        options: the optimiser settings, an `EstimationOptions` (default:
-            `EstimationOptions()`, the reference settings).
-        verbose: log progress (INFO) every tenth of the passes and after
-            each refinement temperature.
-
-    Cost: a pass is `ceil(c / subset_size)` steps of `O(subset_size^2 d)`;
-    a refinement iteration is `O(c^2 d)` (about 2 GFLOP at `c=1000,
-    d=512`), so for `c` in the tens of thousands pass a small
-    `refine_iterations` (or 0).
+        options: an `EstimationOptions` (default: `EstimationOptions()`).
+        verbose: log progress at INFO.
 
     Returns:
-        float32 array `(num_classes, dim)` with unit rows; the same seed
-        and arguments give bit-identical output.
+        float32 array `(num_classes, dim)` with unit rows; the same
+        arguments give bit-identical output.
 
     Example:
 
-    >>> w = estimate_prototypes(100, 50, seed=0)
-    >>> w.shape
+    >>> estimate_prototypes(100, 50, seed=0).shape
     (100, 50)
     """
-    c = _check_int("num_classes", num_classes, 2)
-    d = _check_int("dim", dim, 1)
-    seed = _check_int("seed", seed, 0)
+    c, d, seed = _check_sizes(num_classes, dim, seed)
     options = _check_options(options)
-    method = _resolve_method(c, d, method)
-    if method == "etf":
+    if _resolve_method(c, d, method) == "etf":
         return simplex_etf(c, d, seed=seed)
     rng = np.random.default_rng(seed)
     if _resolve_optimizer(c, d, options.optimizer) == "adam":
@@ -590,37 +493,15 @@ def estimate_prototypes(
     raw = _unit_rows(raw.astype(np.float64))
     if options.refine_iterations > 0:
         raw = _refine(
-            raw,
-            options.refine_temperatures,
-            options.refine_iterations,
-            verbose,
+            raw, options.refine_temperatures, options.refine_iterations, verbose
         )
     return _unit_rows(raw).astype(np.float32)
-
-
-def _check_options(options):
-    if options is None:
-        return EstimationOptions()
-    if not isinstance(options, EstimationOptions):
-        raise ValueError(
-            "`options` must be an `EstimationOptions` or None; received "
-            f"{options!r} of type {type(options).__name__}."
-        )
-    return options
-
-
-def _resolve_optimizer(num_classes, dim, optimizer):
-    if optimizer != "auto":
-        return optimizer
-    small = num_classes * num_classes * dim <= REFERENCE_MAX_WORK
-    return "reference" if small else "adam"
 
 
 def prototype_quality(prototypes, block_size: int = 2048) -> dict:
     """Min, max and mean pairwise cosine (`i != j`) of the rows.
 
-    Rows are normalised first. Computed in row blocks, so memory stays
-    `O(block_size * c)` for large `c`.
+    Rows are normalised first; memory is `O(block_size * c)`.
 
     Args:
         prototypes: array `(c, d)`, `c >= 2`.
@@ -632,8 +513,8 @@ def prototype_quality(prototypes, block_size: int = 2048) -> dict:
     p = np.asarray(prototypes, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] < 2:
         raise ValueError(
-            "`prototypes` must be a 2-D array (num_classes >= 2, dim); "
-            f"received shape {p.shape}."
+            "`prototypes` must be a 2-D array (num_classes >= 2, dim). "
+            f"Received: shape={p.shape}"
         )
     p = _unit_rows(p)
     c = p.shape[0]

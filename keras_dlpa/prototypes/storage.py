@@ -15,8 +15,8 @@ import numpy as np
 from keras_dlpa.atomic_write import atomic_write
 from keras_dlpa.cache import cache_root
 from keras_dlpa.prototypes.estimate import ALGORITHM_VERSION
-from keras_dlpa.prototypes.estimate import _check_int
 from keras_dlpa.prototypes.estimate import _check_options
+from keras_dlpa.prototypes.estimate import _check_sizes
 from keras_dlpa.prototypes.estimate import _resolve_method
 from keras_dlpa.prototypes.estimate import _resolve_optimizer
 from keras_dlpa.prototypes.estimate import estimate_prototypes
@@ -39,16 +39,11 @@ def _version():
 def save_prototypes(path, prototypes, **metadata) -> Path:
     """Writes prototypes and JSON metadata to one `.npz` file, atomically.
 
-    The metadata always holds `format`, `num_classes`, `dim`,
-    `library_version` and `quality` (see `prototype_quality`); keyword
-    arguments (e.g. `method`, `seed`, `steps`) are added and must be
-    JSON-serialisable.
-
     Args:
-        path: destination file (written via a temporary file and
-            `os.replace`, so readers never see a partial file).
+        path: destination file.
         prototypes: array `(c, d)`, stored as float32.
-        **metadata: extra JSON-serialisable fields.
+        **metadata: extra JSON-serialisable fields, added to `format`,
+            `num_classes`, `dim`, `library_version` and `quality`.
 
     Returns:
         The path written.
@@ -57,7 +52,7 @@ def save_prototypes(path, prototypes, **metadata) -> Path:
     if p.ndim != 2 or p.shape[0] < 2 or not np.all(np.isfinite(p)):
         raise ValueError(
             "`prototypes` must be a finite 2-D array (num_classes >= 2, "
-            f"dim); received shape {p.shape}."
+            f"dim). Received: shape={p.shape}"
         )
     meta = {
         "format": _FORMAT,
@@ -137,17 +132,13 @@ def cached_prototypes(
 ) -> np.ndarray:
     """`estimate_prototypes`, computed once per key and cached on disk.
 
-    The key holds `(num_classes, dim, resolved method, seed)`, the
-    optimiser settings that change the result (none for the ETF besides
-    the seed) and `ALGORITHM_VERSION`. Files are written atomically; an
-    unreadable cache file is recomputed and replaced.
+    The key holds the arguments and settings that change the result and
+    `ALGORITHM_VERSION`; an unreadable cache file is recomputed.
 
     Args:
         num_classes, dim, method, seed, options, verbose: as in
             `estimate_prototypes`.
-        cache_dir: directory (default `cache_root() / "prototypes"`,
-            i.e. `$KERAS_DLPA_CACHE/prototypes` or
-            `~/.cache/keras_dlpa/prototypes`).
+        cache_dir: directory (default `cache_root() / "prototypes"`).
 
     Returns:
         float32 array `(num_classes, dim)` with unit rows.
@@ -187,9 +178,7 @@ def cache_path(
 
 
 def _cache_entry(num_classes, dim, method, seed, options, cache_dir):
-    c = _check_int("num_classes", num_classes, 2)
-    d = _check_int("dim", dim, 1)
-    seed = _check_int("seed", seed, 0)
+    c, d, seed = _check_sizes(num_classes, dim, seed)
     method = _resolve_method(c, d, method)
     key = {"num_classes": c, "dim": d, "method": method, "seed": seed}
     if method == "uniformity":
