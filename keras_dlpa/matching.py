@@ -1,26 +1,9 @@
-"""Label-to-prototype matching (DL2PA, paper Eq. 9).
+"""Label-to-prototype matching (DL2PA, paper Eq. 9), in numpy/scipy.
 
-Pure numpy/scipy: it runs eagerly on the host, independent of the Keras
-backend. `solve_assignment` maximises the total cosine between the class
-representatives and the prototypes assigned to them over all permutations.
-
-Two solvers give the same optimum:
-
-- `"dense"`: the full `(c, c)` similarity `S = Q @ W.T` in float64 and
-  `scipy.optimize.linear_sum_assignment` (Hungarian / Jonker-Volgenant).
-- `"sparse"`: for large `c`, where `c x c` does not fit. Candidate edges are
-  at least the top-`k` prototypes of every class (blocked float32 matmul,
-  never a `c x c` array) plus the current pair, so a perfect matching
-  always exists; they are solved with `scipy.sparse.csgraph.
-  min_weight_full_bipartite_matching` on float64 weights `3 - S` (> 0).
-  Optimality on the FULL graph is then certified by LP duality: dual
-  potentials are recovered from the sparse optimum by shortest paths
-  (vectorised Bellman-Ford), and a blocked pricing pass looks for pairs
-  with negative reduced cost (rows whose bound proves none are skipped).
-  Violating pairs are added to the candidates and the matching re-solved
-  until none remain, so the result is exact, not a top-`k` heuristic:
-  within `c * (tie_epsilon + 1e-9)` of the optimum in total cost. A
-  `SparseWarmStart` reuses the previous solve's candidates (see there).
+`solve_assignment` maximises the total cosine between the class
+representatives and their prototypes over all permutations, with a dense
+(Hungarian) or a sparse solver certified optimal by LP duality. Design
+notes: docs/matching.md.
 """
 
 from __future__ import annotations
@@ -32,6 +15,10 @@ from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
+from keras_dlpa.checks import check_choice
+from keras_dlpa.checks import check_int
+from keras_dlpa.checks import check_number
+
 logger = logging.getLogger(__name__)
 
 # Dense for c <= this, sparse above (see benchmarks/bench_reassign.py).
@@ -41,37 +28,21 @@ _METHODS = ("auto", "dense", "sparse")
 _DUAL_TOL = 1e-9
 # Bytes of float32 similarity processed per block in the sparse solver.
 _BLOCK_BYTES = 128 * 2**20
-# Constant added to the sparse edge weights: weights = 3 - S >= 1 > 0
-# (the matcher rejects zero weights); a constant shift does not change
-# the optimum of a perfect matching.
+# Added to the sparse edge weights, 3 - S >= 1 (the matcher rejects zero
+# weights); a constant shift does not change a perfect matching's optimum.
 _WEIGHT_SHIFT = 3.0
 
 
 class SparseWarmStart:
-    """Cache that lets the sparse solver reuse the previous epoch's work.
+    """Cache that lets the sparse solver reuse the previous solve's work.
 
     Pass the same instance to successive `solve_assignment(...,
-    warm_start=cache)` calls (e.g. one per epoch). It holds the candidate
-    edges of the last solve, the bound `tau` on every row's non-candidate
-    similarities and the representatives `tau` was computed for. A solve
-    with a cache skips the `O(c^2 d)` top-`k` pass whenever the cache
-    matches the prototypes; rows whose representative moved too far for
-    the bound to prove anything are priced exactly against all
-    prototypes, and the whole cache is rebuilt (a cold solve) when more
-    than `refresh_fraction` of the rows need that.
-
-    Only speed depends on the cache: the answer is certified optimal on
-    the full graph either way, so a run resumed without the cache gets
-    the same assignment whenever the optimum is unique (ties up to
-    `tie_epsilon` are broken towards `current` in both cases).
-
-    Memory: the reference representatives (float64, `c x d`), a copy of
-    the prototypes (float32) and the candidate edges (about `(k + 1) c`
-    int64 pairs): about 0.2 GB at `c = 100,000`, `d = 128`.
+    warm_start=cache)` calls (e.g. one per epoch). It changes the speed,
+    never the result (see docs/matching.md).
 
     Args:
-        refresh_fraction: rebuild from scratch when more than this
-            fraction of the rows must be priced exactly; in `(0, 1]`.
+        refresh_fraction: solve cold (and refill the cache) when more than
+            this fraction of the rows must be priced exactly; in `(0, 1]`.
 
     Example:
 
@@ -84,47 +55,25 @@ class SparseWarmStart:
     """
 
     def __init__(self, refresh_fraction: float = 0.25):
-        if not (0.0 < refresh_fraction <= 1.0):
-            raise ValueError(
-                "`refresh_fraction` must be in (0, 1]. Received: "
-                f"refresh_fraction={refresh_fraction}"
-            )
-        self.refresh_fraction = float(refresh_fraction)
+        self.refresh_fraction = check_number(
+            "refresh_fraction", refresh_fraction, 0.0, 1.0
+        )
         self.clear()
 
     def clear(self) -> None:
         """Forgets the cached state: the next solve is a cold one."""
         self._state = None
-        # Counters, for benchmarks and logs: solves that reused the cache,
-        # and rows priced exactly in the last solve.
+        # For benchmarks and logs: solves that reused the cache or not, and
+        # rows priced exactly in the last solve.
         self.warm_solves = 0
         self.cold_solves = 0
         self.last_priced_rows = 0
 
-    @property
-    def is_empty(self) -> bool:
-        return self._state is None
-
     def _lookup(self, w32, k):
         st = self._state
-        if (
-            st is None
-            or st["w32"].shape != w32.shape
-            or st["k"] != k
-            or not np.array_equal(st["w32"], w32)
-        ):
+        if st is None or st["k"] != k or not np.array_equal(st["w32"], w32):
             return None
         return st
-
-    def _store(self, w32, k, q_ref, tau_ref, rows, cols):
-        self._state = {
-            "w32": w32,
-            "k": k,
-            "q_ref": q_ref,
-            "tau_ref": tau_ref,
-            "rows": rows,
-            "cols": cols,
-        }
 
 
 def solve_assignment(
@@ -140,61 +89,43 @@ def solve_assignment(
 ) -> tuple[np.ndarray, float]:
     """Solves the label-to-prototype assignment (paper Eq. 9).
 
-    Finds the permutation `A` maximising `sum_j q_j . w_{A[j]}`, i.e.
-    minimising the matching cost `-sum_j q_j . w_{A[j]}`.
-
-    Tie-breaking: every pair `(j, current[j])` gets a bonus of
-    `tie_epsilon` on its similarity, so among solutions whose costs differ
-    by less than the bonus, the one keeping most of `current` wins. With
-    all-zero representatives (no statistics yet) the result is exactly
-    `current`. The returned assignment is optimal up to at most
-    `c * tie_epsilon` in total cost (`1e-6` at `c = 10,000`). Both solvers
-    are deterministic: the same inputs give the same output.
+    Finds the permutation `A` minimising `-sum_j q_j . w_{A[j]}`. Ties (up
+    to `tie_epsilon` per pair) keep `current`; all-zero representatives
+    return exactly `current`. Deterministic.
 
     Args:
-        representatives: `(c, d)` float array, class representatives `Q`
-            (rows L2-normalised by the caller; zero rows allowed).
-        prototypes: `(c, d)` float array, unit prototype rows `W`.
-        current: optional `(c,)` int permutation of `range(c)`, the current
-            assignment, kept on ties. `None` applies no tie bonus.
+        representatives: `(c, d)` float array `Q` (rows L2-normalised by
+            the caller; zero rows allowed).
+        prototypes: `(c, d)` float array `W`, unit rows.
+        current: optional `(c,)` int permutation, the current assignment,
+            kept on ties (`None`: no tie bonus).
         method: `"dense"`, `"sparse"` or `"auto"` (dense for
-            `c <= DENSE_MAX_CLASSES`, sparse above).
+            `c <= DENSE_MAX_CLASSES`).
         tie_epsilon: similarity bonus of the current pairs, `>= 0`.
-        k: sparse solver only, least number of initial candidate
-            prototypes per class (more are added where the certificate
-            needs them).
-        max_rounds: sparse solver only, most pricing rounds before giving
-            up the certificate (a warning is logged, the best feasible
-            matching found is returned).
-        warm_start: sparse solver only, an optional `SparseWarmStart`
-            cache, read and updated in place; it changes the speed, not
-            the result. Ignored by the dense solver.
+        k: sparse only, least number of initial candidates per class.
+        max_rounds: sparse only, most pricing rounds; without a certificate
+            by then, a warning is logged and the best matching returned.
+        warm_start: sparse only, an optional `SparseWarmStart`, updated in
+            place.
 
     Returns:
-        `(assignment, cost)`: `assignment` is a `(c,)` int64 permutation,
-        class `j` gets prototype `assignment[j]`; `cost` is the float64
-        matching cost `-sum_j q_j . w_{assignment[j]}` (without the tie
-        bonus).
+        `(assignment, cost)`: `(c,)` int64 permutation (class `j` gets
+        prototype `assignment[j]`) and the float64 cost
+        `-sum_j q_j . w_{assignment[j]}` (without the tie bonus).
 
     Example:
 
     >>> w = np.eye(3)
-    >>> q = w[[2, 0, 1]]
-    >>> solve_assignment(q, w, current=np.arange(3))
+    >>> solve_assignment(w[[2, 0, 1]], w, current=np.arange(3))
     (array([2, 0, 1]), -3.0)
     """
     q, w, cur = _validate(representatives, prototypes, current, method)
-    if not (np.isfinite(tie_epsilon) and tie_epsilon >= 0):
-        raise ValueError(
-            f"`tie_epsilon` must be a finite number >= 0. "
-            f"Received: tie_epsilon={tie_epsilon}"
-        )
-    if int(k) < 1:
-        raise ValueError(f"`k` must be >= 1. Received: k={k}")
+    tie_epsilon = check_number("tie_epsilon", tie_epsilon, closed=True)
+    k = check_int("k", k)
     if warm_start is not None and not isinstance(warm_start, SparseWarmStart):
         raise ValueError(
             "`warm_start` must be None or a keras_dlpa.matching."
-            f"SparseWarmStart. Received: {type(warm_start).__name__}"
+            f"SparseWarmStart. Received: warm_start={warm_start!r}"
         )
     c = q.shape[0]
     if c == 0:
@@ -205,24 +136,16 @@ def solve_assignment(
         assignment = _solve_dense(q, w, cur, tie_epsilon)
     else:
         assignment = _solve_sparse(
-            q, w, cur, tie_epsilon, int(k), max_rounds, warm_start
+            q, w, cur, tie_epsilon, k, max_rounds, warm_start
         )
     assignment = _canonical_ties(q, assignment, cur)
     return assignment, matching_cost(q, w, assignment)
 
 
 def _canonical_ties(q, assignment, cur):
-    """Breaks exact ties the same way whatever the solver's path.
-
-    Classes with identical representatives (e.g. all never-seen classes,
-    whose rows are zero) can swap prototypes at no cost, so which optimum
-    a solver returns depends on its search (for the sparse solver, on
-    its candidate edges and so on the warm-start cache). Within each
-    group of identical rows, the members whose current prototype is in
-    the group's set keep it, and the others get the rest of the set in
-    ascending order, by class index. The cost and the tie bonus are
-    unchanged or better, so the result stays optimal.
-    """
+    """Within each group of identical rows of `q` (free to swap), members
+    keep their current prototype when it is in the group's set, the others
+    get the rest in ascending order: the same optimum whatever the solver."""
     c = q.shape[0]
     if c < 2:
         return assignment
@@ -261,10 +184,7 @@ def matching_cost(
 
 
 def _validate(representatives, prototypes, current, method):
-    if method not in _METHODS:
-        raise ValueError(
-            f"`method` must be one of {_METHODS}. Received: method={method!r}"
-        )
+    check_choice("method", method, _METHODS)
     arrays = []
     for name, value in (
         ("representatives", representatives),
@@ -351,12 +271,11 @@ def _exact_sim(q, w, rows, cols):
 def _top_k_candidates(q32, w32, k):
     """At least `k` (the top-`k` included) candidate prototypes per class.
 
-    Cheaper than `argpartition`: split the columns into `k` groups; the
-    smallest of the `k` group maxima is a threshold with at least `k`
-    similarities above it. Rows with more than `4 k` survivors (ties, e.g.
-    zero representatives) fall back to an exact top-`k`. Returns the
-    candidate edges and `tau`: every non-candidate similarity of row `i`
-    is `<= tau[i]` (float32).
+    Cheaper than `argpartition`: the smallest of the maxima of `k` column
+    groups is a threshold with at least `k` similarities above it; rows
+    with more than `4 k` survivors (ties) fall back to an exact top-`k`.
+    Returns the candidate edges and `tau`, a float32 bound on every row's
+    non-candidate similarities.
     """
     c = q32.shape[0]
     k = min(k, c)
@@ -384,13 +303,12 @@ def _top_k_candidates(q32, w32, k):
 
 
 def _dual_potentials(rows, cols, weight, match):
-    """Column potentials `v` with `u_i + v_k <= C_ik` on the candidates.
+    """Dual potentials `(u, v)` with `u_i + v_k <= C_ik` on the candidates.
 
-    `match[i]` is row i's matched column (optimal on the candidate graph).
-    With `v_k = p_k` and `u_i = C_{i,m(i)} - p_{m(i)}`, feasibility is
-    `p_k <= p_{m(i)} + C_ik - C_{i,m(i)}`: shortest paths from a virtual
-    source on the column graph, which has no negative cycle because the
-    matching is optimal. Vectorised Bellman-Ford (Jacobi sweeps).
+    With `v_k = p_k` and `u_i = C_{i,m(i)} - p_{m(i)}` (`m = match`, optimal
+    on the candidate graph), feasibility is `p_k <= p_{m(i)} + C_ik -
+    C_{i,m(i)}`: shortest paths on the column graph (no negative cycle as
+    the matching is optimal), by vectorised Bellman-Ford.
     """
     c = match.shape[0]
     matched_w = np.empty(c, dtype=np.float64)
@@ -420,17 +338,9 @@ def _dual_potentials(rows, cols, weight, match):
 
 
 def _price(q32, w32, q, w, u, v, cand_csr, check, k, margin):
-    """Non-candidate pairs with negative reduced cost `-S_ik - u_i - v_k`.
-
-    Every non-candidate of row `i` has float32 similarity `<= tau[i]`, so
-    only the rows `check` (whose bound cannot rule out a negative reduced
-    cost) can violate; most rows
-    are skipped on near-converged statistics.
-
-    Returns the violating pairs `(rows, cols, sims)` and, for every row of
-    `check`, its largest float32 non-candidate similarity (a tighter
-    `tau`).
-    """
+    """Non-candidate pairs of the rows `check` with negative reduced cost
+    `-S_ik - u_i - v_k`: `(rows, cols, sims)`, and each checked row's
+    largest float32 non-candidate similarity (a tighter `tau`)."""
     c = q.shape[0]
     v32 = v.astype(np.float32)
     thr = (-u).astype(np.float32)
@@ -534,7 +444,14 @@ def _solve_sparse(q, w, cur, eps, k, max_rounds, warm=None):
         )
         if new_rows.size == 0:
             if warm is not None:
-                warm._store(w32, k, q_ref, tau_ref, rows, cols)
+                warm._state = {
+                    "w32": w32,
+                    "k": k,
+                    "q_ref": q_ref,
+                    "tau_ref": tau_ref,
+                    "rows": rows,
+                    "cols": cols,
+                }
                 warm.last_priced_rows = priced
                 if state is not None:
                     warm.warm_solves += 1
