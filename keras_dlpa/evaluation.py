@@ -1,7 +1,6 @@
-"""Honest classification metrics: top-k, per-class and many/medium/few-shot.
+"""Classification metrics: top-k, per-class and many/medium/few-shot.
 
-Backend-agnostic (numpy and `keras`). Shot groups are defined by each class's
-real training count (many `> 100`, medium `20..100`, few `< 20`), not by index
+Shot groups come from each class's real training count, not from index
 ranges of the label space.
 """
 
@@ -14,8 +13,9 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
+from keras_dlpa.checks import check_int
+
 GROUPS = ("many", "medium", "few")
-LOG_KEYS = ("top1", "top5", "many", "medium", "few", "balanced")
 _CHUNK = 4096
 
 
@@ -24,14 +24,11 @@ def shot_groups(
 ) -> np.ndarray:
     """Assigns every class to the "many", "medium" or "few"-shot group.
 
-    A class is "many" when its training count is `> many_threshold`, "few"
-    when it is `< few_threshold` and "medium" otherwise (so `20..100`
-    inclusive with the defaults).
-
     Args:
         train_counts: `(c,)` number of training examples of each class.
         many_threshold: counts strictly above this are "many"-shot.
-        few_threshold: counts strictly below this are "few"-shot.
+        few_threshold: counts strictly below this are "few"-shot; the rest
+            (`20..100` inclusive by default) are "medium".
 
     Returns:
         `(c,)` array of strings, one of `"many"`, `"medium"`, `"few"`.
@@ -53,17 +50,11 @@ def classification_metrics(
 ) -> dict:
     """Top-1/top-k, per-class, balanced and many/medium/few-shot accuracy.
 
-    Predictions rank classes by logit; ties are broken towards the lower
-    class index (as `argmax` does), so top-1 equals `argmax(logits) ==
-    label` and no tie is counted as correct for several classes. A NaN logit
-    of the true class counts as a miss; other NaN logits are ignored.
-
-    Per-class accuracy is the top-1 accuracy over the examples of each
-    class; classes with no example in `labels` get `None` and are left out
-    of every mean. "balanced" is the mean per-class accuracy, and "many",
-    "medium", "few" the mean per-class accuracy over the classes of each
-    shot group (see `shot_groups`); a group with no evaluated class, or all
-    groups when `train_counts` is `None`, gives `None`.
+    Logit ties rank the lower class index first (as `argmax`); a NaN logit
+    of the true class is a miss. Classes without examples get per-class
+    accuracy `None` and are left out of the means: "balanced" over all
+    classes, "many"/"medium"/"few" over each shot group (`None` when the
+    group is empty or `train_counts` is `None`).
 
     Args:
         labels: `(N,)` or `(N, 1)` integer labels in `[0, c)`, or `(N, c)`
@@ -91,7 +82,7 @@ def classification_metrics(
     if num_examples == 0:
         raise ValueError("Received empty `logits` (0 examples).")
     labels = _sparse_labels(labels, num_examples, num_classes)
-    k = min(_positive_int("top_k", top_k), num_classes)
+    k = min(check_int("top_k", top_k), num_classes)
     groups = None
     if train_counts is not None:
         counts = _check_counts(train_counts)
@@ -132,10 +123,7 @@ def classification_metrics(
 
 
 def _true_class_rank(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """Position of the true class when classes are sorted by (-logit, index).
-
-    Computed in row chunks to bound memory; `(N,)` int64.
-    """
+    """`(N,)` rank of the true class by (-logit, index), in row chunks."""
     num_examples, num_classes = logits.shape
     index = np.arange(num_classes)
     rank = np.empty(num_examples, dtype="int64")
@@ -190,14 +178,6 @@ def _sparse_labels(labels, num_examples: int, num_classes: int) -> np.ndarray:
     return labels
 
 
-def _positive_int(name: str, value) -> int:
-    if int(value) != value or value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer. Received: {value}"
-        )
-    return int(value)
-
-
 def _check_counts(train_counts) -> np.ndarray:
     counts = np.asarray(train_counts)
     if counts.ndim != 1 or counts.shape[0] == 0:
@@ -222,22 +202,12 @@ def _check_counts(train_counts) -> np.ndarray:
 class EvaluationCallback(keras.callbacks.Callback):
     """Adds top-1/top-5 and many/medium/few-shot accuracy to the epoch logs.
 
-    At the end of every `every`-th epoch (and always the last epoch) the
-    callback predicts on the given data, computes
-    `classification_metrics` and writes `{prefix}top1`, `{prefix}top5`,
-    `{prefix}balanced`, `{prefix}many`, `{prefix}medium` and `{prefix}few`
-    into `logs`, so `History`, `CSVLogger`, `ModelCheckpoint(monitor=...)`
-    and `EarlyStopping` see them. Place it **before** checkpoint and logging
-    callbacks in the callback list.
-
-    Key policy (keeps every `History` list one entry per epoch): a shot
-    group that is empty by `train_counts` (or all groups when
-    `train_counts` is `None`) is never written. Every other key is written
-    at every epoch; its value is NaN on epochs that are skipped by `every`
-    and when the group has no class in the evaluation data.
-
-    The full metrics dict of the last evaluation (with per-class accuracy)
-    is kept in `self.last_metrics` (and its epoch in `self.last_epoch`).
+    Every `every`-th epoch and the last, writes `{prefix}top1`, `top5`,
+    `balanced`, `many`, `medium` and `few` of `classification_metrics` into
+    `logs`; place it before checkpoint and logging callbacks. Keys are
+    written every epoch (NaN when skipped or the group has no evaluated
+    class), except shot groups empty by `train_counts`. The last full
+    metrics dict is `self.last_metrics` (its epoch `self.last_epoch`).
 
     Args:
         x: inputs as an array (or a structure `model.predict` accepts) with
@@ -270,8 +240,8 @@ class EvaluationCallback(keras.callbacks.Callback):
         every: int = 1,
     ):
         super().__init__()
-        every = _positive_int("every", every)
-        batch_size = _positive_int("batch_size", batch_size)
+        every = check_int("every", every)
+        batch_size = check_int("batch_size", batch_size)
         if y is None and not isinstance(x, Iterable):
             raise ValueError(
                 "With `y=None`, `x` must be an iterable of (x, y) batches "
@@ -380,14 +350,10 @@ _FORWARD = weakref.WeakKeyDictionary()
 def _global_predict(model, batches) -> np.ndarray:
     """Logits under `DataParallel` over several JAX processes.
 
-    Keras `predict` cannot return them there: its outputs are sharded over
-    every process's devices and fetching them raises "Fetching value for
-    `jax.Array` that spans non-addressable (non process local) devices is
-    not possible" (Keras 3.15, JAX 0.10.2). Here each process puts its
-    block of rows of the (zero-padded) batch on its devices, the forward
-    pass runs over all devices, and the logits come back replicated, so
-    every process gets all of them. Every process must call this with the
-    same batches (it runs collective ops).
+    Keras `predict` cannot fetch outputs sharded over non-addressable
+    devices (Keras 3.15, JAX 0.10.2): each process feeds its rows of the
+    zero-padded batch and gets the logits back replicated. Every process
+    must call this with the same batches (collective ops).
     """
     import jax
     from jax.sharding import NamedSharding
@@ -437,10 +403,7 @@ def predict_logits(model, x, batch_size: int = 256) -> np.ndarray:
         batch_size: batch size for array inputs.
 
     Returns:
-        The float logits of every input, in order. With several JAX
-        processes under `keras.distribution.DataParallel` they come from
-        `_global_predict` (each process feeds its rows), elsewhere from
-        `model.predict`.
+        `(N, c)` float logits of every input, in order.
     """
     if _jax_multi_process():
         return _global_predict(model, _input_batches(x, int(batch_size)))
@@ -474,6 +437,7 @@ def format_metrics_table(evaluation: dict) -> str:
             "Expected `evaluation` as a dict (the content of "
             f"evaluation.json). Received: {type(evaluation).__name__}"
         )
+    header = ["", "epoch", "top1", "top5", "many", "medium", "few"]
     rows = []
     test = evaluation.get("test") or {}
     for name, entry, fallback in (
@@ -488,23 +452,20 @@ def format_metrics_table(evaluation: dict) -> str:
         if epoch is None and isinstance(fallback, dict):
             epoch = fallback.get("epoch")
         cells = [name, "-" if epoch is None else str(epoch)]
-        for key in ("top1", "top5", "many", "medium", "few"):
-            cells.append(_percent(entry.get(key)))
-        rows.append(cells)
-    header = ["", "epoch", "top1", "top5", "many", "medium", "few"]
+        rows.append(cells + [_percent(entry.get(k)) for k in header[2:]])
     if not rows:
         return "(no evaluation results)"
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(7)]
-    lines = []
-    for cells in [header] + rows:
-        first = cells[0].ljust(widths[0])
-        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
-        lines.append("  ".join([first] + rest))
-    return "\n".join(lines)
+    table = [header] + rows
+    widths = [max(map(len, column)) for column in zip(*table)]
+    return "\n".join(
+        "  ".join(
+            c.rjust(w) if i else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths))
+        )
+        for row in table
+    )
 
 
 def _percent(value) -> str:
-    if value is None:
-        return "-"
-    value = float(value)
+    value = math.nan if value is None else float(value)
     return "-" if math.isnan(value) else f"{100.0 * value:.2f}"
