@@ -161,9 +161,7 @@ class IPMLoss(keras.losses.Loss):
         # Before Keras converts `y_pred`: the layer finds the features of
         # the call that produced this very tensor.
         if self.statistics_layer is not None:
-            self.statistics_layer.update_statistics(
-                y_true, y_pred, validate=self.validate_labels
-            )
+            self.statistics_layer.update_statistics(y_true, y_pred)
         return super().__call__(y_true, y_pred, sample_weight)
 
     def call(self, y_true, y_pred):

@@ -232,45 +232,52 @@ class PrototypeLayer(keras.layers.Layer):
             self._training_features.record(logits, features)
         return logits
 
-    def update_statistics(self, y_true, y_pred, validate: bool = True):
+    def update_statistics(self, y_true, y_pred) -> bool:
         """Adds the training batch behind `y_pred` to the interval sums.
 
         The explicit statistics step of a train step (`PrototypeClassifier`
         calls it in `compute_loss`; `IPMLoss` when its `statistics_layer`
         is this layer). Only the features of the training-mode call of this
         layer that returned `y_pred` itself are added: `y_pred` from any
-        other call (inference, a probe, another layer) adds nothing.
-        Labels outside `[0, c)` in a compiled step make the sums NaN (and
-        the counts NaN, which `ReassignCallback` reports as bad labels).
+        other call (inference, a probe, another layer) adds nothing. The
+        labels are not checked here (the loss raises for labels outside
+        `[0, c)`); such a batch makes the sums and counts NaN, which
+        `ReassignCallback` reports as bad labels.
 
         Args:
             y_true: sparse labels `(B,)`/`(B, 1)` or class weights `(B, c)`.
             y_pred: `(B, c)` logits returned by this layer's call.
-            validate: check the range of sparse labels.
 
         Returns:
             Whether the batch was added.
         """
+        width = y_pred.shape[-1] if len(y_pred.shape) else None
+        if width is not None and width != self.num_classes:
+            raise ValueError(
+                f"PrototypeLayer '{self.name}' has {self.num_classes} "
+                f"classes, but the loss received logits of shape "
+                f"{tuple(y_pred.shape)}. IPMLoss must receive the "
+                "PrototypeLayer's cosine logits: end the model with it."
+            )
         features = self._training_features.take(y_pred)
         if features is None:
             return False
-        labels, weights, invalid = parse_labels(
-            y_true, self.num_classes, validate=validate
+        labels, weights, _ = parse_labels(
+            y_true, self.num_classes, validate=False
         )
-        if invalid is not None:
-            # Poison the whole batch, on an in-range class so that the NaN
-            # reaches the sums even when every label is invalid.
-            features = ops.where(invalid, float("nan"), features)
-            labels = ops.clip(labels, 0, self.num_classes - 1)
-        self.accumulate_statistics(features, labels=labels, weights=weights)
-        if invalid is not None:
-            # NaN counts mark bad labels; NaN sums with finite counts mark
-            # NaN features, i.e. divergence (`ReassignCallback`,
-            # `DivergenceCallback` tell the two apart).
-            flag = ops.where(invalid, float("nan"), 0.0)
-            self.feature_counts.assign_add(
-                ops.broadcast_to(flag, (self.num_classes,))
-            )
+        if labels is None:
+            self.accumulate_statistics(features, weights=weights)
+            return True
+        # One traced flag, no assertion or host sync: a bad batch poisons
+        # the sums (on an in-range class) and the counts with NaN.
+        invalid = (ops.min(labels) < 0) | (ops.max(labels) >= self.num_classes)
+        features = ops.where(invalid, float("nan"), features)
+        labels = ops.clip(labels, 0, self.num_classes - 1)
+        self.accumulate_statistics(features, labels=labels)
+        flag = ops.where(invalid, float("nan"), 0.0)
+        self.feature_counts.assign_add(
+            ops.broadcast_to(flag, (self.num_classes,))
+        )
         return True
 
     def accumulate_statistics(self, features, labels=None, weights=None):

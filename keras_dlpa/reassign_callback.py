@@ -184,7 +184,7 @@ class ReassignCallback(keras.callbacks.Callback):
         """Single-output models: the output must be the layer's `c` logits."""
         outputs = getattr(model, "outputs", None)
         if not outputs or len(outputs) != 1:
-            return  # Subclassed or multi-output: IPMLoss checks in the step.
+            return  # Subclassed or multi-output: update_statistics checks.
         width = outputs[0].shape[-1]
         if width is not None and width != self._layer.num_classes:
             raise ValueError(

@@ -106,6 +106,17 @@ def test_only_the_output_of_a_training_call_adds_statistics():
     assert not untracked.update_statistics(labels, untracked(x, training=True))
 
 
+def test_update_statistics_refuses_other_logits_and_poisons_bad_labels():
+    layer = keras_dlpa.PrototypeLayer(unit_rows(4, 2))
+    x = np.array([[1.0, 0.0], [0.0, 2.0]], "float32")
+    with pytest.raises(ValueError, match=r"4 classes.*shape \(2, 3\)"):
+        layer.update_statistics(np.array([0, 1]), np.zeros((2, 3)))
+    # Labels are the loss's to check; a bad batch marks the sums NaN.
+    assert layer.update_statistics(np.array([0, 4]), layer(x, training=True))
+    assert np.isnan(ops.convert_to_numpy(layer.feature_counts)).all()
+    assert np.isnan(ops.convert_to_numpy(layer.feature_sums)[0]).all()
+
+
 def test_config_and_keras_round_trips(tmp_path):
     layer = keras_dlpa.PrototypeLayer(
         unit_rows(5, 3), initial_assignment="random", seed=7, name="protos"
