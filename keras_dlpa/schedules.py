@@ -1,4 +1,8 @@
-"""Learning-rate schedules of the DL2PA recipes (warm-up + decay)."""
+"""Learning-rate schedules of the DL2PA recipes (warm-up + decay).
+
+Pure functions of the optimizer step, so a resumed run that restores the
+iteration counter continues with the same rates.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,8 @@ import keras
 from keras import ops
 
 from keras_dlpa.api_export import register
-
-
-def _check_positive_int(name, value, minimum=1):
-    if int(value) != value or value < minimum:
-        raise ValueError(
-            f"Argument `{name}` must be an integer >= {minimum}. "
-            f"Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def _check_base_rate(value) -> float:
-    if not value > 0:
-        raise ValueError(
-            f"Argument `base_learning_rate` must be > 0. Received: {value!r}"
-        )
-    return float(value)
+from keras_dlpa.checks import check_int
+from keras_dlpa.checks import check_number
 
 
 def _linear_warmup(lr, step, base_learning_rate, warmup_steps: float):
@@ -36,22 +25,30 @@ def _linear_warmup(lr, step, base_learning_rate, warmup_steps: float):
     return ops.where(step < warmup_steps, ramp, lr)
 
 
+class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A schedule whose config is its attributes named in `_CONFIG`."""
+
+    _CONFIG = ()
+
+    def _check_warmup(self, base_learning_rate, steps_per_epoch, warmup):
+        self.base_learning_rate = check_number(
+            "base_learning_rate", base_learning_rate
+        )
+        self.steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch)
+        self.warmup_epochs = check_int("warmup_epochs", warmup, minimum=0)
+
+    def get_config(self):
+        return {key: getattr(self, key) for key in self._CONFIG}
+
+
 @register
-class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupMultiStep(_Schedule):
     """Linear warm-up, then step decay by `gamma` at given epochs.
 
-    With `s` the optimizer step (`optimizer.iterations`, 0-based),
-    `S = steps_per_epoch` and `e = s // S` the epoch:
-
-    - warm-up (`s < warmup_epochs * S`):
-      `lr = base * (s + 1) / (warmup_epochs * S)`, a linear ramp per step
-      that reaches `base` at the last warm-up step;
-    - afterwards: `lr = base * gamma ** k` with `k` the number of
-      `milestones` `<= e`.
-
-    The schedule is a pure function of the step, so a resumed run that
-    restores the optimizer's iteration counter continues with the same
-    learning rates. It serialises with its config (`.keras` archives).
+    With `s` the 0-based optimizer step and `S = steps_per_epoch`: during
+    warm-up (`s < warmup_epochs * S`) `lr = base * (s + 1) /
+    (warmup_epochs * S)`; afterwards `lr = base * gamma ** k`, with `k` the
+    number of `milestones <= s // S`.
 
     Args:
         base_learning_rate: peak learning rate, e.g. 0.1.
@@ -69,6 +66,15 @@ class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
     ```
     """
 
+    _CONFIG = (
+        "base_learning_rate",
+        "steps_per_epoch",
+        "warmup_epochs",
+        "milestones",
+        "gamma",
+        "name",
+    )
+
     def __init__(
         self,
         base_learning_rate: float,
@@ -78,23 +84,15 @@ class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
         gamma: float = 0.1,
         name: str = "warmup_multi_step",
     ):
-        self.base_learning_rate = _check_base_rate(base_learning_rate)
-        self.steps_per_epoch = _check_positive_int(
-            "steps_per_epoch", steps_per_epoch
-        )
-        self.warmup_epochs = _check_positive_int(
-            "warmup_epochs", warmup_epochs, minimum=0
-        )
+        self._check_warmup(base_learning_rate, steps_per_epoch, warmup_epochs)
         milestones = [int(m) for m in milestones]
         if milestones != sorted(milestones) or any(m < 0 for m in milestones):
             raise ValueError(
-                "Argument `milestones` must be non-negative epochs in "
-                f"increasing order. Received: {milestones}"
+                "`milestones` must be non-negative epochs in increasing "
+                f"order. Received: milestones={milestones}"
             )
         self.milestones = milestones
-        if not gamma > 0:
-            raise ValueError(f"Argument `gamma` must be > 0. Received: {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = check_number("gamma", gamma)
         self.name = name
 
     def __call__(self, step):
@@ -107,26 +105,14 @@ class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
         warmup_steps = float(self.warmup_epochs * self.steps_per_epoch)
         return _linear_warmup(lr, step, self.base_learning_rate, warmup_steps)
 
-    def get_config(self):
-        return {
-            "base_learning_rate": self.base_learning_rate,
-            "steps_per_epoch": self.steps_per_epoch,
-            "warmup_epochs": self.warmup_epochs,
-            "milestones": list(self.milestones),
-            "gamma": self.gamma,
-            "name": self.name,
-        }
-
 
 @register
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupCosine(_Schedule):
     """Linear warm-up, then cosine decay to `final_learning_rate`.
 
-    Warm-up as in `WarmupMultiStep`; afterwards, with
-    `t = (s - W) / (T - W)` clipped to `[0, 1]` (`W` warm-up steps,
-    `T = epochs * steps_per_epoch`),
-    `lr = final + (base - final) * (1 + cos(pi t)) / 2` (the ImageNet
-    recipe of the reference).
+    Warm-up as in `WarmupMultiStep`; afterwards, with `t = (s - W) / (T - W)`
+    clipped to `[0, 1]` (`W` warm-up steps, `T = epochs * steps_per_epoch`),
+    `lr = final + (base - final) * (1 + cos(pi t)) / 2`.
 
     Args:
         base_learning_rate: peak learning rate.
@@ -135,6 +121,15 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         warmup_epochs: epochs of linear warm-up.
         final_learning_rate: rate at the end of the run.
     """
+
+    _CONFIG = (
+        "base_learning_rate",
+        "steps_per_epoch",
+        "epochs",
+        "warmup_epochs",
+        "final_learning_rate",
+        "name",
+    )
 
     def __init__(
         self,
@@ -145,18 +140,12 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         final_learning_rate: float = 0.0,
         name: str = "warmup_cosine",
     ):
-        self.base_learning_rate = _check_base_rate(base_learning_rate)
-        self.steps_per_epoch = _check_positive_int(
-            "steps_per_epoch", steps_per_epoch
-        )
-        self.epochs = _check_positive_int("epochs", epochs)
-        self.warmup_epochs = _check_positive_int(
-            "warmup_epochs", warmup_epochs, minimum=0
-        )
+        self._check_warmup(base_learning_rate, steps_per_epoch, warmup_epochs)
+        self.epochs = check_int("epochs", epochs)
         if self.warmup_epochs > self.epochs:
             raise ValueError(
-                f"Argument `warmup_epochs` ({warmup_epochs}) must be at most "
-                f"`epochs` ({epochs})."
+                "`warmup_epochs` must be at most `epochs` "
+                f"({epochs}). Received: warmup_epochs={warmup_epochs}"
             )
         self.final_learning_rate = float(final_learning_rate)
         self.name = name
@@ -171,26 +160,13 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         lr = final + (base - final) * 0.5 * (1.0 + ops.cos(math.pi * t))
         return _linear_warmup(lr, step, base, warmup_steps)
 
-    def get_config(self):
-        return {
-            "base_learning_rate": self.base_learning_rate,
-            "steps_per_epoch": self.steps_per_epoch,
-            "epochs": self.epochs,
-            "warmup_epochs": self.warmup_epochs,
-            "final_learning_rate": self.final_learning_rate,
-            "name": self.name,
-        }
-
 
 @register
 class FrozenThenScaled(keras.optimizers.schedules.LearningRateSchedule):
     """`scale * schedule(step)`, and 0 for the first `frozen_steps` steps.
 
-    The trunk's rate in fine-tuning: a frozen-trunk warm-up (rate 0, so
-    SGD leaves the trunk's weights unchanged) followed by discriminative
-    learning rates (the trunk at `scale` times the head's rate). A pure
-    function of the iteration counter, so resume stays exact and no
-    re-compile is needed when the trunk starts learning.
+    The trunk's rate in fine-tuning: a frozen-trunk warm-up, then
+    discriminative learning rates, with no re-compile in between.
 
     Args:
         schedule: the head's `LearningRateSchedule`.
@@ -201,15 +177,9 @@ class FrozenThenScaled(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, schedule, scale: float = 1.0, frozen_steps: int = 0):
         if isinstance(schedule, dict):
             schedule = keras.optimizers.schedules.deserialize(schedule)
-        if not scale > 0:
-            raise ValueError(
-                f"Argument `scale` must be > 0. Received: scale={scale!r}"
-            )
         self.schedule = schedule
-        self.scale = float(scale)
-        self.frozen_steps = _check_positive_int(
-            "frozen_steps", frozen_steps, minimum=0
-        )
+        self.scale = check_number("scale", scale)
+        self.frozen_steps = check_int("frozen_steps", frozen_steps, minimum=0)
 
     def __call__(self, step):
         rate = self.scale * self.schedule(step)
