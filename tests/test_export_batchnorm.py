@@ -28,8 +28,7 @@ def trained():
     backbone = models.cifar_resnet(
         depth=8,
         width=4,
-        mean=models.CIFAR10_MEAN,
-        std=models.CIFAR10_STD,
+        input_statistics=(models.CIFAR10_MEAN, models.CIFAR10_STD),
         input_shape=SHAPE,
     )
     prototypes = np.random.default_rng(1).normal(size=(NUM_CLASSES, 16))

@@ -185,7 +185,7 @@ def test_normalization_layer_errors():
 
 
 def test_model_normalization_is_first_layer():
-    model = cifar_resnet(8, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    model = cifar_resnet(8, input_statistics=(CIFAR10_MEAN, CIFAR10_STD))
     layer = model.get_layer("normalization")
     assert isinstance(layer, PerChannelNormalization)
     np.testing.assert_allclose(
@@ -226,7 +226,7 @@ def test_weight_decay_is_coupled_l2_on_all_parameters(variant, dim, n_params):
 
 def test_keras_save_load_round_trip(tmp_path):
     model = cifar_resnet(
-        8, weight_decay=2e-4, mean=CIFAR10_MEAN, std=CIFAR10_STD
+        8, weight_decay=2e-4, input_statistics=(CIFAR10_MEAN, CIFAR10_STD)
     )
     _randomise_bn(model, np.random.default_rng(4))
     path = tmp_path / "backbone.keras"
@@ -253,7 +253,7 @@ def test_keras_save_load_round_trip(tmp_path):
 def test_one_training_step_updates_weights():
     keras.utils.set_random_seed(0)
     model = cifar_resnet(
-        8, "balanced", dim=8, weight_decay=1e-4, mean=128.0, std=64.0
+        8, "balanced", dim=8, weight_decay=1e-4, input_statistics=(128.0, 64.0)
     )
     before = [np.array(w) for w in model.trainable_weights]
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
@@ -324,7 +324,8 @@ def test_presets_build_with_overrides():
         ({"width": 0}, "width"),
         ({"input_shape": (32, 32)}, "input_shape"),
         ({"input_shape": (32, 32, 0)}, "input_shape"),
-        ({"mean": CIFAR10_MEAN}, "std"),
+        ({"input_statistics": (CIFAR10_MEAN, None)}, "input_statistics"),
+        ({"input_statistics": CIFAR10_MEAN}, "input_statistics"),
         ({"weight_decay": -1.0}, "weight_decay"),
     ],
 )

@@ -102,8 +102,7 @@ def test_saved_classifiers_load_after_import_keras_dlpa_only(tmp_path):
             backbone = models.cifar_resnet(
                 depth=8,
                 width=2,
-                mean=models.CIFAR10_MEAN,
-                std=models.CIFAR10_STD,
+                input_statistics=(models.CIFAR10_MEAN, models.CIFAR10_STD),
                 input_shape=(8, 8, 3),
             )
             prototypes = None

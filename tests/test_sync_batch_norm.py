@@ -14,22 +14,18 @@ from keras_dlpa.models import cifar_resnet
 def test_synchronized_batch_norm_option_is_saved(tmp_path, variant, dim):
     from keras_dlpa.models import project_features
 
-    default = cifar_resnet(8, variant, dim=dim, feature_batchnorm=True)
+    default = cifar_resnet(8, variant, dim=dim)
     assert not any(bn.synchronized for bn in _batch_norms(default))
-    model = cifar_resnet(
-        8,
-        variant,
-        dim=dim,
-        feature_batchnorm=True,
-        synchronized_batch_norm=True,
-    )
+    model = cifar_resnet(8, variant, dim=dim, synchronized_batch_norm=True)
     features = project_features(
         model.outputs[0], 6, synchronized_batch_norm=True
     )
     model = keras.Model(model.inputs, features)
     norms = _batch_norms(model)
     names = {bn.name for bn in norms}
-    assert {"stem_bn", "feature_bn", "projection_bn"} <= names
+    assert {"stem_bn", "projection_bn"} <= names
+    # The feature BatchNorm is the long-tailed variant's head.
+    assert ("feature_bn" in names) == (variant == "long_tailed")
     assert all(bn.synchronized for bn in norms)
     path = tmp_path / "sync.keras"
     model.save(path)

@@ -1,25 +1,7 @@
 """Fine-tuning helpers for models with a pretrained `"trunk"` layer.
 
-Typical schedule: a frozen-trunk warm-up (only the projection and the head
-learn), then the whole model with a lower learning rate on the trunk:
-
-```python
-backbone = pretrained_backbone("ResNet50", weights="imagenet", dim=128)
-model = keras_dlpa.PrototypeClassifier(backbone, num_classes)
-set_trunk_trainable(model, False)
-model.compile(optimizer=keras.optimizers.SGD(0.1), loss=...)
-model.fit(..., epochs=warmup_epochs)
-set_trunk_trainable(model, True)
-model.compile(  # Keras needs compile() after a trainable change.
-    optimizer=discriminative_optimizer(
-        model,
-        head_optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-        trunk_optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-    ),
-    loss=...,
-)
-model.fit(..., initial_epoch=warmup_epochs, epochs=total_epochs)
-```
+The typical schedule (a frozen-trunk warm-up, then the whole model with a
+lower learning rate on the trunk) is in docs/backbones.md.
 """
 
 import re
@@ -30,11 +12,8 @@ from keras_dlpa.models.pretrained_backbone import TRUNK_NAME
 
 
 def get_trunk(model: keras.Model) -> keras.Layer:
-    """The pretrained trunk of `model`: its layer named `"trunk"`.
-
-    Works on a `pretrained_backbone` and on any functional model built on
-    it (e.g. `keras_dlpa.PrototypeClassifier(backbone, ...)`).
-    """
+    """The layer named `"trunk"` of `model` (a `pretrained_backbone` or a
+    functional model built on it, e.g. a `PrototypeClassifier`)."""
     for layer in model.layers:
         if layer.name == TRUNK_NAME:
             return layer
@@ -51,21 +30,17 @@ def set_trunk_trainable(
 ) -> keras.Layer:
     """Freezes or unfreezes the pretrained trunk of `model`.
 
-    A frozen trunk (`trainable=False`) has no trainable weights and its
-    BatchNormalization layers run in inference mode (Keras does this for
-    `trainable=False` BatchNorm), so neither weights nor moving statistics
-    change; layers outside the trunk (projection, head) keep training.
-    `freeze_batchnorm=True` with `trainable=True` unfreezes the trunk but
-    keeps its BatchNorm layers frozen and in inference mode (common when
-    fine-tuning with small batches). The setting is part of the layer
-    configs, so it survives `.keras` save/load. Call `model.compile()`
-    again after changing it.
+    A frozen trunk has no trainable weights and its BatchNormalization
+    layers run in inference mode; layers outside it keep training. The
+    setting is saved in the layer configs. Call `model.compile()` again
+    after changing it.
 
     Args:
         model: a model with a `"trunk"` layer (`get_trunk`).
         trainable: whether the trunk's weights train.
         freeze_batchnorm: with `trainable=True`, keep the trunk's
-            BatchNormalization layers frozen.
+            BatchNormalization layers frozen and in inference mode (common
+            when fine-tuning with small batches).
 
     Returns:
         The trunk layer.
@@ -86,12 +61,8 @@ def _sublayers(layer):
 
 
 def split_trainable_variables(model: keras.Model) -> tuple:
-    """`(trunk_variables, head_variables)`: `model.trainable_variables` split.
-
-    Trunk variables belong to the `"trunk"` layer; head variables are all
-    others (projection, prototypes or logits). Use them for custom training
-    loops or optimizer maps.
-    """
+    """`(trunk_variables, head_variables)`: `model.trainable_variables`
+    split between the `"trunk"` layer and all other layers."""
     trunk_ids = {id(v) for v in get_trunk(model).trainable_variables}
     trunk, head = [], []
     for variable in model.trainable_variables:
@@ -106,16 +77,13 @@ def discriminative_optimizer(
 ) -> keras.optimizers.MultiOptimizer:
     """One optimizer with its own settings for the trunk and for the head.
 
-    Discriminative learning rates (e.g. the trunk at a tenth of the head's
-    rate) with Keras' `MultiOptimizer`: an `OptimizerMap` sends each of the
-    trunk's trainable variables (by its `path`) to `trunk_optimizer` and
-    everything else to `head_optimizer`. Each inner optimizer keeps its
-    own learning rate or schedule, momentum and weight decay; the result
-    serialises with the model. Build it after `set_trunk_trainable` (only
-    the variables trainable then are mapped) and pass it to `compile`.
-    `MultiOptimizer` has no `learning_rate` attribute, so Keras callbacks
-    that set it (`LearningRateScheduler`, `ReduceLROnPlateau`) do not
-    apply; use `LearningRateSchedule`s on the inner optimizers.
+    A Keras `MultiOptimizer` whose `OptimizerMap` sends each trainable
+    trunk variable (by its `path`) to `trunk_optimizer` and every other one
+    to `head_optimizer`; each keeps its own learning rate or schedule and
+    the result serialises with the model. Build it after
+    `set_trunk_trainable` (only the variables trainable then are mapped).
+    It has no `learning_rate`, so `LearningRateScheduler` and
+    `ReduceLROnPlateau` do not apply: put schedules on the inner optimizers.
 
     Args:
         model: a model with a `"trunk"` layer (`get_trunk`).

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_dlpa.api_export import register
+from keras_dlpa.checks import check_choice
 
 MODES = ("caffe", "tf", "torch")
 
@@ -27,9 +28,9 @@ class ImageNetPreprocessing(keras.layers.Layer):
     - `"torch"` (DenseNet): `(x / 255 - mean) / std` with the ImageNet RGB
       mean `(0.485, 0.456, 0.406)` and std `(0.229, 0.224, 0.225)`.
 
-    Families with built-in preprocessing (EfficientNet, EfficientNetV2,
-    ConvNeXt, MobileNetV3) need no such layer. The constants are created in
-    `call` (no weights, no graph-captured numpy tables).
+    Families with built-in preprocessing (EfficientNetV2, ConvNeXt,
+    MobileNetV3) need no such layer. The constants are created in `call`
+    (no weights, no graph-captured numpy tables).
 
     Args:
         mode: one of `"caffe"`, `"tf"`, `"torch"`.
@@ -51,11 +52,7 @@ class ImageNetPreprocessing(keras.layers.Layer):
 
     def __init__(self, mode: str, **kwargs):
         super().__init__(**kwargs)
-        if mode not in MODES:
-            raise ValueError(
-                f"`mode` must be one of {MODES}. Received: mode={mode!r}"
-            )
-        self.mode = mode
+        self.mode = check_choice("mode", mode, MODES)
 
     def build(self, input_shape):
         if input_shape[-1] != 3:

@@ -1,11 +1,12 @@
 """ResNet-50 feature backbone for ImageNet-size inputs."""
 
-from collections.abc import Sequence
 from typing import Optional
 
 import keras
 
-from keras_dlpa.models.cifar_resnet import image_inputs
+from keras_dlpa.checks import check_int
+from keras_dlpa.checks import check_number
+from keras_dlpa.models.per_channel_normalization import image_inputs
 from keras_dlpa.models.pretrained_backbone import _application_trunk
 from keras_dlpa.models.pretrained_backbone import _check_weights
 from keras_dlpa.models.regularization import BN_MOMENTUM
@@ -17,41 +18,33 @@ def resnet50_backbone(
     input_shape: tuple = (224, 224, 3),
     weights: Optional[str] = None,
     weight_decay: float = 0.0,
-    l2_normalize: bool = False,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
-    name: str = "resnet50_backbone",
+    input_statistics: Optional[tuple] = None,
     synchronized_batch_norm: bool = False,
 ) -> keras.Model:
     """Builds the reference's ImageNet backbone: ResNet-50 + linear head.
 
-    `keras.applications.ResNet50(include_top=False, pooling="avg")` gives
-    2048 pooled features; `Dense(2048 -> dim, use_bias=False)` (named
-    `"projection"`) maps them to `d`. BatchNorm momentum is set to 0.9
-    (PyTorch 0.1); the Keras application's epsilon 1.001e-5 is kept.
+    `keras.applications.ResNet50(include_top=False, pooling="avg")` (the
+    nested model `"resnet50"`) gives 2048 features; `Dense(2048 -> dim,
+    use_bias=False)` (`"projection"`) maps them to `d`. BatchNorm momentum
+    is 0.9 (PyTorch 0.1), epsilon the application's 1.001e-5. The model is
+    named `"resnet50_backbone"`.
 
     Args:
         dim: feature size `d`; None returns the 2048 pooled features.
         input_shape: `(H, W, C)`, H and W >= 32.
-        weights: None (random init, nothing downloaded), `"imagenet"` or
-            a weights file, as in `pretrained_backbone`. The ImageNet
-            weights expect caffe-style inputs (BGR, mean-subtracted), not
-            `(x - mean) / std`.
+        weights: None (random init), `"imagenet"` or a weights file, as in
+            `pretrained_backbone`. The ImageNet weights expect caffe-style
+            inputs (BGR, mean-subtracted), not `(x - mean) / std`.
         weight_decay: PyTorch SGD weight decay as coupled L2 on all trainable
             parameters (Keras factor `weight_decay / 2`); reference 2e-5.
-        l2_normalize: L2-normalise the output (the prototype layer already
-            does, so off by default).
-        mean: per-channel mean of raw inputs (e.g. `IMAGENET_MEAN`, 0-255
-            units); with `std` adds a `PerChannelNormalization` first layer.
-        std: per-channel standard deviation, same units.
-        name: model name.
+        input_statistics: `(mean, std)` per channel of the raw inputs (e.g.
+            `(IMAGENET_MEAN, IMAGENET_STD)`, 0-255 units): adds a
+            `PerChannelNormalization` first layer.
         synchronized_batch_norm: BatchNorm statistics over the global batch
-            of all replicas under a `tf.distribute` strategy (see
-            `cifar_resnet`); default False (per replica).
+            of all replicas (see `cifar_resnet`).
 
     Returns:
-        A functional `keras.Model` mapping `(B, H, W, C)` to `(B, d)`; the
-        ResNet-50 trunk is the nested model `"resnet50"`.
+        A functional `keras.Model`, images `(B, H, W, C)` -> `(B, d)`.
 
     Example:
 
@@ -59,27 +52,19 @@ def resnet50_backbone(
     >>> model.output_shape
     (None, 512)
     """
-    if dim is not None and (not isinstance(dim, int) or dim <= 0):
-        raise ValueError(
-            f"`dim` must be a positive integer or None. Received: dim={dim!r}"
-        )
-    if weight_decay < 0:
-        raise ValueError(
-            "`weight_decay` must be >= 0. "
-            f"Received: weight_decay={weight_decay!r}"
-        )
-    inputs, x = image_inputs(input_shape, mean, std)
-    batch_norm = {
-        "momentum": BN_MOMENTUM,
-        "synchronized": bool(synchronized_batch_norm),
-    }
+    dim = check_int("dim", dim, allow_none=True)
+    check_number("weight_decay", weight_decay, closed=True)
+    inputs, x = image_inputs(input_shape, input_statistics)
     trunk = _application_trunk(
         "ResNet50",
         _check_weights(weights),
         tuple(input_shape),
         weight_decay,
         name="resnet50",
-        batch_norm=batch_norm,
+        batch_norm={
+            "momentum": BN_MOMENTUM,
+            "synchronized": bool(synchronized_batch_norm),
+        },
     )
     x = trunk(x)
     if dim is not None:
@@ -89,6 +74,4 @@ def resnet50_backbone(
             kernel_regularizer=coupled_l2(weight_decay),
             name="projection",
         )(x)
-    if l2_normalize:
-        x = keras.layers.UnitNormalization(name="l2_normalize")(x)
-    return keras.Model(inputs, x, name=name)
+    return keras.Model(inputs, x, name="resnet50_backbone")

@@ -22,17 +22,18 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 def _as_floats(value, arg: str) -> tuple:
+    """`value` (a float or a non-empty sequence) as a tuple of floats."""
     if isinstance(value, (int, float)):
         return (float(value),)
     try:
         values = tuple(float(v) for v in value)
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"`{arg}` must be a float or a sequence of floats, one per "
-            f"channel. Received: {arg}={value!r}"
-        ) from error
+    except (TypeError, ValueError):
+        values = ()
     if not values:
-        raise ValueError(f"`{arg}` must not be empty. Received: {arg}={value}")
+        raise ValueError(
+            f"`{arg}` must be a float or a non-empty sequence of floats, one "
+            f"per channel. Received: {arg}={value!r}"
+        )
     return values
 
 
@@ -42,9 +43,8 @@ class PerChannelNormalization(keras.layers.Layer):
 
     The statistics are stored in the layer config and as non-trainable
     weights (never as graph constants), so a saved or exported model serves
-    raw images (for example uint8 pixels cast to float) and ONNX export does
-    not turn the statistics into spurious inputs. Inputs of any dtype are
-    cast to the layer's compute dtype first.
+    raw images and ONNX export does not turn them into spurious inputs.
+    Inputs of any dtype are cast to the compute dtype first.
 
     Args:
         mean: float or sequence of `C` floats, in the units of the raw input
@@ -93,20 +93,15 @@ class PerChannelNormalization(keras.layers.Layer):
                     f"{channels} channels (input shape {input_shape}). "
                     f"Pass one value or one per channel."
                 )
-        mean = list(self.mean) * (channels // len(self.mean))
-        std = list(self.std) * (channels // len(self.std))
-        self.mean_weight = self.add_weight(
-            shape=(channels,),
-            initializer=keras.initializers.Constant(mean),
-            trainable=False,
-            name="mean",
-        )
-        self.std_weight = self.add_weight(
-            shape=(channels,),
-            initializer=keras.initializers.Constant(std),
-            trainable=False,
-            name="std",
-        )
+            weight = self.add_weight(
+                shape=(channels,),
+                initializer=keras.initializers.Constant(
+                    list(values) * (channels // len(values))
+                ),
+                trainable=False,
+                name=arg,
+            )
+            setattr(self, f"{arg}_weight", weight)
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
@@ -121,3 +116,44 @@ class PerChannelNormalization(keras.layers.Layer):
         config = super().get_config()
         config.update({"mean": list(self.mean), "std": list(self.std)})
         return config
+
+
+def check_image_shape(input_shape, channels=None) -> tuple:
+    """`input_shape` as `(H, W, C)` (H, W positive or None), or a ValueError."""
+    ok = isinstance(input_shape, (tuple, list)) and len(input_shape) == 3
+    if not (
+        ok
+        and all(
+            d is None or (isinstance(d, int) and d > 0) for d in input_shape
+        )
+        and input_shape[-1] is not None
+        and channels in (None, input_shape[-1])
+    ):
+        raise ValueError(
+            f"`input_shape` must be (height, width, {channels or 'channels'})"
+            ", channels last, positive integers (height and width may be "
+            f"None). Received: input_shape={input_shape!r}"
+        )
+    return tuple(input_shape)
+
+
+def image_inputs(input_shape, input_statistics=None):
+    """`(inputs, x)`: the `"images"` Input and, with `input_statistics =
+    (mean, std)`, a `PerChannelNormalization` of it (else `inputs`)."""
+    input_shape = check_image_shape(input_shape)
+    if input_statistics is not None and (
+        not isinstance(input_statistics, (tuple, list))
+        or len(input_statistics) != 2
+        or any(s is None for s in input_statistics)
+    ):
+        raise ValueError(
+            "`input_statistics` must be None or a pair (mean, std). "
+            f"Received: input_statistics={input_statistics!r}"
+        )
+    inputs = keras.Input(shape=input_shape, name="images")
+    if input_statistics is None:
+        return inputs, inputs
+    mean, std = input_statistics
+    return inputs, PerChannelNormalization(mean, std, name="normalization")(
+        inputs
+    )

@@ -1,24 +1,11 @@
 """Pretrained feature backbones: `keras.applications` and keras-hub trunks.
 
-`pretrained_backbone` wraps an ImageNet-style trunk into the library's
-backbone contract: raw RGB images `(B, H, W, 3)` with values in `[0, 255]`
--> features `(B, d)`. The trunk's own input preprocessing is inside the
-model (each `keras.applications` family expects a different input range),
-followed by global average pooling and an optional projection.
-
-Model layout (layer names):
-
-- `"images"`: the `Input`.
-- `"preprocessing"`: `ImageNetPreprocessing(mode)` for the families that
-  have no built-in preprocessing (ResNet: caffe; ResNetV2 / MobileNetV2:
-  tf; DenseNet: torch), or a `Rescaling` with the keras-hub preset image
-  converter's scale and offset.
-  EfficientNetV2, ConvNeXt and MobileNetV3 normalise inside the trunk.
-- `"trunk"`: the pretrained model, nested (freeze it with
-  `keras_dlpa.models.set_trunk_trainable`).
-- `"avg_pool"` (keras-hub only; `keras.applications` trunks pool inside).
-- `"feature_projection"`, `"projection_bn"`: `Dense(dim, no bias)` +
-  BatchNorm when `dim` is given (`project_features`).
+Model layout (layer names): `"images"` (the `Input`); `"preprocessing"`
+(`ImageNetPreprocessing(mode)` for families without built-in
+preprocessing, or a `Rescaling` with a keras-hub preset converter's scale
+and offset); `"trunk"` (the nested pretrained model, see
+`set_trunk_trainable`); `"avg_pool"` (keras-hub only); with `dim`,
+`"feature_projection"` and `"projection_bn"` (`project_features`).
 """
 
 from __future__ import annotations
@@ -29,7 +16,10 @@ from typing import Optional
 
 import keras
 
+from keras_dlpa.checks import check_int
+from keras_dlpa.checks import check_number
 from keras_dlpa.models.imagenet_preprocessing import ImageNetPreprocessing
+from keras_dlpa.models.per_channel_normalization import check_image_shape
 from keras_dlpa.models.projection import project_features
 from keras_dlpa.models.regularization import coupled_l2
 
@@ -44,20 +34,9 @@ _FAMILIES = {
     "tf": ("ResNet50V2", "ResNet101V2", "ResNet152V2", "MobileNetV2"),
     "torch": ("DenseNet121", "DenseNet169", "DenseNet201"),
     None: (
-        "EfficientNetV2B0",
-        "EfficientNetV2B1",
-        "EfficientNetV2B2",
-        "EfficientNetV2B3",
-        "EfficientNetV2S",
-        "EfficientNetV2M",
-        "EfficientNetV2L",
-        "ConvNeXtTiny",
-        "ConvNeXtSmall",
-        "ConvNeXtBase",
-        "ConvNeXtLarge",
-        "ConvNeXtXLarge",
-        "MobileNetV3Small",
-        "MobileNetV3Large",
+        *(f"EfficientNetV2{s}" for s in "B0 B1 B2 B3 S M L".split()),
+        *(f"ConvNeXt{s}" for s in "Tiny Small Base Large XLarge".split()),
+        *(f"MobileNetV3{s}" for s in ("Small", "Large")),
     ),
 }
 APPLICATIONS = {
@@ -69,6 +48,7 @@ _WEIGHT_FILE_SUFFIXES = (".weights.h5", ".h5", ".keras")
 
 
 def _canonical(name: str) -> str:
+    """`name` lower-cased without `_` and `-`."""
     return name.lower().replace("_", "").replace("-", "")
 
 
@@ -94,18 +74,16 @@ def application_name(architecture: str) -> str:
 
 
 def _check_weights(weights):
+    """`weights` as `"imagenet"`, `"none"`, `"preset"` or an existing path."""
     if weights is None:
         return "none"
-    if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(
-            '`weights` must be "imagenet", "none" or a path to a '
-            f"{'/'.join(_WEIGHT_FILE_SUFFIXES)} file. Received: "
-            f"weights={weights!r}"
-        )
-    weights = os.fspath(weights)
-    if weights in ("imagenet", "none", "preset"):
-        return weights
-    if not weights.endswith(_WEIGHT_FILE_SUFFIXES):
+    if isinstance(weights, (str, os.PathLike)):
+        weights = os.fspath(weights)
+        if weights in ("imagenet", "none", "preset"):
+            return weights
+    if not isinstance(weights, str) or not weights.endswith(
+        _WEIGHT_FILE_SUFFIXES
+    ):
         raise ValueError(
             '`weights` must be "imagenet", "none" or a path ending in '
             f"{', '.join(_WEIGHT_FILE_SUFFIXES)}. Received: "
@@ -116,23 +94,6 @@ def _check_weights(weights):
             f"`weights` file not found. Received: weights={weights!r}"
         )
     return weights
-
-
-def _check_input_shape(input_shape) -> tuple:
-    if (
-        not isinstance(input_shape, (tuple, list))
-        or len(input_shape) != 3
-        or input_shape[-1] != 3
-        or not all(
-            d is None or (isinstance(d, int) and d > 0) for d in input_shape[:2]
-        )
-    ):
-        raise ValueError(
-            "`input_shape` must be (height, width, 3): RGB images, channels "
-            "last, positive height and width (or None). Received: "
-            f"input_shape={input_shape!r}"
-        )
-    return tuple(input_shape)
 
 
 def _add_weight_decay(config, weight_decay: float):
@@ -194,15 +155,9 @@ def _application_trunk(
     name: str = TRUNK_NAME,
     batch_norm: dict | None = None,
 ) -> keras.Model:
-    """The `keras.applications` trunk, pooled, renamed `name`.
-
-    Built by the application (which downloads ImageNet weights when asked;
-    its name selects the weights file, so it is renamed afterwards). With
-    `weight_decay` or `batch_norm` (config overrides of every
-    BatchNormalization, e.g. `{"momentum": 0.9}`) it is rebuilt from its
-    config with coupled L2 on every layer and the overrides, so both
-    survive `.keras` save/load, and the weights are copied over.
-    """
+    """The `keras.applications` trunk, pooled, renamed `name`; with
+    `weight_decay` or `batch_norm` (overrides of every BatchNormalization
+    config) rebuilt from its config so both survive `.keras` save/load."""
     constructor = getattr(keras.applications, architecture)
     kwargs = {}
     if APPLICATIONS[architecture] is None:
@@ -244,45 +199,33 @@ def _application_trunk(
 
 
 def _hub_trunk(preset: str, weights: str, weight_decay: float):
-    """`(preprocessing, trunk)` from a keras-hub preset (directory/handle).
-
-    The preprocessing is the preset image converter's `x * scale + offset`
-    as a plain `keras.layers.Rescaling`, without its resize: in Keras
-    3.15.1 a `Resizing` layer (which the converter runs) declares
-    `training=True` by default and, inside a model called without
-    `training`, puts the BatchNorm layers after it into training mode.
-    Images must therefore arrive at `input_shape` (resize in the data
-    pipeline). Only the trunk is a keras-hub class in the saved model.
-    """
+    """`(preprocessing, trunk)` from a keras-hub preset (directory/handle)."""
     try:
         import keras_hub
     except ImportError as error:
         raise ImportError(
-            "keras-hub backbones need the optional `keras-hub` package, "
-            "which keras-dlpa does not install: `pip install keras-hub` "
-            "(tested with keras-hub 0.32.0 and keras 3.15.1)."
+            "keras-hub backbones need the optional `keras-hub` package: "
+            "`pip install keras-hub` (tested with keras-hub 0.32.0)."
         ) from error
     if weight_decay:
         raise ValueError(
             "`weight_decay` (coupled L2) is not supported for keras-hub "
-            "backbones, whose layers are not configurable one by one. "
-            f"Received: weight_decay={weight_decay!r}. Use 0.0 and an "
-            "optimizer with decoupled weight decay (e.g. "
-            "`keras.optimizers.AdamW(weight_decay=...)`)."
+            f"backbones. Received: weight_decay={weight_decay!r}. Use 0.0 "
+            "and an optimizer with weight decay (e.g. `AdamW`)."
         )
     try:
         converter = keras_hub.layers.ImageConverter.from_preset(preset)
     except FileNotFoundError as error:
         raise ValueError(
-            f"The keras-hub preset {preset!r} has no image converter, so "
-            "the backbone cannot map raw 0-255 pixels to the trunk's "
-            "input range. Save one into the preset directory with "
-            "`keras_hub.layers.ImageConverter(...).save_to_preset(dir)` "
-            f"(or with the task preprocessor). Cause: {error}"
+            f"The keras-hub preset {preset!r} has no image converter to map "
+            "raw 0-255 pixels to the trunk's input range; save one with "
+            f"`ImageConverter(...).save_to_preset(dir)`. Cause: {error}"
         ) from error
+    # The converter's scale/offset only: in Keras 3.15.1 its `Resizing`
+    # defaults to `training=True` and, in a model called without
+    # `training`, puts the BatchNorm layers after it into training mode.
     config = converter.get_config()
-    scale = config.get("scale")
-    offset = config.get("offset")
+    scale, offset = config.get("scale"), config.get("offset")
     preprocessing = keras.layers.Rescaling(
         1.0 if scale is None else scale,
         0.0 if offset is None else offset,
@@ -311,51 +254,31 @@ def pretrained_backbone(
     `pooling="avg"`), or a keras-hub `Backbone` loaded with
     `keras_hub.models.Backbone.from_preset` followed by global average
     pooling. The trunk's input preprocessing is part of the model, so it
-    takes raw RGB pixels in `[0, 255]` (what keras-dlpa pipelines feed):
-
-    - ResNet50/101/152: caffe style (RGB -> BGR, ImageNet mean subtracted).
-    - ResNet50V2/101V2/152V2, MobileNetV2: `x / 127.5 - 1`.
-    - DenseNet121/169/201: `(x / 255 - mean) / std`, ImageNet statistics.
-    - EfficientNetV2B0-B3: built in (`include_preprocessing=True`:
-      `Rescaling(1/255)` + ImageNet mean/std); EfficientNetV2S/M/L: built
-      in (`x / 128 - 1`).
-    - ConvNeXtTiny/Small/Base/Large/XLarge: built in (ImageNet mean/std on
-      0-255 pixels).
-    - MobileNetV3Small/Large: built in (`x / 127.5 - 1`).
-    - keras-hub: the preset `ImageConverter`'s `x * scale + offset` (not
-      its resize: images must arrive at `input_shape`, e.g. the preset's
-      image size for ViT-like trunks).
-
-    When `dim` is given, `Dense(dim, no bias)` + BatchNorm
-    (`project_features`) maps the pooled features to `d`; otherwise `d` is
-    the trunk's width (e.g. 2048 for ResNet50, 1280 for EfficientNetV2B0,
-    768 for ConvNeXtTiny).
+    takes raw RGB pixels in `[0, 255]` (per family: docs/backbones.md;
+    keras-hub: the preset `ImageConverter`'s `x * scale + offset` without
+    its resize, so images must arrive at `input_shape`). With `dim`,
+    `Dense(dim, no bias)` + BatchNorm (`project_features`) map the pooled
+    features to `d`; otherwise `d` is the trunk's width (e.g. 2048 for
+    ResNet50, 1280 for EfficientNetV2B0, 768 for ConvNeXtTiny).
 
     Args:
-        architecture: a `keras.applications` constructor name from
-            `APPLICATIONS` (case, `_` and `-` ignored: `"resnet50"`,
-            `"EfficientNetV2B0"`, `"convnext_tiny"`), or
-            `"keras_hub:<preset>"` with a keras-hub preset directory (or a
-            Kaggle / Hugging Face handle, downloaded by keras-hub). keras-hub
-            is an optional dependency.
-        weights: `"imagenet"`: the ImageNet weights, downloaded by Keras on
-            first use (for keras-hub, `"imagenet"` or `"preset"` load the
-            preset's weights). `"none"` (or None): random initialisation,
-            nothing downloaded. A path: a `.h5` / `.weights.h5` file with
-            the trunk's weights (e.g. a hand-downloaded Keras
-            `*_notop.h5` file or `backbone.get_layer("trunk").save_weights`),
-            or a `.keras` model holding a `"trunk"` layer (a saved backbone
-            or classifier) or the application model itself.
+        architecture: a constructor name from `APPLICATIONS` (case, `_` and
+            `-` ignored: `"resnet50"`, `"convnext_tiny"`), or
+            `"keras_hub:<preset>"` (a keras-hub preset directory or handle;
+            keras-hub is optional).
+        weights: `"imagenet"` (downloaded by Keras on first use; keras-hub:
+            `"imagenet"` or `"preset"`, the preset's weights), `"none"` (or
+            None: random init), or a path: a `.h5` / `.weights.h5` file of
+            the trunk's weights (e.g. a Keras `*_notop.h5`) or a `.keras`
+            model holding a `"trunk"` layer or the application model.
         input_shape: `(H, W, 3)`. keras.applications need H, W >= 32.
         dim: projection size `d`; None keeps the trunk's width.
         weight_decay: PyTorch SGD weight decay as coupled L2 (Keras factor
             `weight_decay / 2`) on every trunk weight whose layer takes a
-            regularizer (kernels, biases, BatchNorm/LayerNorm scales and
-            offsets; not ConvNeXt's layer-scale factors) and on the
-            projection. Not supported for keras-hub trunks (use 0.0).
-        trainable: False freezes the trunk (`trunk.trainable = False`; its
-            BatchNorm layers then run in inference mode). The projection
-            stays trainable.
+            regularizer (not ConvNeXt's layer-scale factors) and on the
+            projection. Not supported for keras-hub trunks.
+        trainable: False freezes the trunk (its BatchNorm layers then run
+            in inference mode); the projection stays trainable.
         name: model name; default `f"{architecture}_backbone"`.
 
     Returns:
@@ -371,18 +294,9 @@ def pretrained_backbone(
     (None, 128)
     """
     weights = _check_weights(weights)
-    input_shape = _check_input_shape(input_shape)
-    if dim is not None and (
-        not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0
-    ):
-        raise ValueError(
-            f"`dim` must be a positive integer or None. Received: dim={dim!r}"
-        )
-    if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-        raise ValueError(
-            "`weight_decay` must be a float >= 0. "
-            f"Received: weight_decay={weight_decay!r}"
-        )
+    input_shape = check_image_shape(input_shape, channels=3)
+    dim = check_int("dim", dim, allow_none=True)
+    check_number("weight_decay", weight_decay, closed=True)
     inputs = keras.Input(shape=input_shape, name="images")
     if isinstance(architecture, str) and architecture.startswith(
         KERAS_HUB_PREFIX

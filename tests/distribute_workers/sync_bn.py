@@ -35,8 +35,7 @@ def build(sync):
     backbone = models.cifar_resnet(
         depth=8,
         width=4,
-        mean=models.CIFAR10_MEAN,
-        std=models.CIFAR10_STD,
+        input_statistics=(models.CIFAR10_MEAN, models.CIFAR10_STD),
         input_shape=(8, 8, 3),
         synchronized_batch_norm=sync,
     )
