@@ -113,7 +113,7 @@ def build_classifier(num_classes=10, seed=0):
         from keras_dlpa.models import cifar_resnet32
 
         backbone = cifar_resnet32(
-            "long_tailed", mean=CIFAR10_MEAN, std=CIFAR10_STD
+            "long_tailed", input_statistics=(CIFAR10_MEAN, CIFAR10_STD)
         )
         what = "cifar_resnet32(long_tailed, d=64) + PrototypeLayer"
     except ImportError:
