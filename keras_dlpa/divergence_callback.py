@@ -23,20 +23,13 @@ def first_non_finite_weight(model) -> str | None:
     return None
 
 
-def current_learning_rate(model) -> float | None:
-    """The optimizer's learning rate now (schedules resolved), or None."""
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return None
-    try:
-        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-    except (TypeError, ValueError):
-        return None
-
-
 def divergence_message(model, epoch: int, what: str) -> str:
-    rate = current_learning_rate(model)
-    rate = "unknown" if rate is None else f"{rate:.6g}"
+    """The error message of `TrainingDiverged`, with the current rate."""
+    try:
+        rate = keras.ops.convert_to_numpy(model.optimizer.learning_rate)
+        rate = f"{float(rate):.6g}"
+    except (AttributeError, TypeError, ValueError):
+        rate = "unknown"
     return (
         f"Training diverged in epoch {epoch + 1}: {what} (learning rate "
         f"{rate}). Lower the learning rate (--lr) or the loss scale; the "
@@ -64,9 +57,8 @@ class DivergenceCallback(keras.callbacks.Callback):
     """Raises `TrainingDiverged` at the end of an epoch whose loss or
     weights are not finite.
 
-    Put it before checkpointing callbacks (and before `ReassignCallback`):
-    the error then stops `fit` before a NaN model or checkpoint is written.
-    One weight scan per epoch; nothing runs per batch.
+    Put it before checkpointing callbacks and `ReassignCallback`, so no NaN
+    model or checkpoint is written.
 
     Example:
 

@@ -1,25 +1,20 @@
 """One small object per classification method: DL2PA and its baselines.
 
-Each `Method` answers the five questions a runner asks: the fixed
-prototypes, the head on the features, the loss, the training metrics and
-the callbacks. `get_method(name)` returns the registered object:
+A `Method` gives the fixed prototypes, the head, the loss, the training
+metrics and the callbacks of a run; `get_method(name)` returns it:
 
-- `"dl2pa"`: estimated prototypes (cached on disk) + `PrototypeLayer` +
-  `IPMLoss` + `ReassignCallback` (the dynamic assignment of the paper).
-- `"static"`: the same prototypes and loss, assignment frozen.
+- `"dl2pa"`: estimated prototypes + `PrototypeLayer` + `IPMLoss` +
+  `ReassignCallback` (the paper's dynamic assignment).
+- `"static"`: the same, assignment frozen.
 - `"etf"`: simplex ETF prototypes (needs `d >= c - 1`), frozen assignment.
 - `"softmax"`: `Dense(c)` + cross-entropy (the paper's PSC baseline).
-- `"psc_star"`: PSC* of paper Table 8, the softmax head with
-  `1e-2 x L_uni` (the Gaussian-potential uniformity of Eq. 4 on its unit
-  class weight vectors, `UniformityRegularizer`) added to cross-entropy.
-- `"ours_star"`: Ours* of paper Table 8, DL2PA (`PrototypeLayer` +
-  `IPMLoss` + `ReassignCallback`) on the unit class weights of a trained
-  softmax classifier (`softmax_run`: its run directory or `.keras` file,
-  read by `keras_dlpa.softmax_prototypes`) instead of the estimated
-  prototypes; labels start on their own softmax weights (identity).
+- `"psc_star"`: PSC* of paper Table 8, softmax + `1e-2 x L_uni`
+  (`UniformityRegularizer`) on its class weights.
+- `"ours_star"`: Ours* of paper Table 8, DL2PA on the unit class weights of
+  a trained softmax classifier (`softmax_run`), labels starting on their
+  own weights.
 
-The prototype head and the softmax logits compute in float32 under a
-mixed-precision policy.
+Heads compute in float32 under a mixed-precision policy.
 """
 
 from __future__ import annotations
@@ -29,6 +24,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_dlpa.checks import check_choice
 from keras_dlpa.ipm_loss import IPMLoss
 from keras_dlpa.models.regularization import coupled_l2
 from keras_dlpa.prototype_layer import PrototypeLayer
@@ -37,20 +33,6 @@ from keras_dlpa.prototypes import simplex_etf
 from keras_dlpa.reassign_callback import ReassignCallback
 from keras_dlpa.softmax_prototypes import softmax_prototypes
 from keras_dlpa.uniformity_regularizer import UniformityRegularizer
-
-
-def _accuracy_metrics(num_classes: int, soft_labels: bool) -> list:
-    """Training metrics `accuracy` and `top5` (top-`min(5, c)`)."""
-    k = min(5, num_classes)
-    if soft_labels:
-        return [
-            keras.metrics.CategoricalAccuracy(name="accuracy"),
-            keras.metrics.TopKCategoricalAccuracy(k, name="top5"),
-        ]
-    return [
-        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-        keras.metrics.SparseTopKCategoricalAccuracy(k, name="top5"),
-    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,11 +67,8 @@ class Method:
     ) -> np.ndarray | None:
         """Fixed prototypes `(c, d)`, or `None` for a softmax head.
 
-        Estimated methods use `cached_prototypes(c, d, "auto", seed)` (the
-        simplex ETF when `d >= c - 1`, else the paper's uniformity loss,
-        cached on disk); `"etf"` raises when `d < c - 1`; `"ours_star"`
-        reads `softmax_prototypes(softmax_run, c, d)` and raises without
-        `softmax_run`.
+        `cached_prototypes(c, d, "auto", seed)`, `simplex_etf` for `"etf"`
+        or `softmax_prototypes(softmax_run, c, d)` for `"ours_star"`.
         """
         if not self.uses_prototypes:
             return None
@@ -180,17 +159,22 @@ class Method:
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def metrics(self, num_classes: int, soft_labels: bool = False) -> list:
-        """Training metrics `accuracy` and `top5`."""
-        return _accuracy_metrics(num_classes, soft_labels)
+        """Training metrics `accuracy` and `top5` (top-`min(5, c)`)."""
+        k = min(5, num_classes)
+        if soft_labels:
+            return [
+                keras.metrics.CategoricalAccuracy(name="accuracy"),
+                keras.metrics.TopKCategoricalAccuracy(k, name="top5"),
+            ]
+        return [
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k, name="top5"),
+        ]
 
     def callbacks(self, **reassign_kwargs) -> list:
-        """`[ReassignCallback(...)]` for a dynamic method, else `[]`.
-
-        Put them before checkpointing callbacks.
-        """
-        if self.dynamic:
-            return [ReassignCallback(**reassign_kwargs)]
-        return []
+        """`[ReassignCallback(...)]` for a dynamic method (put it before
+        checkpointing callbacks), else `[]`."""
+        return [ReassignCallback(**reassign_kwargs)] if self.dynamic else []
 
 
 _METHODS = {
@@ -208,10 +192,5 @@ PROTOTYPE_METHODS = tuple(n for n, m in _METHODS.items() if m.uses_prototypes)
 
 
 def get_method(name: str) -> Method:
-    """The registered `Method` called `name`, else a clear `ValueError`."""
-    if name not in _METHODS:
-        raise ValueError(
-            f"Argument `method` must be one of {METHODS}. Received: "
-            f"method={name!r}"
-        )
-    return _METHODS[name]
+    """The registered `Method` called `name`."""
+    return _METHODS[check_choice("method", name, METHODS)]

@@ -48,19 +48,15 @@ def softmax_prototypes(
 ) -> np.ndarray:
     """The unit class weight vectors `(c, d)` of a softmax classifier.
 
-    Reads the `Dense(c)` layer named `"logits"` of a saved classifier (the
-    head of `method="softmax"` or `"psc_star"`), and returns its kernel
-    `(d, c)` transposed, each row L2-normalised (the bias is ignored): row
-    `j` is class `j`'s direction, the prototype that label `j` starts on
-    (identity assignment) in the Ours* ablation of the paper.
+    The kernel `(d, c)` of the `Dense` layer named `"logits"` (the head of
+    `method="softmax"` or `"psc_star"`), transposed, rows L2-normalised,
+    bias ignored: the prototypes of the paper's Ours* ablation.
 
     Args:
-        softmax_run: a finished run directory (its `model.keras`; its
-            `evaluation.json` must say `completed: true`) or a `.keras`
-            file.
+        softmax_run: a finished run directory (`model.keras`, and
+            `evaluation.json` with `completed: true`) or a `.keras` file.
         num_classes: expected `c` (checked when given).
-        dim: expected `d`, the feature size of the new model (checked when
-            given).
+        dim: expected `d` (checked when given).
 
     Returns:
         float32 array `(c, d)` with unit rows.
