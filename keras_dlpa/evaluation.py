@@ -69,14 +69,14 @@ def classification_metrics(
         floats or `None`) and "num_examples".
     """
     logits = np.asarray(logits)
-    if logits.ndim != 2 or logits.shape[1] < 1:
+    if not (
+        logits.ndim == 2
+        and logits.shape[1] >= 1
+        and np.issubdtype(logits.dtype, np.number)
+    ):
         raise ValueError(
-            "Expected `logits` of shape (num_examples, num_classes). "
-            f"Received shape: {logits.shape}"
-        )
-    if not np.issubdtype(logits.dtype, np.number):
-        raise ValueError(
-            f"Expected numeric `logits`. Received dtype: {logits.dtype}"
+            "Expected numeric `logits` of shape (num_examples, num_classes). "
+            f"Received: shape={logits.shape}, dtype={logits.dtype}"
         )
     num_examples, num_classes = logits.shape
     if num_examples == 0:
@@ -185,15 +185,10 @@ def _check_counts(train_counts) -> np.ndarray:
             f"Expected `train_counts` as a non-empty 1-D sequence of per-class "
             f"counts. Received shape: {counts.shape}"
         )
-    if not np.issubdtype(counts.dtype, np.number) or np.any(
-        counts != np.round(counts)
-    ):
+    numeric = np.issubdtype(counts.dtype, np.number)
+    if not numeric or np.any(counts != np.round(counts)) or np.any(counts < 0):
         raise ValueError(
-            f"Expected integer `train_counts`. Received: {counts[:10].tolist()}"
-        )
-    if np.any(counts < 0):
-        raise ValueError(
-            "Expected non-negative `train_counts`. Received: "
+            "Expected non-negative integer `train_counts`. Received: "
             f"{counts[:10].tolist()}"
         )
     return counts.astype("int64")
@@ -240,8 +235,8 @@ class EvaluationCallback(keras.callbacks.Callback):
         every: int = 1,
     ):
         super().__init__()
-        every = check_int("every", every)
-        batch_size = check_int("batch_size", batch_size)
+        self.every = check_int("every", every)
+        self.batch_size = check_int("batch_size", batch_size)
         if y is None and not isinstance(x, Iterable):
             raise ValueError(
                 "With `y=None`, `x` must be an iterable of (x, y) batches "
@@ -257,8 +252,6 @@ class EvaluationCallback(keras.callbacks.Callback):
             None if train_counts is None else _check_counts(train_counts)
         )
         self.prefix = str(prefix)
-        self.batch_size = batch_size
-        self.every = every
         self.last_metrics = None
         self.last_epoch = None
         keys = ["top1", "top5", "balanced"]
@@ -278,17 +271,14 @@ class EvaluationCallback(keras.callbacks.Callback):
         due = (epoch + 1) % self.every == 0 or (
             epochs is not None and epoch + 1 >= epochs
         )
-        values = dict.fromkeys(self.log_keys, math.nan)
+        metrics = {}
         if due:
-            metrics = self.evaluate()
-            self.last_metrics = metrics
+            self.last_metrics = metrics = self.evaluate()
             self.last_epoch = int(epoch)
-            for key in self.log_keys:
-                value = metrics[key]
-                values[key] = math.nan if value is None else value
         if logs is not None:
-            for key, value in values.items():
-                logs[self.prefix + key] = value
+            for key in self.log_keys:
+                value = metrics.get(key)
+                logs[self.prefix + key] = math.nan if value is None else value
 
     def evaluate(self) -> dict:
         """Predicts on the data and returns `classification_metrics`."""

@@ -191,22 +191,17 @@ def _validate(representatives, prototypes, current, method):
         ("prototypes", prototypes),
     ):
         x = np.asarray(value)
-        if x.ndim != 2:
+        if x.ndim != 2 or x.dtype.kind not in "fiu":
             raise ValueError(
-                f"`{name}` must be 2-D (num_classes, dim). "
-                f"Received shape: {x.shape}"
-            )
-        if not (np.issubdtype(x.dtype, np.floating) or x.dtype.kind in "iu"):
-            raise ValueError(
-                f"`{name}` must be a real numeric array. "
-                f"Received dtype: {x.dtype}"
+                f"`{name}` must be a 2-D real array (num_classes, dim). "
+                f"Received: shape={x.shape}, dtype={x.dtype}"
             )
         x = np.ascontiguousarray(x, dtype=np.float64)
-        if not np.isfinite(x).all():
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if bad.size:
             raise ValueError(
-                f"`{name}` contains NaN or inf at rows "
-                f"{np.flatnonzero(~np.isfinite(x).all(axis=1))[:10].tolist()}"
-                " (first 10). All entries must be finite."
+                f"`{name}` contains NaN or inf at rows {bad[:10].tolist()} "
+                "(first 10). All entries must be finite."
             )
         arrays.append(x)
     q, w = arrays
@@ -217,28 +212,24 @@ def _validate(representatives, prototypes, current, method):
             f"prototypes.shape={w.shape}"
         )
     c = q.shape[0]
-    cur = None
-    if current is not None:
-        cur = np.asarray(current)
-        if cur.shape != (c,):
-            raise ValueError(
-                f"`current` must have shape ({c},) (one prototype index per "
-                f"class). Received shape: {cur.shape}"
-            )
-        if cur.dtype.kind not in "iu":
-            raise ValueError(
-                f"`current` must be an integer array. Received dtype: "
-                f"{cur.dtype}"
-            )
-        cur = cur.astype(np.int64)
-        in_range = (cur >= 0) & (cur < c)
-        if not in_range.all() or np.bincount(cur, minlength=c).max() > 1:
-            raise ValueError(
-                f"`current` must be a permutation of range({c}). Received "
-                f"{int((~in_range).sum())} out-of-range and "
-                f"{c - np.unique(cur[in_range]).size - int((~in_range).sum())}"
-                f" duplicated entries: {cur[:10].tolist()}..."
-            )
+    if current is None:
+        return q, w, None
+    cur = np.asarray(current)
+    if cur.shape != (c,) or cur.dtype.kind not in "iu":
+        raise ValueError(
+            f"`current` must be an integer array of shape ({c},), one "
+            f"prototype per class. Received: shape={cur.shape}, "
+            f"dtype={cur.dtype}"
+        )
+    cur = cur.astype(np.int64)
+    in_range = (cur >= 0) & (cur < c)
+    if not in_range.all() or np.bincount(cur, minlength=c).max() > 1:
+        out = int((~in_range).sum())
+        raise ValueError(
+            f"`current` must be a permutation of range({c}). Received "
+            f"{out} out-of-range and {c - np.unique(cur[in_range]).size - out}"
+            f" duplicated entries: {cur[:10].tolist()}..."
+        )
     return q, w, cur
 
 
