@@ -63,7 +63,7 @@ def save_prototypes(path, prototypes, **metadata) -> Path:
         **metadata,
     }
     try:
-        json.dumps(meta)
+        text = json.dumps(meta, sort_keys=True)
     except TypeError as e:
         raise ValueError(
             f"Prototype metadata must be JSON-serialisable: {e}."
@@ -71,11 +71,7 @@ def save_prototypes(path, prototypes, **metadata) -> Path:
 
     def write(tmp):
         with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                prototypes=p,
-                metadata=np.array(json.dumps(meta, sort_keys=True)),
-            )
+            np.savez(f, prototypes=p, metadata=np.array(text))
 
     return atomic_write(path, write)
 
