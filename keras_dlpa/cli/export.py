@@ -35,15 +35,6 @@ def register(subparsers) -> None:
         "--name", default="dl2pa", help="model name (serving layouts)"
     )
     parser.add_argument(
-        "--version", type=int, default=1, help="model version (default 1)"
-    )
-    parser.add_argument(
-        "--max-batch-size",
-        type=int,
-        default=256,
-        help="Triton max_batch_size (default 256)",
-    )
-    parser.add_argument(
         "--int8",
         action="store_true",
         help="also write an int8 ONNX model (static quantisation, "
@@ -55,33 +46,9 @@ def register(subparsers) -> None:
         help="training images for int8 calibration: a folder, a .tar.gz "
         "archive of <class>/ folders, or a list file",
     )
-    parser.add_argument(
-        "--calibration-size",
-        type=int,
-        default=256,
-        help="calibration images (default 256; 64 more check the int8 model)",
-    )
-    parser.add_argument(
-        "--int8-min-agreement",
-        type=float,
-        default=0.9,
-        help="int8 check: min top-1 agreement with float32 (default 0.9)",
-    )
-    parser.add_argument(
-        "--int8-tolerance",
-        type=float,
-        default=0.05,
-        help="int8 check: max mean |cosine diff| (default 0.05)",
-    )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
         "--top-k", type=int, default=None, help="also output the k best"
-    )
-    parser.add_argument(
-        "--tolerance",
-        type=float,
-        default=1e-5,
-        help="parity tolerance on cosines (default 1e-5)",
     )
     parser.add_argument(
         "--parity-batch",
@@ -90,9 +57,18 @@ def register(subparsers) -> None:
         default=8,
         help="random images in the parity batch (default 8)",
     )
-    parser.add_argument(
-        "--opset", type=int, default=17, help="ONNX opset (default 17)"
-    )
+    for flag, kind, default, text in (
+        ("--version", int, 1, "model version"),
+        ("--max-batch-size", int, 256, "Triton max_batch_size"),
+        ("--calibration-size", int, 256, "calibration images, +64 to check"),
+        ("--int8-min-agreement", float, 0.9, "int8: min top-1 agreement"),
+        ("--int8-tolerance", float, 0.05, "int8: max mean |cosine diff|"),
+        ("--tolerance", float, 1e-5, "parity tolerance on cosines"),
+        ("--opset", int, 17, "ONNX opset"),
+    ):
+        parser.add_argument(
+            flag, type=kind, default=default, help=f"{text} (default {default})"
+        )
     parser.add_argument(
         "--no-check",
         dest="check",
@@ -130,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, TypeError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except ImportError as e:
+    except ImportError as e:  # a missing optional package: not usage
         print(f"error: {e}", file=sys.stderr)
         return 1
     meta = result.metadata

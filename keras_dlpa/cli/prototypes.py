@@ -27,20 +27,6 @@ def register(subparsers) -> None:
         choices=["auto", "uniformity", "etf"],
         help="auto: ETF when d >= c - 1, else uniformity (default auto)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="default 0")
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=1000,
-        help="SGD passes of the reference stage (default 1000)",
-    )
-    parser.add_argument(
-        "--refine-iterations",
-        type=int,
-        default=100,
-        help="L-BFGS iterations per refinement temperature; 0 gives the "
-        "reference optimiser alone (default 100)",
-    )
     parser.add_argument(
         "--optimizer",
         default="auto",
@@ -48,12 +34,20 @@ def register(subparsers) -> None:
         help="auto: the reference SGD + L-BFGS for small c^2 d, full-batch "
         "Adam above (default auto)",
     )
-    parser.add_argument(
-        "--adam-steps",
-        type=int,
-        default=200,
-        help="full-batch Adam steps (default 200)",
-    )
+    for flag, default, text in (
+        ("--seed", 0, "seed"),
+        ("--steps", 1000, "SGD passes of the reference stage"),
+        (
+            "--refine-iterations",
+            100,
+            "L-BFGS iterations per refinement "
+            "temperature; 0 gives the reference optimiser alone",
+        ),
+        ("--adam-steps", 200, "full-batch Adam steps"),
+    ):
+        parser.add_argument(
+            flag, type=int, default=default, help=f"{text} (default {default})"
+        )
     parser.add_argument(
         "--quiet", action="store_true", help="do not log progress"
     )

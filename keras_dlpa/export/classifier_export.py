@@ -8,7 +8,7 @@ from pathlib import Path
 
 import keras
 
-from keras_dlpa.export.metadata import export_metadata
+from keras_dlpa.checks import check_int
 from keras_dlpa.export.onnx_model import DEFAULT_OPSET
 from keras_dlpa.export.onnx_model import export_onnx
 from keras_dlpa.export.parity import INT8_MIN_AGREEMENT
@@ -24,6 +24,7 @@ from keras_dlpa.export.serving_layout import DEFAULT_MAX_BATCH_SIZE
 from keras_dlpa.export.serving_layout import check_layout
 from keras_dlpa.export.serving_layout import write_triton_model
 from keras_dlpa.export.serving_model import build_serving_model
+from keras_dlpa.export.serving_model import export_metadata
 from keras_dlpa.predict import image_shape
 from keras_dlpa.predict import load_classifier
 from keras_dlpa_serving.onnx_client import check_batch
@@ -39,14 +40,9 @@ REPORT_FILE = "export.json"
 
 @dataclasses.dataclass
 class ExportResult:
-    """What `export_classifier` wrote.
-
-    Attributes:
-        out_dir: the output directory.
-        paths: `{format: path}` of each export, plus `"report"`.
-        metadata: the metadata dict (see `export_metadata`).
-        parity: the `check_parity` report, or None when not checked.
-    """
+    """What `export_classifier` wrote: `out_dir`, `paths` (`{format: path}`
+    plus `"report"`), `metadata` (`export_metadata`) and `parity` (the
+    `check_parity` report, or None when not checked)."""
 
     out_dir: Path
     paths: dict
@@ -59,23 +55,16 @@ class ExportOptions:
     """Layout, parity and int8 settings of `export_classifier`.
 
     Attributes:
-        layout: `"default"`, `"tf-serving"` or `"triton"`.
-        name: model name of the serving layouts (default `"dl2pa"`).
-        version: model version of the serving layouts (default 1).
-        max_batch_size: Triton `max_batch_size` (default 256).
-        opset: ONNX opset (default 17).
-        check: run the parity check (default True).
-        parity_batch_size: size of the random parity batch (default 8).
-        tolerance: parity tolerance on cosines (default 1e-5).
+        layout: `"default"`, `"tf-serving"` or `"triton"` (docs/serving.md);
+            `name`, `version` and Triton's `max_batch_size` are theirs.
+        opset: ONNX opset.
+        check, parity_batch_size, tolerance: the parity check, its random
+            batch size and its tolerance on cosines.
         seed: seed of the random parity images and calibration sample.
-        int8: also write an int8 ONNX model (`quantize_onnx`); needs
-            `calibration_images`.
-        calibration_size: calibration images (default 256); 64 more,
-            disjoint, form the int8 check batch.
-        int8_min_agreement: int8 check, minimum top-1 agreement with the
-            float32 ONNX model (default 0.9).
-        int8_tolerance: int8 check, maximum mean |cosine difference|
-            (default 0.05).
+        int8, calibration_size: also write an int8 ONNX model calibrated
+            on that many `calibration_images` (64 more, disjoint, check it).
+        int8_min_agreement, int8_tolerance: the int8 check's minimum top-1
+            agreement and maximum mean |cosine difference| vs float32.
     """
 
     layout: str = "default"
@@ -109,16 +98,11 @@ def parse_formats(formats) -> tuple:
 
 
 def _layout_formats(layout: str, formats) -> tuple:
-    allowed = {
-        "default": FORMATS,
-        "tf-serving": ("savedmodel",),
-        "triton": ("onnx",),
-    }[layout]
-    if formats is None:
-        return allowed
-    formats = parse_formats(formats)
-    extra = [f for f in formats if f not in allowed]
-    if extra:
+    """The formats to write: `formats` (default: all) that `layout` holds."""
+    allowed = {"tf-serving": ("savedmodel",), "triton": ("onnx",)}
+    allowed = allowed.get(layout, FORMATS)
+    formats = allowed if formats is None else parse_formats(formats)
+    if set(formats) - set(allowed):
         raise ValueError(
             f"Layout {layout!r} holds {', '.join(allowed)} only. Received: "
             f"formats={','.join(formats)}; drop the format or use "
@@ -140,23 +124,12 @@ def export_classifier(
     """Exports a trained DL2PA classifier for serving and checks parity.
 
     Builds the serving graph (`build_serving_model`: backbone -> L2
-    normalise -> cosines against `W[A]` baked in as constants; outputs
-    `logits`, `label`, `score`, optional top-k), writes it as a SavedModel
-    (signatures `serving_default` float32 and `serving_uint8`, input
-    `images`) and/or ONNX (input `images`, batch axis `batch`, opset 17,
-    metadata in `metadata_props`), optionally an int8 ONNX copy, then
+    normalise -> cosines against `W[A]` baked in; outputs `logits`,
+    `label`, `score`, optional top-k), writes it as a SavedModel
+    (`export_saved_model`) and/or ONNX (`export_onnx`), optionally an int8
+    ONNX copy, in the layout of `options.layout` (files: docs/serving.md),
     compares every export with the Keras model and raises `ParityError`
     when labels or cosines differ. A JSON report goes to `export.json`.
-
-    Layouts (`options.layout`):
-    - `"default"`: `out_dir/savedmodel/`, `out_dir/model.onnx`,
-      `out_dir/model_int8.onnx`, `out_dir/export.json`;
-    - `"tf-serving"`: `out_dir/NAME/VERSION/` (`saved_model.pb`,
-      `variables/`), `out_dir/NAME/export.json`;
-    - `"triton"`: `out_dir/NAME/VERSION/model.onnx`,
-      `out_dir/NAME/config.pbtxt` (checked against Triton's `ModelConfig`
-      schema), `out_dir/NAME/labels.txt`; the int8 model is a second
-      Triton model `NAME_int8`.
 
     Args:
         source: a `keras.Model`, a `.keras` file or a RUN_DIR (uses
@@ -170,10 +143,9 @@ def export_classifier(
         images: optional parity images `(B, H, W, C)` raw pixels; default
             `parity_batch_size` seeded random 0-255 images.
         calibration_images: int8 calibration source: training images as
-            an array, a folder or a `.tar.gz` archive (see
-            `load_calibration_images`).
-        options: an `ExportOptions` (layout, parity and int8 settings);
-            default `ExportOptions()`.
+            an array, a folder or a `.tar.gz` archive
+            (`load_calibration_images`).
+        options: an `ExportOptions`; default `ExportOptions()`.
 
     Returns:
         An `ExportResult`.
@@ -184,8 +156,8 @@ def export_classifier(
             "`options` must be an ExportOptions or None. Received: "
             f"options={options!r}"
         )
-    layout, name, version = o.layout, o.name, o.version
-    check_layout(layout, name, version)
+    layout, name = o.layout, o.name
+    version = check_layout(layout, name, o.version)
     formats = _layout_formats(layout, formats)
     if o.int8 and "onnx" not in formats:
         raise ValueError(
@@ -209,12 +181,7 @@ def export_classifier(
         images = random_images(shape, o.parity_batch_size, o.seed)
     images = check_batch(images, shape).astype("float32")
     if o.int8:
-        size = o.calibration_size
-        if not isinstance(size, int) or size < 1:
-            raise ValueError(
-                "Argument `calibration_size` must be an int >= 1. Received: "
-                f"calibration_size={size!r}"
-            )
+        size = check_int("calibration_size", o.calibration_size)
         if calibration_images is None:
             raise ValueError(
                 "int8 export needs calibration images (training images: a "

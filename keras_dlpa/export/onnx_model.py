@@ -11,12 +11,8 @@ BATCH_DIM = "batch"
 
 
 def name_batch_dim(proto, name: str = BATCH_DIM) -> None:
-    """Names the first (batch) axis of every graph input and output `name`.
-
-    tf2onnx names each unknown axis `unk__N` (a different N per tensor and
-    per export); servers and clients read the symbolic name, so it is made
-    stable. Only a symbolic first axis is renamed; fixed sizes stay.
-    """
+    """Names the symbolic first axis of every graph input and output `name`
+    (tf2onnx's `unk__N` differs per tensor and export; clients read it)."""
     for value in (*proto.graph.input, *proto.graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
@@ -28,19 +24,15 @@ def export_onnx(
 ) -> Path:
     """Writes `serving_model` as an ONNX model (tf2onnx).
 
-    The ONNX graph has one float32 input `"images"` `(batch, H, W, C)`
-    (uint8 pixels are fed as their float32 values) and the outputs of
-    `build_serving_model` by name (`"logits"` `(batch, c)`, `"label"`,
-    `"score"` `(batch,)`, optional `"top_k_labels"`/`"top_k_scores"`
-    `(batch, k)`), the same names as the SavedModel signatures; the
-    dynamic batch axis is named `"batch"` everywhere. `metadata`
-    (`{str: str}`) goes into the model's `metadata_props`.
+    One float32 input `"images"` `(batch, H, W, C)` (uint8 pixels are fed
+    as their float32 values) and the named outputs of `build_serving_model`,
+    as the SavedModel signatures; the dynamic batch axis is `"batch"`.
 
     Args:
         serving_model: the model from `build_serving_model`.
         path: output `.onnx` file.
-        metadata: optional `{str: str}`.
-        opset: ONNX opset (default 17).
+        metadata: optional `{str: str}` for the model's `metadata_props`.
+        opset: ONNX opset.
 
     Returns:
         The written path.

@@ -5,7 +5,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_dlpa.checks import check_number
 from keras_dlpa_serving import onnx_client
+
+INT8_MIN_AGREEMENT = 0.9
+INT8_TOLERANCE = 0.05
 
 
 class ParityError(RuntimeError):
@@ -14,14 +18,13 @@ class ParityError(RuntimeError):
 
 def random_images(shape, batch_size: int = 8, seed: int = 0) -> np.ndarray:
     """Seeded random 0-255 integer-valued images `(B, H, W, C)` float32."""
-    if any(d is None for d in shape):
+    if None in tuple(shape):
         raise ValueError(
             f"The model input {tuple(shape)} has an unknown height/width; "
             "pass parity images of the size to check."
         )
     rng = np.random.default_rng(seed)
-    size = (batch_size, *shape)
-    return rng.integers(0, 256, size=size).astype("float32")
+    return rng.integers(0, 256, size=(batch_size, *shape)).astype("float32")
 
 
 def _compare(got, ref_logits, tolerance, top_k):
@@ -65,13 +68,12 @@ def _run_saved_model(path, images):
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
-    out = {}
-    fn = loaded.signatures["serving_default"]
-    out["savedmodel"] = fn(images=tf.constant(images))
-    in_byte_range = np.all((images >= 0) & (images <= 255))
-    if in_byte_range and np.array_equal(images, np.round(images)):
-        fn = loaded.signatures["serving_uint8"]
-        out["savedmodel_uint8"] = fn(images=tf.constant(images.astype("uint8")))
+    run = loaded.signatures
+    out = {"savedmodel": run["serving_default"](images=tf.constant(images))}
+    integers = np.array_equal(images, np.round(images))
+    if integers and np.all((images >= 0) & (images <= 255)):
+        uint8 = tf.constant(images.astype("uint8"))
+        out["savedmodel_uint8"] = run["serving_uint8"](images=uint8)
     return {k: {n: t.numpy() for n, t in v.items()} for k, v in out.items()}
 
 
@@ -87,11 +89,9 @@ def check_parity(
 ) -> dict:
     """Compares exported models with the Keras model on one batch.
 
-    The reference is `model(images)` (the trained Keras model with its
-    `PrototypeLayer`). Each export must give the same top-1 labels (a
-    different label is tolerated only where the two reference cosines tie
-    within `tolerance`) and cosines (logits, scores, top-k scores) within
-    `tolerance` (absolute).
+    Each export must give the top-1 labels of `model(images)` (a different
+    label only where the two reference cosines tie within `tolerance`) and
+    its cosines (logits, scores, top-k scores) within `tolerance`.
 
     Args:
         model: the trained Keras classifier.
@@ -108,10 +108,7 @@ def check_parity(
         `{"tolerance", "batch_size", "passed", "backends": {name: result}}`;
         each result has `max_abs_logit_diff`, `label_mismatches`, `passed`.
     """
-    if not tolerance > 0:
-        raise ValueError(
-            f"Argument `tolerance` must be > 0. Received: {tolerance!r}"
-        )
+    check_number("tolerance", tolerance)
     images = np.asarray(images, "float32")
     ref_logits = np.asarray(
         keras.ops.convert_to_numpy(model(images, training=False)), "float32"
@@ -148,10 +145,6 @@ def check_parity(
     return report
 
 
-INT8_MIN_AGREEMENT = 0.9
-INT8_TOLERANCE = 0.05
-
-
 def check_int8_parity(
     fp32_path,
     int8_path,
@@ -162,12 +155,11 @@ def check_int8_parity(
 ) -> dict:
     """Compares an int8 ONNX model with its float32 source on real images.
 
-    Quantisation moves every cosine a little, so bit-level parity is not
-    expected. The int8 model passes when its top-1 labels agree with the
-    float32 model on at least `min_agreement` of `images` and the mean
-    absolute cosine difference is at most `tolerance`. Use held-out real
-    images (not the calibration set, not random noise: noise lies outside
-    the calibrated activation ranges).
+    Quantisation moves every cosine a little, so the int8 model passes when
+    its top-1 labels agree with the float32 model's on at least
+    `min_agreement` of `images` and the mean |cosine difference| is at most
+    `tolerance`. Use held-out real images: random noise lies outside the
+    calibrated activation ranges.
 
     Args:
         fp32_path: the float32 `.onnx`.
@@ -181,12 +173,8 @@ def check_int8_parity(
         `{"label_agreement", "mean_abs_logit_diff", "max_abs_logit_diff",
         "min_agreement", "tolerance", "batch_size", "passed"}`.
     """
-    if not 0.0 < min_agreement <= 1.0 or not tolerance > 0:
-        raise ValueError(
-            "Arguments `min_agreement` must be in (0, 1] and `tolerance` "
-            f"> 0. Received: min_agreement={min_agreement!r}, "
-            f"tolerance={tolerance!r}"
-        )
+    check_number("min_agreement", min_agreement, high=1.0)
+    check_number("tolerance", tolerance)
     images = np.asarray(images, "float32")
     ref = onnx_client.onnx_predictor(fp32_path).logits(images)
     got = onnx_client.onnx_predictor(int8_path).logits(images)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_dlpa.checks import check_choice
 from keras_dlpa.data.image_folder import ARCHIVE_SUFFIXES
 from keras_dlpa.export.onnx_model import name_batch_dim
 
@@ -32,15 +33,11 @@ def quantize_onnx(
 ) -> Path:
     """Writes an int8 copy of an exported ONNX classifier.
 
-    Post-training static quantisation with onnxruntime
-    (`onnxruntime.quantization.quantize_static`): activation ranges are
-    calibrated (min/max) on `calibration_images`, activations become uint8
-    and weights int8, per output channel. The cosine head
-    (`BakedPrototypeHead`: L2 normalise, matmul, top-k) stays float32, so
-    the outputs keep their names, dtypes and shapes. `reduce_range` uses 7
-    bits for weights, which avoids the int16 saturation of the u8 x s8
-    kernels on AVX2 CPUs without VNNI. The metadata of the float model is
-    copied, with `"quantization"` describing the scheme.
+    Post-training static quantisation with onnxruntime (`quantize_static`,
+    min/max calibration on `calibration_images`): uint8 activations, int8
+    weights. The cosine head (`BakedPrototypeHead`) stays float32, so the
+    outputs keep their names, dtypes and shapes; the float model's metadata
+    is copied, with `"quantization"` describing the scheme.
 
     Args:
         model_path: the float32 `.onnx` from `export_onnx`.
@@ -50,7 +47,8 @@ def quantize_onnx(
         quant_format: `"qdq"` (QuantizeLinear/DequantizeLinear pairs,
             fused by onnxruntime) or `"qoperator"` (QLinearConv, ...).
         per_channel: per-output-channel weight scales (default True).
-        reduce_range: 7-bit weights (default True, see above).
+        reduce_range: 7-bit weights (default True): avoids the int16
+            saturation of the u8 x s8 kernels on AVX2 CPUs without VNNI.
         batch_size: calibration batch size.
 
     Returns:
@@ -64,11 +62,7 @@ def quantize_onnx(
             "int8 quantisation needs onnx and onnxruntime: pip install "
             "'keras-dlpa[onnx]'"
         ) from error
-    if quant_format not in QUANT_FORMATS:
-        raise ValueError(
-            f"Argument `quant_format` must be one of {QUANT_FORMATS}. "
-            f"Received: quant_format={quant_format!r}"
-        )
+    check_choice("quant_format", quant_format, QUANT_FORMATS)
     images = np.asarray(calibration_images)
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(
@@ -84,35 +78,31 @@ def quantize_onnx(
             self.rewind()
 
         def get_next(self):
-            start = next(self.starts, None)
-            if start is None:
-                return None
-            batch = images[start : start + batch_size]
-            return {input_name: np.asarray(batch, "float32")}
+            return next(self.batches, None)
 
         def rewind(self):
-            self.starts = iter(range(0, len(images), batch_size))
+            self.batches = iter(
+                {input_name: np.asarray(images[i : i + batch_size], "float32")}
+                for i in range(0, len(images), batch_size)
+            )
 
     head = [n.name for n in proto.graph.node if HEAD_SCOPE in n.name]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         # Shape inference + graph optimisation first, as onnxruntime
-        # recommends for static quantisation (ONNX shape inference is
-        # enough: only the batch axis is symbolic; the symbolic pass would
-        # need sympy).
+        # recommends (ONNX's: only the batch axis is symbolic; the symbolic
+        # pass would need sympy).
         prepared = Path(tmp) / "prepared.onnx"
         quantization.quant_pre_process(
             str(model_path), str(prepared), skip_symbolic_shape=True
         )
-        formats = {
-            "qdq": quantization.QuantFormat.QDQ,
-            "qoperator": quantization.QuantFormat.QOperator,
-        }
         quantization.quantize_static(
             str(prepared),
             str(out_path),
             Batches(),
-            quant_format=formats[quant_format],
+            quant_format=quantization.QuantFormat.QDQ
+            if quant_format == "qdq"
+            else quantization.QuantFormat.QOperator,
             per_channel=per_channel,
             reduce_range=reduce_range,
             activation_type=quantization.QuantType.QUInt8,

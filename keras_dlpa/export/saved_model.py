@@ -18,18 +18,15 @@ METADATA_FILE = "keras_dlpa.json"
 def export_saved_model(serving_model, path, metadata=None) -> Path:
     """Writes `serving_model` as a TensorFlow SavedModel.
 
-    Signatures (input `"images"`, dynamic batch, outputs as in
-    `build_serving_model`):
-    - `serving_default`: float32 raw images `(B, H, W, C)` (0-255 pixels,
-      the model normalises them itself);
-    - `serving_uint8`: uint8 images `(B, H, W, C)`, cast inside.
-    An input whose H/W/C differ from the model's fails with an
-    `InvalidArgumentError` naming the received and expected shapes.
+    Signatures (input `"images"` `(B, H, W, C)`, dynamic batch, outputs of
+    `build_serving_model`): `serving_default` takes float32 raw 0-255
+    pixels, `serving_uint8` uint8 images. An input of another H/W/C fails
+    with an `InvalidArgumentError` naming both shapes.
 
     Args:
         serving_model: the model from `build_serving_model`.
         path: output directory.
-        metadata: optional `{str: str}` written to
+        metadata: optional `{str: str}`, written to
             `path/assets.extra/keras_dlpa.json`.
 
     Returns:

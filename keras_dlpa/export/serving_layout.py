@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from keras_dlpa.checks import check_choice
+from keras_dlpa.checks import check_int
 from keras_dlpa_serving.onnx_client import TRITON_CONFIG
 
 LAYOUTS = ("default", "tf-serving", "triton")
@@ -30,27 +32,15 @@ _TRITON_TYPES = {
 }
 
 
-def check_layout(layout: str, name: str, version: int) -> None:
-    """Validates the layout arguments of `export_classifier`."""
-    if layout not in LAYOUTS:
-        raise ValueError(
-            f"Unknown layout {layout!r}. Supported layouts: "
-            f"{', '.join(LAYOUTS)}."
-        )
-    if (
-        not isinstance(version, int)
-        or isinstance(version, bool)
-        or (version < 1)
-    ):
-        raise ValueError(
-            "Argument `version` must be an int >= 1 (servers load numbered "
-            f"version folders). Received: version={version!r}"
-        )
+def check_layout(layout: str, name: str, version: int) -> int:
+    """Validates the layout arguments of `export_classifier`; `version`."""
+    check_choice("layout", layout, LAYOUTS)
     if not name or any(c in name for c in "/\\ ") or name in (".", ".."):
         raise ValueError(
-            "Argument `name` must be a model name without spaces or path "
+            "`name` must be a model name without spaces or path "
             f"separators. Received: name={name!r}"
         )
+    return check_int("version", version)
 
 
 def _tensor(value) -> tuple:
@@ -85,22 +75,13 @@ def triton_config(
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     labels: bool = True,
 ) -> str:
-    """The Triton `config.pbtxt` text of an exported `.onnx` classifier.
-
-    Inputs and outputs (names, data types, dims without the batch axis)
-    are read from the ONNX graph; `platform: "onnxruntime_onnx"`,
-    `max_batch_size` (the batch axis is the ONNX `"batch"` dimension) and
-    `dynamic_batching` (requests batched up to `max_batch_size`, 100 us
-    queue delay). With `labels`, `logits` names `labels.txt` as its
-    `label_filename`.
-    """
+    """The Triton `config.pbtxt` text of an exported `.onnx` classifier:
+    inputs and outputs read from the ONNX graph, `platform:
+    "onnxruntime_onnx"`, `max_batch_size`, `dynamic_batching` (100 us queue
+    delay) and, with `labels`, `label_filename: "labels.txt"` on `logits`."""
     import onnx
 
-    if not isinstance(max_batch_size, int) or max_batch_size < 1:
-        raise ValueError(
-            "Argument `max_batch_size` must be an int >= 1. Received: "
-            f"max_batch_size={max_batch_size!r}"
-        )
+    max_batch_size = check_int("max_batch_size", max_batch_size)
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     inputs = [_block(*_tensor(v), ["format: FORMAT_NHWC"]) for v in graph.input]
     outputs = [
@@ -136,10 +117,8 @@ def triton_config(
 
 
 def read_triton_config(path):
-    """Parses a `config.pbtxt` into Triton's `ModelConfig` protobuf.
-
-    Raises `ValueError` naming the file when it does not parse.
-    """
+    """Parses a `config.pbtxt` into Triton's `ModelConfig` protobuf, or
+    raises a `ValueError` naming the file."""
     from google.protobuf import text_format
 
     try:
@@ -161,15 +140,9 @@ def read_triton_config(path):
 def write_triton_model(
     onnx_path, class_names=None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
 ) -> Path:
-    """Writes `config.pbtxt` (+ `labels.txt`) beside an exported `.onnx`.
-
-    `onnx_path` must be at `NAME/VERSION/model.onnx`; the files go into
-    the model folder `NAME`. The config is parsed back with Triton's own
-    `ModelConfig` schema.
-
-    Returns:
-        The `config.pbtxt` path.
-    """
+    """Writes `config.pbtxt` (+ `labels.txt`) into the model folder `NAME`
+    of `NAME/VERSION/model.onnx`, checks it with Triton's `ModelConfig`
+    schema and returns its path."""
     model_dir = Path(onnx_path).parent.parent
     labels = class_names is not None
     if labels:
