@@ -6,6 +6,7 @@ iteration counter continues with the same rates.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -26,9 +27,7 @@ def _linear_warmup(lr, step, base_learning_rate, warmup_steps: float):
 
 
 class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
-    """A schedule whose config is its attributes named in `_CONFIG`."""
-
-    _CONFIG = ()
+    """A schedule that stores every constructor argument as an attribute."""
 
     def _check_warmup(self, base_learning_rate, steps_per_epoch, warmup):
         self.base_learning_rate = check_number(
@@ -38,7 +37,8 @@ class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_epochs = check_int("warmup_epochs", warmup, minimum=0)
 
     def get_config(self):
-        return {key: getattr(self, key) for key in self._CONFIG}
+        names = list(inspect.signature(type(self)).parameters)
+        return {name: getattr(self, name) for name in names}
 
 
 @register
@@ -65,15 +65,6 @@ class WarmupMultiStep(_Schedule):
     float(schedule(0))  # 0.1 / 485
     ```
     """
-
-    _CONFIG = (
-        "base_learning_rate",
-        "steps_per_epoch",
-        "warmup_epochs",
-        "milestones",
-        "gamma",
-        "name",
-    )
 
     def __init__(
         self,
@@ -121,15 +112,6 @@ class WarmupCosine(_Schedule):
         warmup_epochs: epochs of linear warm-up.
         final_learning_rate: rate at the end of the run.
     """
-
-    _CONFIG = (
-        "base_learning_rate",
-        "steps_per_epoch",
-        "epochs",
-        "warmup_epochs",
-        "final_learning_rate",
-        "name",
-    )
 
     def __init__(
         self,
