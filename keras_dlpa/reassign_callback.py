@@ -8,6 +8,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_dlpa.checks import check_choice
+from keras_dlpa.checks import check_int
+from keras_dlpa.checks import check_number
 from keras_dlpa.class_statistics import merge_statistics
 from keras_dlpa.class_statistics import normalize_rows
 from keras_dlpa.divergence_callback import TrainingDiverged
@@ -95,30 +98,11 @@ class ReassignCallback(keras.callbacks.Callback):
         verbose: int = 0,
     ):
         super().__init__()
-        if int(updates_per_epoch) != updates_per_epoch or updates_per_epoch < 1:
-            raise ValueError(
-                "Argument `updates_per_epoch` must be a positive integer. "
-                f"Received: {updates_per_epoch}"
-            )
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(
-                f"Argument `momentum` must be in [0, 1]. Received: {momentum}"
-            )
-        if warmup_epochs < 0:
-            raise ValueError(
-                "Argument `warmup_epochs` must be >= 0. Received: "
-                f"{warmup_epochs}"
-            )
-        if freeze_after is not None and freeze_after < 0:
-            raise ValueError(
-                "Argument `freeze_after` must be None or >= 0. Received: "
-                f"{freeze_after}"
-            )
-        if method not in ("auto", "dense", "sparse"):
-            raise ValueError(
-                "Argument `method` must be 'auto', 'dense' or 'sparse'. "
-                f"Received: {method!r}"
-            )
+        check_int("updates_per_epoch", updates_per_epoch)
+        check_number("momentum", momentum, 0.0, 1.0, closed=True)
+        check_int("warmup_epochs", warmup_epochs, minimum=0)
+        check_int("freeze_after", freeze_after, minimum=0, allow_none=True)
+        check_choice("method", method, ("auto", "dense", "sparse"))
         self.layer = layer
         self.updates_per_epoch = int(updates_per_epoch)
         if self.updates_per_epoch > 1:

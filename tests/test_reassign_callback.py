@@ -273,6 +273,7 @@ def test_wrong_loss_stops_training():
         ({"momentum": -0.1}, "momentum"),
         ({"warmup_epochs": -1}, "warmup_epochs"),
         ({"method": "greedy"}, "method"),
+        ({"freeze_after": -1}, "freeze_after"),
     ],
 )
 def test_bad_arguments(kwargs, message):

@@ -1,35 +1,19 @@
 """Crash-safe checkpoints of a run: weights, optimizer, state and best model.
 
-Keras' `BackupAndRestore` writes one checkpoint in place, so a kill during
-the write loses the run, and `ModelCheckpoint` writes `best.keras` in
-place too. `RunCheckpoint` does both jobs crash-safely:
-
-- at the end of every `every`-th epoch, and of the last epoch `fit` runs
-  (the last one, or one after which a callback such as the deadline
-  stopped training), it writes the weights (model + optimizer, so the
-  iteration counter, the assignment and the class statistics) to a
-  temporary file, fsyncs it and renames it atomically to
-  `checkpoints/epoch-NNNNNN.weights.h5`; if an epoch since the previous
-  checkpoint improved `monitor`, it writes the model with that epoch's
-  weights (kept in host memory until then) to
-  `checkpoints/best-NNNNNN.keras` the same way (NNNNNN: that epoch + 1);
-  then it writes the manifest `checkpoints/epoch-NNNNNN.json` (epoch,
-  file size and SHA-256 of the weights, the best model's file, epoch and
-  value) the same way. A checkpoint exists only once its manifest does.
-  A run killed between checkpoints resumes from the last one and trains
-  the epochs after it again, with the same batches, so it ends as an
-  uninterrupted run does (the best model of those epochs included); only
-  the time since the last checkpoint is lost.
-- it keeps the last `keep` checkpoints (and the best models they name)
-  and deletes older ones only after the new one is complete;
-- `latest_checkpoint(dir)` verifies the manifests from the newest down
-  (JSON, size, SHA-256) and returns the newest intact one, so a checkpoint
-  cut short by a kill falls back to the previous good one; if checkpoints
-  exist and none is intact it raises `CheckpointError` with one line that
-  names the files and what to do.
-
-`run_dir/best.keras` is a copy of the best model named by the newest
-checkpoint, rewritten (atomically) whenever it changes and on resume.
+Keras' `BackupAndRestore` and `ModelCheckpoint` write in place, so a kill
+during a write loses the run. `RunCheckpoint` writes, every `every` epochs
+and after the last epoch `fit` runs, each file atomically (temporary file,
+fsync, rename): the weights (model + optimizer: iteration counter,
+assignment, class statistics) to `checkpoints/epoch-NNNNNN.weights.h5`,
+the best model of the epochs since the previous checkpoint (its weights
+kept on the host until then) to `checkpoints/best-NNNNNN.keras`, and last
+the manifest `checkpoints/epoch-NNNNNN.json` (epoch, size and SHA-256 of
+the weights, the best model's file, epoch and value): a checkpoint exists
+once its manifest does. It keeps the last `keep` checkpoints and deletes
+older ones only after a new one is complete. `latest_checkpoint` returns
+the newest intact one, so a run killed at any moment resumes from the last
+checkpoint and replays the same batches, ending as an uninterrupted run.
+`run_dir/best.keras` is an atomic copy of the newest checkpoint's best.
 """
 
 from __future__ import annotations
@@ -48,6 +32,7 @@ from pathlib import Path
 import keras
 
 from keras_dlpa.atomic_write import atomic_write
+from keras_dlpa.checks import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -206,12 +191,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         every: int = 1,
     ):
         super().__init__()
-        for name, value in (("keep", keep), ("every", every)):
-            if int(value) != value or value < 1:
-                raise ValueError(
-                    f"`{name}` must be an integer >= 1. Received: "
-                    f"{name}={value!r}"
-                )
+        check_int("keep", keep)
+        check_int("every", every)
         self.every = int(every)
         self._pending = None  # an improved epoch not yet written
         self.directory = Path(directory)
