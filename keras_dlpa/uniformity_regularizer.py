@@ -87,9 +87,5 @@ class UniformityRegularizer(keras.regularizers.Regularizer):
         return loss
 
     def get_config(self) -> dict:
-        return {
-            "strength": self.strength,
-            "temperature": self.temperature,
-            "l2": self.l2,
-            "axis": self.axis,
-        }
+        names = ("strength", "temperature", "l2", "axis")
+        return {name: getattr(self, name) for name in names}
