@@ -209,13 +209,7 @@ def test_cli_writes_file_and_prints_quality(tmp_path, capsys):
     q = P.prototype_quality(w)
     assert f"max {q['max']:.4f}" in printed and "s\n" in printed
     assert meta["method"] == "uniformity" and meta["steps"] == 20
-    assert (
-        main(
-            ["prototypes", "-c", "12", "-d", "4", "-o", str(out)]
-            + ["--method", "etf"]
-        )
-        == 2
-    )
+    assert main(args + ["--method", "etf"]) == 2
     assert "dim >= 11" in capsys.readouterr().err
 
 
