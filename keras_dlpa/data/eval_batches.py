@@ -6,21 +6,16 @@ import math
 
 import keras
 
-from keras_dlpa.data.input_shard import check_batch_size
+from keras_dlpa.checks import check_int
 from keras_dlpa.data.source import DataSource
 
 
 class EvalBatches(keras.utils.PyDataset):
     """Images of a data source in order, `batch_size` at a time.
 
-    Yields float32 `(B, H, W, 3)` images on the raw 0-255 scale (the last
-    batch may be partial), one batch at a time, so no float copy of the
-    whole set is made: an `ImageData` gives its images as they are, a
-    `LabelledPaths` decodes each batch (resize + centre crop to
-    `image_size`, a small thread pool; `DataSource.eval_images`). Takes no
-    Keras workers (plain iteration in the calling thread), so it is safe
-    on every backend. Use with `model.predict` and the labels
-    `data.labels`.
+    Yields float32 0-255 `(B, H, W, 3)` batches (the last may be partial)
+    of `data.eval_images`, without Keras workers (safe on every backend).
+    Use with `model.predict` and `data.labels`.
 
     Args:
         data: an `ImageData` or a `LabelledPaths`.
@@ -45,9 +40,8 @@ class EvalBatches(keras.utils.PyDataset):
                 "`data` must be a `keras_dlpa.data.ImageData` or "
                 f"`LabelledPaths`. Received: {type(data).__name__}."
             )
-        check_batch_size(batch_size)
         self.data = data
-        self.batch_size = int(batch_size)
+        self.batch_size = check_int("batch_size", batch_size)
         self.image_size = int(image_size)
 
     def __len__(self) -> int:

@@ -1,33 +1,5 @@
-"""`InputShard`: which rows of every planned global batch a process builds.
-
-Multi-host training runs one process per host (a `tf.distribute` worker or
-a JAX process). Each process must feed only its own part of every global
-batch, and the global batch must stay the one a single process would
-build, so that the gradient, the class statistics of DL2PA and every
-augmentation draw are those of a one-process run.
-
-The epoch plans (`keras_dlpa.data.plan`, `keras_dlpa.data.stream_plan`)
-are pure functions of `(seed, epoch)`, so every process computes the same
-plan (cheap: index and draw arrays only) and builds rows
-`index * B / count : (index + 1) * B / count` of each planned batch of
-`B` images: contiguous blocks, in process order, which is the order in
-which `tf.distribute` (`distribute_datasets_from_function`) and JAX
-(`jax.make_array_from_process_local_data`) assemble per-process batches
-into the global batch.
-
-Why a row slice of the plan and not grain's sharding
-(`grain.sharding.ShardOptions`, `ShardByJaxProcess`) or tf.data
-auto-sharding: those split the *records* (or the batches) between
-processes, so each process would batch its own records and the global
-batch would be a different set of images than the one-process plan
-(grain's `ShardOptions` shards the data source; tf.data's
-`AutoShardPolicy.DATA` keeps the global batches but every worker builds
-every batch and drops the others' rows, which for streamed JPEGs means
-decoding all of them). Slicing the planned batch keeps the global batch
-exact and decodes each image once. Mixup and cutmix mix an image with a
-partner anywhere in the global batch: a process also builds the partner
-rows its own rows need (at most twice its share), so mixed batches stay
-exact too.
+"""`InputShard`: which rows of every planned global batch a process builds
+(why a row slice of the plan: docs/data.md).
 
 Example:
 
@@ -42,14 +14,7 @@ import dataclasses
 
 import numpy as np
 
-
-def check_batch_size(batch_size) -> None:
-    """A `ValueError` unless `batch_size` is an integer >= 1."""
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(
-            "`batch_size` must be a positive integer. Received: "
-            f"batch_size={batch_size!r}"
-        )
+from keras_dlpa.checks import check_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +52,7 @@ class InputShard:
 
     def local_batch_size(self, batch_size: int) -> int:
         """`batch_size / count`, raising unless it divides evenly."""
-        check_batch_size(batch_size)
-        if batch_size % self.count:
+        if check_int("batch_size", batch_size) % self.count:
             raise ValueError(
                 f"The global batch size ({batch_size}) must be divisible by "
                 f"the number of input processes ({self.count}) so every "

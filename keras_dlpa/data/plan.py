@@ -1,20 +1,4 @@
-"""Per-epoch training plans: the data core that every executor runs.
-
-An `EpochPlan` says which images go in which batch of an epoch and how
-each is augmented (crop offsets, flips, mixup partner and lambda). It is a
-pure function of `(seed, epoch)` (numpy only, no TensorFlow), so
-
-- the tf.data executor (`keras_dlpa.data.pipeline.epoch_keyed_pipeline`),
-  the grain executor (`keras_dlpa.data.grain_executor`) and the device
-  executor (`keras_dlpa.data.device_executor`) yield bit-identical
-  batches;
-- a run resumed at epoch `e` sees exactly the batches an uninterrupted run
-  sees (resume is a slice of the epoch sequence).
-
-`BatchMaker` is the reference (numpy) implementation of one planned batch;
-the grain executor calls it, the tf.data and device executors do the same
-gathers with TensorFlow or JAX ops.
-"""
+"""Per-epoch training plans of in-memory data (see docs/data.md)."""
 
 from __future__ import annotations
 
@@ -22,10 +6,11 @@ import dataclasses
 
 import numpy as np
 
+from keras_dlpa.checks import check_int
+from keras_dlpa.checks import check_number
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.input_shard import WHOLE_BATCH
 from keras_dlpa.data.input_shard import InputShard
-from keras_dlpa.data.input_shard import check_batch_size
 
 # Mixed into every plan seed so plans differ from other uses of `seed`.
 _PLAN_STREAM = 0x9E3779B9
@@ -52,15 +37,12 @@ class Augmentation:
     class_balanced: bool = False
 
     def __post_init__(self):
-        _check_count("crop_padding", self.crop_padding)
-        alpha = self.mixup_alpha or 0.0
-        if not np.isfinite(alpha) or alpha < 0:
-            raise ValueError(
-                "`mixup_alpha` must be >= 0 (0 disables mixup). Received: "
-                f"mixup_alpha={self.mixup_alpha!r}"
-            )
-        object.__setattr__(self, "crop_padding", int(self.crop_padding))
-        object.__setattr__(self, "mixup_alpha", float(alpha))
+        padding = check_int("crop_padding", self.crop_padding, minimum=0)
+        alpha = check_number(
+            "mixup_alpha", self.mixup_alpha or 0.0, closed=True
+        )
+        object.__setattr__(self, "crop_padding", padding)
+        object.__setattr__(self, "mixup_alpha", alpha)
 
     @property
     def soft_labels(self) -> bool:
@@ -96,37 +78,12 @@ class EpochPlan:
         return (self.indices, self.offsets, self.flips, self.partners, self.lam)
 
 
-def _check_count(name: str, value) -> None:
-    """A `ValueError` unless `value` (the argument `name`) is an integer
-    >= 0."""
-    if int(value) != value or value < 0:
-        raise ValueError(
-            f"`{name}` must be an integer >= 0. Received: {name}={value!r}"
-        )
-
-
-def check_epoch_range(initial_epoch: int, epochs: int) -> None:
-    """A `ValueError` unless `0 <= initial_epoch <= epochs` (the epochs
-    an executor runs, `initial_epoch .. epochs - 1`)."""
-    if not 0 <= int(initial_epoch) <= int(epochs):
-        raise ValueError(
-            "Expected 0 <= `initial_epoch` <= `epochs`. Received: "
-            f"initial_epoch={initial_epoch}, epochs={epochs}"
-        )
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainingInput:
-    """The planned training batches of a run: what an executor yields.
+    """Everything that decides a run's training batches bit for bit.
 
-    Holds everything that decides the batches bit for bit: batch size,
-    seed, the epochs to run and the augmentation. Every training-input
-    function (`ImageData.train_dataset`, `LabelledPaths.train_dataset`,
-    `train_dataset`, `grain_train_dataset`, `device_train_dataset`,
-    `pipeline.epoch_keyed_pipeline`, `stream_train_dataset`) takes it as
-    one argument. How the batches are built (the executor, decode
-    `workers`, a multi-host `shard`) stays a separate argument: it does
-    not change the batches.
+    Every executor takes it as one argument; how the batches are built
+    (executor, `workers`, `shard`) is separate, as it does not change them.
 
     Args:
         batch_size: images per global batch `B` (>= 1).
@@ -156,28 +113,28 @@ class TrainingInput:
     augmentation: object = None
 
     def __post_init__(self):
-        check_batch_size(self.batch_size)
-        for name in ("seed", "initial_epoch", "epochs"):
-            _check_count(name, getattr(self, name))
-        check_epoch_range(self.initial_epoch, self.epochs)
+        for name in ("batch_size", "seed", "initial_epoch", "epochs"):
+            least = 1 if name == "batch_size" else 0
+            value = check_int(name, getattr(self, name), minimum=least)
+            object.__setattr__(self, name, value)
+        if self.initial_epoch > self.epochs:
+            raise ValueError(
+                "Expected 0 <= `initial_epoch` <= `epochs`. Received: "
+                f"initial_epoch={self.initial_epoch}, epochs={self.epochs}"
+            )
         from keras_dlpa.data.stream_plan import StreamAugmentation
 
-        kinds = (Augmentation, StreamAugmentation)
-        if self.augmentation is not None and not isinstance(
-            self.augmentation, kinds
-        ):
+        kinds = (Augmentation, StreamAugmentation, type(None))
+        if not isinstance(self.augmentation, kinds):
             raise TypeError(
                 "`augmentation` must be an `Augmentation` (in-memory data), "
                 "a `StreamAugmentation` (streamed data) or None. Received: "
                 f"augmentation={self.augmentation!r}"
             )
-        for name in ("batch_size", "seed", "initial_epoch", "epochs"):
-            object.__setattr__(self, name, int(getattr(self, name)))
 
     def augmentation_or(self, kind: type):
-        """`augmentation`, or `kind()` when it is None; a `TypeError`
-        unless it is a `kind` (an executor of in-memory data needs an
-        `Augmentation`, one of streamed data a `StreamAugmentation`)."""
+        """`augmentation`, or `kind()` when None; a `TypeError` unless a
+        `kind`."""
         if self.augmentation is None:
             return kind()
         if not isinstance(self.augmentation, kind):
@@ -192,7 +149,7 @@ class TrainingInput:
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     """Full batches per epoch (the remainder of each epoch is dropped)."""
-    check_batch_size(batch_size)
+    check_int("batch_size", batch_size)
     if num_examples < batch_size:
         raise ValueError(
             f"`batch_size` ({batch_size}) is larger than the {num_examples} "
@@ -212,10 +169,8 @@ def epoch_plan(
 ) -> EpochPlan:
     """The plan of epoch `epoch`: a pure function of `(seed, epoch)`.
 
-    Draws come from `np.random.default_rng([seed, epoch, const])` in a
-    fixed order: the batch order (a permutation cut into
-    `len(labels) // batch_size` full batches, or class-balanced draws),
-    crop offsets, flips, then mixup lambdas and partners.
+    Draws, in order: batch order (permutation or class-balanced), crop
+    offsets, flips, mixup lambdas and partners.
 
     Args:
         labels: int `(N,)` training labels.
@@ -230,8 +185,8 @@ def epoch_plan(
     """
     augmentation = augmentation or Augmentation()
     labels = np.asarray(labels)
-    _check_count("seed", seed)
-    _check_count("epoch", epoch)
+    check_int("seed", seed, minimum=0)
+    check_int("epoch", epoch, minimum=0)
     num = int(labels.shape[0])
     steps = steps_per_epoch(num, batch_size)
     shape = (steps, int(batch_size))
@@ -250,14 +205,12 @@ def epoch_plan(
     else:
         indices = rng.permutation(num)[: steps * batch_size].reshape(shape)
     pad = augmentation.crop_padding
+    offsets = np.zeros(shape + (2,), np.int64)
     if pad > 0:
         offsets = rng.integers(0, 2 * pad + 1, size=shape + (2,))
-    else:
-        offsets = np.zeros(shape + (2,), np.int64)
+    flips = np.zeros(shape, bool)
     if augmentation.flip:
         flips = rng.random(shape) < 0.5
-    else:
-        flips = np.zeros(shape, bool)
     if augmentation.soft_labels:
         alpha = augmentation.mixup_alpha
         lam = rng.beta(alpha, alpha, size=steps).astype(np.float32)
@@ -274,44 +227,29 @@ def epoch_plan(
     )
 
 
-def crop_flip(
-    images: np.ndarray, offsets: np.ndarray, flips: np.ndarray, padding: int
-) -> np.ndarray:
-    """Zero-padded crops at `offsets`, flipped where `flips` (numpy).
-
-    Args:
-        images: `(B, H, W, C)` array (any dtype; kept).
-        offsets: int `(B, 2)` row/column offsets in `[0, 2 * padding]`.
-        flips: bool `(B,)`.
-        padding: zero padding on each side.
-
-    Returns:
-        `(B, H, W, C)` array of the input dtype.
+def crop_flip(images, offsets, flips, padding: int, xp=np):
+    """`(B, H, W, C)` zero-padded crops of `images` at int `(B, 2)`
+    `offsets`, flipped where bool `(B,)` `flips`; `xp`: numpy or jax.numpy.
     """
     batch, height, width = images.shape[:3]
     if padding > 0:
         pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
-        images = np.pad(images, pads)
-    rows = offsets[:, 0, None] + np.arange(height)[None, :]
-    cols = np.broadcast_to(np.arange(width)[None, :], (batch, width))
-    cols = np.where(flips[:, None], width - 1 - cols, cols)
+        images = xp.pad(images, pads)
+    rows = offsets[:, 0, None] + xp.arange(height)[None, :]
+    cols = xp.broadcast_to(xp.arange(width)[None, :], (batch, width))
+    cols = xp.where(flips[:, None], width - 1 - cols, cols)
     cols = offsets[:, 1, None] + cols
-    b = np.arange(batch)[:, None, None]
+    b = xp.arange(batch)[:, None, None]
     return images[b, rows[:, :, None], cols[:, None, :]]
 
 
 class BatchMaker:
-    """Builds planned batches from in-memory images (numpy reference).
+    """`maker(plan, step) -> (images, labels)`: the numpy reference batch.
 
-    `maker(plan, step)` returns `(images, labels)`: float32 images
-    `(B, H, W, 3)` on the raw 0-255 scale (the model normalises them) and
-    int32 labels `(B,)`, or float32 `(B, c)` soft labels with mixup (or
-    `one_hot=True`).
-
-    With a `shard` (multi-host input, `keras_dlpa.data.InputShard`) it
-    builds only rows `shard.rows(B)` of each planned batch, `B / count`
-    rows, equal bit for bit to those rows of the whole batch; with mixup
-    it also crops the partner rows those rows mix with.
+    Images are float32 0-255 `(b, H, W, 3)`; labels int32 `(b,)`, or
+    float32 `(b, c)` with mixup or `one_hot`. With a `shard` only rows
+    `shard.rows(B)` (`b = B / shard.count`) are built, bit for bit those
+    of the whole batch (mixup also crops the partner rows they need).
 
     Args:
         data: the training `ImageData`.

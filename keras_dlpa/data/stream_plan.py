@@ -1,27 +1,6 @@
 """Per-epoch plans of streamed (ImageNet-style) training, numpy only.
 
-The streaming counterpart of `keras_dlpa.data.plan` (whose CIFAR draws
-are unchanged): a `StreamPlan` holds every random draw of one epoch, as a
-pure function of `(seed, epoch)`, so a resumed run sees exactly the
-batches of an uninterrupted one and any executor (grain worker processes
-or tf.data threads) produces the same batches. The draws are stored in
-normalised form, because the image sizes are only known once decoded:
-
-- random-resized crop (torchvision `RandomResizedCrop` ranges): area
-  fraction `U(scale)`, log aspect ratio `U(log ratio)`, position `U(0, 1)`
-  twice. torchvision re-draws up to 10 times when a box does not fit; here
-  one draw is kept and a box that does not fit is shrunk (aspect kept)
-  until it does, so an epoch's draws stay a fixed-size array;
-- horizontal flip (p = 0.5);
-- TrivialAugment (wide): an op index and a magnitude bin in `[0, 31)`
-  with a sign (see `keras_dlpa.data.image_ops.TRIVIAL_AUGMENT_OPS`);
-- random erasing (torchvision `RandomErasing`: probability `p`, area
-  `U(0.02, 0.33)`, log aspect `U(log 0.3, log 3.3)`, position), the same
-  shrink rule, filled with the ImageNet mean pixel;
-- per batch, mixup or cutmix (chosen with equal probability when both are
-  on, as the torchvision reference's `RandomChoice`): a partner
-  permutation, `lam ~ Beta(alpha, alpha)` and, for cutmix, the pasted box
-  in output pixels (`lam` then corrected to the box's area).
+The streaming counterpart of `plan` (draws listed in docs/data.md).
 """
 
 from __future__ import annotations
@@ -30,7 +9,9 @@ import dataclasses
 
 import numpy as np
 
-from keras_dlpa.data.plan import _check_count
+from keras_dlpa.checks import check_choice
+from keras_dlpa.checks import check_int
+from keras_dlpa.checks import check_number
 from keras_dlpa.data.plan import steps_per_epoch
 
 # Mixed into every streaming plan seed (differs from the CIFAR plan's).
@@ -46,27 +27,11 @@ def check_augment_settings(
     mixup_alpha: float = 0.0,
     cutmix_alpha: float = 0.0,
 ) -> None:
-    """A `ValueError` naming the first setting out of range (the checks of
-    `StreamAugmentation` and of `ExperimentConfig`)."""
-    if auto_augment not in AUTO_AUGMENTS:
-        raise ValueError(
-            f"`auto_augment` must be one of {AUTO_AUGMENTS}. Received: "
-            f"auto_augment={auto_augment!r}"
-        )
-    if not 0.0 <= random_erasing <= 1.0:
-        raise ValueError(
-            "`random_erasing` must be a probability in [0, 1]. "
-            f"Received: random_erasing={random_erasing!r}"
-        )
-    for name, value in (
-        ("mixup_alpha", mixup_alpha),
-        ("cutmix_alpha", cutmix_alpha),
-    ):
-        if not np.isfinite(value) or value < 0:
-            raise ValueError(
-                f"`{name}` must be >= 0 (0 disables it). Received: "
-                f"{name}={value!r}"
-            )
+    """A `ValueError` naming the first setting out of range."""
+    check_choice("auto_augment", auto_augment, AUTO_AUGMENTS)
+    check_number("random_erasing", random_erasing, 0, 1, closed=True)
+    check_number("mixup_alpha", mixup_alpha, closed=True)
+    check_number("cutmix_alpha", cutmix_alpha, closed=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,11 +62,7 @@ class StreamAugmentation:
     num_ops: int = 14
 
     def __post_init__(self):
-        if int(self.image_size) != self.image_size or self.image_size < 8:
-            raise ValueError(
-                "`image_size` must be an integer >= 8. Received: "
-                f"image_size={self.image_size!r}"
-            )
+        size = check_int("image_size", self.image_size, minimum=8)
         check_augment_settings(
             self.auto_augment,
             self.random_erasing,
@@ -120,7 +81,7 @@ class StreamAugmentation:
                 "`ratio` must be (low, high) with 0 < low <= high. "
                 f"Received: ratio={self.ratio!r}"
             )
-        object.__setattr__(self, "image_size", int(self.image_size))
+        object.__setattr__(self, "image_size", size)
         object.__setattr__(self, "scale", tuple(map(float, self.scale)))
         object.__setattr__(self, "ratio", tuple(map(float, self.ratio)))
 
@@ -175,11 +136,8 @@ def _box_draws(rng, shape, scale, ratio) -> np.ndarray:
 
 
 def box_from_draw(draw, height: int, width: int) -> tuple[int, int, int, int]:
-    """`(top, left, h, w)` of a normalised box draw in an `H x W` image.
-
-    `draw` is `(area fraction, log aspect, x, y)`. A box larger than the
-    image is shrunk (aspect kept) until it fits; `x, y` place it.
-    """
+    """`(top, left, h, w)` in an `H x W` image of a draw `(area fraction,
+    log aspect, x, y)`; a box too large is shrunk (aspect kept) to fit."""
     area = float(draw[0]) * height * width
     aspect = float(np.exp(draw[1]))
     w = np.sqrt(area * aspect)
@@ -201,13 +159,11 @@ def stream_epoch_plan(
 ) -> StreamPlan:
     """The plan of epoch `epoch`: a pure function of `(seed, epoch)`.
 
-    Draws come from `np.random.default_rng([seed, epoch, const])` in a
-    fixed order: permutation, crops, flips, auto-augment ops and
-    magnitudes, erasing, then the batch mixing. Disabled augmentations
-    draw nothing (their arrays are constants).
+    Draws, in order: permutation, crops, flips, auto-augment ops and
+    magnitudes, erasing, batch mixing; disabled augmentations draw nothing.
     """
-    _check_count("seed", seed)
-    _check_count("epoch", epoch)
+    check_int("seed", seed, minimum=0)
+    check_int("epoch", epoch, minimum=0)
     aug = augmentation
     num = int(np.asarray(labels).shape[0])
     steps = steps_per_epoch(num, batch_size)
@@ -236,14 +192,8 @@ def stream_epoch_plan(
     lam = np.ones((steps,), np.float32)
     partners = np.broadcast_to(np.arange(batch_size), shape).copy()
     boxes = np.zeros((steps, 4), np.int32)
-    kinds = [
-        (kind, alpha)
-        for kind, alpha in (
-            (MIXUP, aug.mixup_alpha),
-            (CUTMIX, aug.cutmix_alpha),
-        )
-        if alpha > 0
-    ]
+    mixes = ((MIXUP, aug.mixup_alpha), (CUTMIX, aug.cutmix_alpha))
+    kinds = [(kind, alpha) for kind, alpha in mixes if alpha > 0]
     if kinds:
         choice = rng.integers(0, len(kinds), size=steps)
         alphas = np.array([a for _, a in kinds])[choice]
