@@ -1,20 +1,5 @@
-"""The device-resident executor of the epoch plans (JAX, in-memory data).
-
-The uint8 training images `(N, H, W, 3)` and their labels are put on the
-accelerator once. Each epoch only its plan (`keras_dlpa.data.plan`)
-travels: indices, crop offsets, flips, mixup partners and lambdas, a few
-KB. A compiled function gathers, pads, crops, flips and mixes each batch
-on the device (with mixup, a second one adds the mixed terms), so no
-image crosses the host-device link during training (the input path of
-the field's CIFAR speed records). Normalisation stays in the model's
-first layer, as with every executor.
-
-The batches equal `plan.BatchMaker`'s (the numpy reference, and so the
-grain and tf.data executors') bit for bit (tests/test_executors.py, on
-CPU): gathers, crops, flips and labels are exact, and mixup's products are
-computed apart from their sum (no fused multiply-add), so each is rounded
-as numpy rounds it.
-"""
+"""The device-resident executor of the epoch plans (JAX, in-memory data;
+see docs/data.md)."""
 
 from __future__ import annotations
 
@@ -23,9 +8,11 @@ import functools
 import numpy as np
 
 from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.image_data import check_kind
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
 from keras_dlpa.data.plan import TrainingInput
+from keras_dlpa.data.plan import crop_flip
 from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
 
@@ -46,24 +33,10 @@ def _make_batch_fn(num_classes: int, padding: int, one_hot: bool, mix: bool):
     jax = _import_jax()
     jnp = jax.numpy
 
-    def crops(images, indices, offsets, flips):
-        batch = images[indices]
-        height, width = batch.shape[1:3]
-        if padding > 0:
-            pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
-            batch = jnp.pad(batch, pads)
-        rows = offsets[:, 0, None] + jnp.arange(height)[None, :]
-        cols = jnp.broadcast_to(
-            jnp.arange(width)[None, :], (len(indices), width)
-        )
-        cols = jnp.where(flips[:, None], width - 1 - cols, cols)
-        cols = offsets[:, 1, None] + cols
-        b = jnp.arange(len(indices))[:, None, None]
-        return batch[b, rows[:, :, None], cols[:, None, :]].astype(jnp.float32)
-
     def make(images, labels, plan, step):
         indices, offsets, flips, partners, lam = (a[step] for a in plan)
-        x = crops(images, indices, offsets, flips)
+        x = crop_flip(images[indices], offsets, flips, padding, xp=jnp)
+        x = x.astype(jnp.float32)
         y = labels[indices]
         if not one_hot:
             return x, y
@@ -95,27 +68,19 @@ def device_train_dataset(
     built on the JAX default device.
 
     Args:
-        data: the training `ImageData` (in memory; uint8 images).
-        training_input: the `plan.TrainingInput` (batch size `B`, seed,
-            epochs; its `Augmentation` defaults to crop 4 + flip).
+        data: the training `ImageData`.
+        training_input: the `plan.TrainingInput`.
         one_hot: one-hot labels without mixup.
-        shard: must be the whole batch (multi-host input is the grain and
-            tf.data executors').
+        shard: must be the whole batch (or None).
 
     Returns:
-        `(batches, steps_per_epoch)`: a generator of `(images, labels)`
-        `jax.Array`s on the device (float32 0-255 `(B, H, W, 3)`; int32
-        `(B,)` or float32 `(B, c)`), epoch by epoch. Pass
-        `steps_per_epoch` and `shuffle=False` to `fit`.
+        `(batches, steps_per_epoch)`: a generator of device `(images,
+        labels)`: float32 0-255 `(B, H, W, 3)`; int32 `(B,)` or float32
+        `(B, c)`.
     """
     jax = _import_jax()
-    if not isinstance(data, ImageData):
-        raise TypeError(
-            "The device executor needs in-memory data, a "
-            "`keras_dlpa.data.ImageData`. Received: "
-            f"{type(data).__name__}. Streamed data uses executor='grain' "
-            "or 'tf'."
-        )
+    hint = " (in-memory data; streamed data uses executor='grain' or 'tf')"
+    check_kind(data, ImageData, hint)
     if shard is not None and not shard.is_whole:
         raise ValueError(
             "The device executor builds whole batches on one process. "

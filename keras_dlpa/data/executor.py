@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_dlpa.checks import check_choice
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import TrainingInput
@@ -24,14 +25,9 @@ def resolve_executor(
 ) -> str:
     """The executor that runs the plans.
 
-    `"auto"`: on JAX with an accelerator, in-memory data and whole batches
-    on one process, `"device"` (`keras_dlpa.data.device_executor`: the
-    images live on the accelerator); for streamed data `"grain"` (JPEG
-    decoding scales with processes, not threads); otherwise `"tf"` on
-    the TensorFlow backend and `"grain"` elsewhere. `"tf"` needs
-    TensorFlow; `"grain"` works on every backend; `"device"` needs the
-    JAX backend, in-memory data and one process's whole batches (a
-    `ValueError` says which is missing).
+    `"auto"`: `"device"` on JAX with an accelerator, in-memory data and
+    whole batches; `"grain"` for streamed data (JPEG decoding scales with
+    processes); else `"tf"` on TensorFlow and `"grain"` elsewhere.
 
     Args:
         executor: one of `EXECUTORS`.
@@ -39,11 +35,7 @@ def resolve_executor(
         whole_batches: this process builds whole batches (one replica,
             or one process's replicas without an input shard).
     """
-    if executor not in EXECUTORS:
-        raise ValueError(
-            f"`executor` must be one of {EXECUTORS}. Received: "
-            f"executor={executor!r}"
-        )
+    check_choice("executor", executor, EXECUTORS)
     backend = keras.backend.backend()
     if executor == "device":
         missing = [
@@ -76,14 +68,9 @@ def train_dataset(
     executor: str = "auto",
     shard: InputShard | None = None,
 ):
-    """Planned training batches of epochs `initial_epoch .. epochs - 1`
-    of `training_input` (a `plan.TrainingInput`).
-
-    The executors yield the same batches bit for bit (see
-    `keras_dlpa.data.plan`). With a `shard` (multi-host input) each batch
-    holds only this process's rows `shard.rows(batch_size)` of the global
-    batch. Returns `(dataset, steps_per_epoch)`.
-    """
+    """`(dataset, steps_per_epoch)` of the planned training batches of
+    `training_input` (this process's rows with a `shard`), bit for bit the
+    same on every executor."""
     executor = resolve_executor(executor)
     if executor == "device":
         from keras_dlpa.data.device_executor import device_train_dataset

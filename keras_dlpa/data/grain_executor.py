@@ -1,17 +1,12 @@
-"""The grain executor of the epoch plans (any backend, no TensorFlow).
-
-Runs the plans of `keras_dlpa.data.plan` with `plan.BatchMaker` (numpy) in
-a `grain` pipeline that Keras (>= 3.11) takes in `fit` on every backend.
-Element `i` of the dataset is batch `i % S` of epoch `i // S` (`S` steps
-per epoch), so resuming at epoch `k` is the slice that starts at `k * S`,
-and the batches equal those of the tf.data executor bit for bit.
-"""
+"""The grain executor of the epoch plans (any backend, no TensorFlow):
+element `i` is batch `i % S` of epoch `i // S`."""
 
 from __future__ import annotations
 
 import functools
 
 from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.image_data import check_kind
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
 from keras_dlpa.data.plan import BatchMaker
@@ -54,20 +49,16 @@ def grain_train_dataset(
     """Planned training batches of epochs `initial_epoch .. epochs - 1`.
 
     Args:
-        data: the training `ImageData` (in memory).
-        training_input: the `plan.TrainingInput` (batch size, seed,
-            epochs; its `Augmentation` defaults to crop 4 + flip).
+        data: the training `ImageData`.
+        training_input: the `plan.TrainingInput`.
         one_hot: one-hot labels without mixup.
         num_threads: grain read threads.
         prefetch: batches prefetched by grain.
-        shard: multi-host input: build only this process's rows of each
-            global batch (`keras_dlpa.data.InputShard`); default all rows.
+        shard: build only this process's rows of each global batch.
 
     Returns:
-        `(dataset, steps_per_epoch)`: a `grain.IterDataset` of
-        `(images, labels)` (float32 0-255 `(b, H, W, 3)`; int32 `(b,)` or
-        float32 `(b, c)`, with `b = B / shard.count`). Pass
-        `steps_per_epoch` and `shuffle=False` to `fit`.
+        `(dataset, steps_per_epoch)`: a `grain.IterDataset` of `BatchMaker`
+        batches (`b = B / shard.count` rows).
     """
     try:
         import grain
@@ -76,11 +67,7 @@ def grain_train_dataset(
             "The grain executor needs the `grain` package: pip install grain "
             "(a dependency of keras-dlpa)."
         ) from error
-    if not isinstance(data, ImageData):
-        raise TypeError(
-            "`data` must be a `keras_dlpa.data.ImageData`. Received: "
-            f"{type(data).__name__}."
-        )
+    check_kind(data, ImageData)
     augmentation = training_input.augmentation_or(Augmentation)
     batch = _PlannedBatch(data, training_input, augmentation, one_hot, shard)
     steps = batch.steps

@@ -143,6 +143,15 @@ class ImageData(_LabelledSet):
         return self.images[start:stop].astype(np.float32)
 
 
+def check_kind(data, kind: type, hint: str = "") -> None:
+    """A `TypeError` unless `data` is a `kind`."""
+    if not isinstance(data, kind):
+        raise TypeError(
+            f"`data` must be a `keras_dlpa.data.{kind.__name__}`{hint}. "
+            f"Received: {type(data).__name__}."
+        )
+
+
 def check_labels(labels: np.ndarray, num_classes: int) -> None:
     """Raises `ValueError` unless every label is in `[0, num_classes)`."""
     labels = np.asarray(labels)

@@ -1,17 +1,14 @@
-"""The tf.data executor of the epoch plans (TensorFlow backend).
-
-Runs the plans of `keras_dlpa.data.plan` with TensorFlow ops: the planned
-gathers, crops, flips and mixup of `plan.BatchMaker`, bit for bit, in a
-parallel `tf.data` map. `keras_dlpa.data.grain_executor` runs the same
-plans with numpy on the other backends.
-"""
+"""The tf.data executor of the epoch plans (TensorFlow backend): the
+batches of `plan.BatchMaker`, bit for bit, with TensorFlow ops."""
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
+from keras_dlpa.checks import check_int
 from keras_dlpa.data.image_data import ImageData
+from keras_dlpa.data.image_data import check_kind
 from keras_dlpa.data.input_shard import WHOLE_BATCH
 from keras_dlpa.data.input_shard import InputShard
 from keras_dlpa.data.plan import Augmentation
@@ -24,11 +21,7 @@ _PLAN_TYPES = (tf.int64, tf.int32, tf.bool, tf.int64, tf.float32)
 
 
 def _check_data(data: ImageData) -> None:
-    if not isinstance(data, ImageData):
-        raise TypeError(
-            "`data` must be a `keras_dlpa.data.ImageData` (see `from_arrays`)."
-            f" Received: {type(data).__name__}."
-        )
+    check_kind(data, ImageData, " (see `from_arrays`)")
     if len(data) == 0:
         raise ValueError("`data` is empty; there is nothing to iterate.")
 
@@ -47,14 +40,8 @@ def _planned_batches(data, batch_size, seed, augmentation, epochs):
 
     def one_epoch(epoch):
         arrays = tf.numpy_function(plan_arrays, [epoch], _PLAN_TYPES)
-        shapes = (
-            [steps, batch_size],
-            [steps, batch_size, 2],
-            [steps, batch_size],
-            [steps, batch_size],
-            [steps],
-        )
-        for array, shape in zip(arrays, shapes):
+        b = [steps, batch_size]
+        for array, shape in zip(arrays, (b, b + [2], b, b, [steps])):
             array.set_shape(shape)
         return tf.data.Dataset.from_tensor_slices(tuple(arrays))
 
@@ -67,11 +54,7 @@ def _batch_loader(
     one_hot: bool,
     shard: InputShard | None = None,
 ):
-    """`load(*plan_slice) -> (images, labels)`: `plan.BatchMaker` in TF.
-
-    With a `shard`, only rows `shard.rows(B)` of the planned batch (and,
-    with mixup, the partner rows they mix with).
-    """
+    """`load(*plan_slice) -> (images, labels)`: `plan.BatchMaker` in TF."""
     images_t = tf.constant(data.images)
     labels_t = tf.constant(data.labels.astype(np.int32))
     num_classes = data.num_classes
@@ -131,15 +114,8 @@ def epoch_keyed_pipeline(
     shard: InputShard | None = None,
 ) -> tuple[tf.data.Dataset, int]:
     """Training batches of epochs `initial_epoch .. epochs - 1` of
-    `training_input` (a `plan.TrainingInput`; its `Augmentation` defaults
-    to crop 4 + flip), resumable.
-
-    Epoch `e` runs `plan.epoch_plan(labels, batch_size, seed, e, ...)`, so
-    a run resumed at epoch `e` sees exactly the batches an uninterrupted
-    run sees, and the grain executor yields the same batches bit for bit.
-    Pass `steps_per_epoch` to `fit`. With a `shard` (multi-host input,
-    `keras_dlpa.data.InputShard`) each element holds only this process's
-    rows of the global batch, `b = B / shard.count` of them.
+    `training_input`, resumable; with a `shard` only this process's
+    `b = B / shard.count` rows of each.
 
     Returns:
         `(dataset, steps_per_epoch)`; images float32 0-255 `(b, H, W, 3)`,
@@ -176,13 +152,9 @@ def train_pipeline(
 ) -> tf.data.Dataset:
     """One epoch of planned training batches per iteration of the dataset.
 
-    For `fit(dataset, epochs=...)` without `steps_per_epoch`: each new
-    iteration (epoch) runs the plan of a new epoch key drawn from a seeded
-    stream, so two pipelines with the same `seed` yield identical batches
-    and every epoch is reshuffled. For exact resume use
-    `epoch_keyed_pipeline`. Augmentation: zero-padded random crop,
-    horizontal flip, then mixup if `mixup_alpha` > 0 (see
-    `plan.Augmentation`); the last partial batch is dropped.
+    Each iteration runs the plan of a new epoch key from a stream seeded
+    by `seed` (for exact resume use `epoch_keyed_pipeline`); the
+    augmentation is `plan.Augmentation`'s; partial batches are dropped.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)` with known cardinality.
@@ -210,17 +182,10 @@ def train_pipeline(
 def eval_pipeline(
     data: ImageData, batch_size: int = 256, one_hot: bool = False
 ) -> tf.data.Dataset:
-    """Evaluation batches `(images, labels)`: no augmentation, in order.
-
-    Keeps the last partial batch. Images are float32 0-255
-    `(B, H, W, 3)`; labels int32 `(B,)`, or float32 `(B, num_classes)`
-    with `one_hot=True`.
-    """
+    """In-order evaluation batches `(images, labels)`, the last partial:
+    float32 0-255 `(B, H, W, 3)`; int32 `(B,)` or float32 `(B, c)`."""
     _check_data(data)
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive int. Received: {batch_size!r}."
-        )
+    check_int("batch_size", batch_size)
     images_t = tf.constant(data.images)
     labels_t = tf.constant(data.labels.astype(np.int32))
     num_classes = data.num_classes
