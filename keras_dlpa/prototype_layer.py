@@ -13,10 +13,8 @@ from keras_dlpa.labels import parse_labels
 
 
 class _TrainingFeatures:
-    """The features of a layer's training-mode calls, keyed by the logits
-    tensor each call returned. An entry lives as long as its logits, so a
-    forward pass whose output never reaches `update_statistics` (a probe,
-    a second view of the batch) can never be counted for another one."""
+    """Features of training-mode calls keyed by (and living as long as) the
+    logits each returned, so an unused forward pass is never counted."""
 
     def __init__(self):
         self._by_logits = {}
@@ -35,16 +33,11 @@ class _TrainingFeatures:
 
 def _as_prototypes(prototypes) -> np.ndarray:
     array = np.asarray(prototypes, dtype="float64")
-    if array.ndim != 2:
+    if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 1:
         raise ValueError(
             "Argument `prototypes` must be a 2-D array of shape "
-            f"(num_classes, dim). Received: shape={array.shape}"
-        )
-    num_classes, dim = array.shape
-    if num_classes < 2 or dim < 1:
-        raise ValueError(
-            "Argument `prototypes` needs at least 2 rows (classes) and 1 "
-            f"column (dim). Received: shape={array.shape}"
+            "(num_classes, dim) with at least 2 rows (classes) and 1 column. "
+            f"Received: shape={array.shape}"
         )
     if not np.all(np.isfinite(array)):
         raise ValueError("Argument `prototypes` contains NaN or inf values.")
@@ -59,10 +52,7 @@ def _as_prototypes(prototypes) -> np.ndarray:
 
 
 def validate_assignment(assignment, num_classes: int) -> np.ndarray:
-    """Checks that `assignment` is a permutation of `range(num_classes)`.
-
-    Returns it as an int32 numpy array of shape `(num_classes,)`.
-    """
+    """`assignment` as int32 `(c,)`, checked to permute `range(c)`."""
     array = np.asarray(assignment)
     if (
         array.shape != (num_classes,)
@@ -78,50 +68,47 @@ def validate_assignment(assignment, num_classes: int) -> np.ndarray:
 
 
 def _initial_assignment(initial_assignment, num_classes: int, seed):
-    if isinstance(initial_assignment, str):
-        if initial_assignment == "identity":
-            return np.arange(num_classes, dtype="int32")
-        if initial_assignment == "random":
-            rng = np.random.default_rng(seed)
-            return rng.permutation(num_classes).astype("int32")
-        raise ValueError(
-            "Argument `initial_assignment` must be 'identity', 'random' or a "
-            f"permutation array. Received: {initial_assignment!r}"
-        )
-    return validate_assignment(initial_assignment, num_classes)
+    if not isinstance(initial_assignment, str):
+        return validate_assignment(initial_assignment, num_classes)
+    if initial_assignment == "identity":
+        return np.arange(num_classes, dtype="int32")
+    if initial_assignment == "random":
+        rng = np.random.default_rng(seed)
+        return rng.permutation(num_classes).astype("int32")
+    raise ValueError(
+        "Argument `initial_assignment` must be 'identity', 'random' or a "
+        f"permutation array. Received: {initial_assignment!r}"
+    )
 
 
 @register
 class PrototypeLayer(keras.layers.Layer):
     """Cosine classifier against fixed prototypes with a dynamic assignment.
 
-    Holds `c` fixed unit prototypes `W` (shape `(c, d)`, rows are prototypes;
-    the paper's `W` is its transpose) and the label-to-prototype assignment
-    `A` (label `j` uses prototype `A[j]`), both non-trainable. The layer
-    L2-normalises its input `z` and returns cosine logits **in label order**,
+    Holds `c` fixed unit prototypes `W` `(c, d)` (rows; the paper's `W` is
+    its transpose) and the label-to-prototype assignment `A` (label `j`
+    uses prototype `A[j]`), both non-trainable. It L2-normalises its input
+    `z` and returns cosine logits **in label order**,
     `logits[:, j] = cos(z, W[A[j]])`, so `argmax` is the predicted label and
     Keras' accuracy metrics work unchanged.
 
-    It also carries the state that `ReassignCallback` needs, as non-trainable
-    variables (saved with the model, so interrupted training resumes
-    exactly): the class representatives `Q` (`representatives`, `(c, d)`),
-    the total weight each class has been observed with (`observed`, `(c,)`),
-    and the sums of normalised features and label weights gathered since the
-    last reassignment (`feature_sums`, `(c, d)`; `feature_counts`, `(c,)`).
-    The interval sums are sync-on-read SUM variables, exact under
-    `tf.distribute` strategies. Memory is O(c * d); the matching adds a
-    transient O(c^2) cost matrix. The train step fills the interval sums
+    It also holds, as saved non-trainable variables (so resumed training is
+    exact), the state `ReassignCallback` needs: the class representatives
+    `representatives` `(c, d)`, the total label weight seen per class
+    `observed` `(c,)`, and the sums since the last reassignment,
+    `feature_sums` `(c, d)` and `feature_counts` `(c,)` (sync-on-read SUM
+    variables, exact under `tf.distribute`). The train step fills them
     through `update_statistics` (`PrototypeClassifier.compute_loss`, or
-    `IPMLoss` in a plain Keras model).
+    `IPMLoss` in a plain Keras model). Memory is O(c * d).
 
     Args:
-        prototypes: array-like `(c, d)` of prototypes; rows are L2-normalised.
-            Use `keras_dlpa.estimate_prototypes` to make them.
-        initial_assignment: `"identity"` (default), `"random"` (a permutation
-            drawn with `seed`), or an integer permutation of `range(c)`.
+        prototypes: array-like `(c, d)`; rows are L2-normalised. See
+            `keras_dlpa.estimate_prototypes`.
+        initial_assignment: `"identity"` (default), `"random"` (drawn with
+            `seed`), or an integer permutation of `range(c)`.
         seed: seed for `initial_assignment="random"`.
-        track_statistics: when `True` (default), training-mode calls keep
-            their normalised features for `update_statistics`.
+        track_statistics: whether training-mode calls keep their normalised
+            features for `update_statistics` (default `True`).
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -179,48 +166,39 @@ class PrototypeLayer(keras.layers.Layer):
                 f"d={self.dim} ({self.num_classes} classes), but its input "
                 f"has feature size {feature_dim} (input shape "
                 f"{tuple(input_shape)}). Project the features to {self.dim} "
-                "dimensions, e.g. with keras.layers.Dense("
-                f"{self.dim}), or estimate prototypes with "
-                f"dim={feature_dim}."
+                f"dimensions, e.g. with keras.layers.Dense({self.dim}), or "
+                f"estimate prototypes with dim={feature_dim}."
             )
         c, d = self.num_classes, self.dim
+        constant = keras.initializers.Constant
         self.prototypes = self.add_weight(
             shape=(c, d),
-            initializer=keras.initializers.Constant(self._prototypes_value),
+            initializer=constant(self._prototypes_value),
             trainable=False,
             name="prototypes",
         )
         self.assignment = self.add_weight(
             shape=(c,),
-            initializer=keras.initializers.Constant(self._assignment_value),
+            initializer=constant(self._assignment_value),
             dtype="int32",
             trainable=False,
             name="assignment",
         )
-        self.representatives = self.add_weight(
-            shape=(c, d),
-            initializer="zeros",
-            trainable=False,
-            name="representatives",
+        for name, shape in (("representatives", (c, d)), ("observed", (c,))):
+            weight = self.add_weight(
+                shape=shape, initializer="zeros", trainable=False, name=name
+            )
+            setattr(self, name, weight)
+        # Each replica adds its own samples; a cross-replica read (the
+        # callbacks) returns the exact total.
+        summed = dict(
+            trainable=False, aggregation="sum", synchronization="on_read"
         )
-        self.observed = self.add_weight(
-            shape=(c,), initializer="zeros", trainable=False, name="observed"
-        )
-        # Sync-on-read SUM: each replica adds its own samples; reading in a
-        # cross-replica context (callbacks) returns the exact total.
         self.feature_sums = keras.Variable(
-            np.zeros((c, d), "float32"),
-            trainable=False,
-            aggregation="sum",
-            synchronization="on_read",
-            name="feature_sums",
+            np.zeros((c, d), "float32"), name="feature_sums", **summed
         )
         self.feature_counts = keras.Variable(
-            np.zeros((c,), "float32"),
-            trainable=False,
-            aggregation="sum",
-            synchronization="on_read",
-            name="feature_counts",
+            np.zeros((c,), "float32"), name="feature_counts", **summed
         )
 
     def call(self, inputs, training=None):
@@ -235,13 +213,9 @@ class PrototypeLayer(keras.layers.Layer):
     def update_statistics(self, y_true, y_pred) -> bool:
         """Adds the training batch behind `y_pred` to the interval sums.
 
-        The explicit statistics step of a train step (`PrototypeClassifier`
-        calls it in `compute_loss`; `IPMLoss` when its `statistics_layer`
-        is this layer). Only the features of the training-mode call of this
-        layer that returned `y_pred` itself are added: `y_pred` from any
-        other call (inference, a probe, another layer) adds nothing. The
-        labels are not checked here (the loss raises for labels outside
-        `[0, c)`); such a batch makes the sums and counts NaN, which
+        Only the features of this layer's training-mode call that returned
+        `y_pred` itself are added; any other `y_pred` adds nothing. Labels
+        outside `[0, c)` make the sums and counts NaN (no host sync), which
         `ReassignCallback` reports as bad labels.
 
         Args:
@@ -268,8 +242,7 @@ class PrototypeLayer(keras.layers.Layer):
         if labels is None:
             self.accumulate_statistics(features, weights=weights)
             return True
-        # One traced flag, no assertion or host sync: a bad batch poisons
-        # the sums (on an in-range class) and the counts with NaN.
+        # NaN on an in-range class keeps this a traced op, no assertion.
         invalid = (ops.min(labels) < 0) | (ops.max(labels) >= self.num_classes)
         features = ops.where(invalid, float("nan"), features)
         labels = ops.clip(labels, 0, self.num_classes - 1)
@@ -283,14 +256,11 @@ class PrototypeLayer(keras.layers.Layer):
     def accumulate_statistics(self, features, labels=None, weights=None):
         """Adds a batch to the interval sums.
 
-        Give either sparse `labels` (summed with `segment_sum`, O(B * d)) or
-        dense `weights` (one-hot or soft labels such as mixup targets,
-        summed with a matmul, O(B * c * d)).
-
         Args:
             features: `(B, d)` L2-normalised features.
-            labels: `(B,)` int labels in `[0, c)`.
-            weights: `(B, c)` float class weights per sample.
+            labels: `(B,)` int labels in `[0, c)` (a `segment_sum`).
+            weights: `(B, c)` float class weights, e.g. mixup targets (a
+                matmul); give exactly one of `labels` and `weights`.
         """
         if (labels is None) == (weights is None):
             raise ValueError(
@@ -320,33 +290,28 @@ class PrototypeLayer(keras.layers.Layer):
         return (*input_shape[:-1], self.num_classes)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "prototypes": self._prototypes_value.tolist(),
-                "initial_assignment": self.initial_assignment,
-                "seed": self.seed,
-                "track_statistics": self.track_statistics,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "prototypes": self._prototypes_value.tolist(),
+            "initial_assignment": self.initial_assignment,
+            "seed": self.seed,
+            "track_statistics": self.track_statistics,
+        }
 
 
 def find_prototype_layer(model) -> PrototypeLayer:
     """Returns the one `PrototypeLayer` in `model`, searching nested models."""
-    found = []
-    stack = [model]
+    found, stack = {}, [model]
     while stack:
         layer = stack.pop()
         if isinstance(layer, PrototypeLayer):
-            found.append(layer)
+            found[id(layer)] = layer
         stack.extend(getattr(layer, "layers", []) or [])
-    unique = list({id(layer): layer for layer in found}.values())
-    if len(unique) != 1:
+    if len(found) != 1:
         raise ValueError(
             f"Expected exactly one keras_dlpa.PrototypeLayer in model "
-            f"'{model.name}', found {len(unique)}. End the model with "
+            f"'{model.name}', found {len(found)}. End the model with "
             "keras_dlpa.PrototypeLayer(prototypes), or pass the layer as "
             "ReassignCallback(layer=...)."
         )
-    return unique[0]
+    return next(iter(found.values()))
