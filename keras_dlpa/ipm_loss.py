@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_dlpa.api_export import register
+from keras_dlpa.checks import check_number
 from keras_dlpa.labels import parse_labels
 
 
 def _replica_sum(value):
-    """`value` summed over the replicas of a `tf.distribute` step (in a
-    replica context with several replicas); else `value`."""
+    """`value` summed over the replicas of a tf.distribute step."""
     if keras.backend.backend() != "tensorflow":
         return value
     import tensorflow as tf
@@ -26,12 +25,9 @@ def _replica_sum(value):
 def batch_class_scale(weights):
     """Per-batch class scale `s_c^2 = gamma / n_c` (Yang et al., 2022).
 
-    `n_c` is the (soft) count of class `c` in the batch and `gamma = B /
-    (number of classes present)`. Classes absent from the batch get 0.
-    Under `tf.distribute` with several replicas, `B` and `n_c` are those of
-    the global batch (summed over replicas), so the loss of every sample
-    is the one-device value; on JAX (`DataParallel`) the loss already sees
-    the global batch.
+    `n_c` is the (soft) count of class `c` in the global batch (summed over
+    `tf.distribute` replicas) and `gamma = B / #classes present`; absent
+    classes get 0.
 
     Args:
         weights: `(B, c)` class weights.
@@ -87,38 +83,29 @@ def ipm_loss(y_true, y_pred, class_scale: bool = False, validate=True):
 class IPMLoss(keras.losses.Loss):
     """Input-to-prototype mapping loss of DL2PA (paper Eq. 6).
 
-    `1/2 (cos(z, w_A(y)) - 1)^2`, computed from the label-ordered cosine
-    logits of a `PrototypeLayer`. Sparse integer labels and dense or soft
-    labels (one-hot, mixup targets: `sum_j y_j 1/2 (s_j - 1)^2`) are both
-    accepted. Sparse labels outside `[0, c)` raise an error instead of
-    producing a silent wrong gather; where a compiled graph cannot raise
-    (TensorFlow with `jit_compile=True`, `jax.jit`) the loss of the step and
-    the class statistics are NaN, and `ReassignCallback` raises the error at
-    its next update (see `check_label_range`).
+    `1/2 (cos(z, w_A(y)) - 1)^2` from the label-ordered cosine logits of a
+    `PrototypeLayer`, for sparse integer labels or dense/soft labels
+    (one-hot, mixup: `sum_j y_j 1/2 (s_j - 1)^2`). Sparse labels outside
+    `[0, c)` raise; where a compiled graph cannot raise (TensorFlow
+    `jit_compile=True`, `jax.jit`) the step's loss and class statistics are
+    NaN and `ReassignCallback` raises at its next update.
 
-    The loss is a pure function of `(y_true, y_pred)`. The class statistics
-    that `ReassignCallback` needs are gathered by the model, explicitly:
-    `keras_dlpa.PrototypeClassifier` does it in its `compute_loss`. For a
-    plain Keras model (`Sequential` + `PrototypeLayer` + `IPMLoss`),
-    `ReassignCallback` sets this loss's `statistics_layer` when training
-    begins; the loss then hands the labels of each training batch to that
-    layer (`PrototypeLayer.update_statistics`), which adds the features of
-    the very call that produced `y_pred` and nothing else.
+    The loss is a pure function of `(y_true, y_pred)`. For a plain Keras
+    model, `ReassignCallback` sets `statistics_layer` when training begins
+    and the loss hands each training batch's labels to that layer
+    (`PrototypeLayer.update_statistics`); `PrototypeClassifier` gathers the
+    statistics in its `compute_loss` instead.
 
     Args:
-        class_scale: if `True`, weight each sample by `s_c^2 = gamma / n_c`
-            with `n_c` its class count in the batch and `gamma = B /
-            #classes in the batch` (the dot-regression loss of Yang et al.
-            2022 that the reference code uses for long-tailed data).
-            Defaults to `False` (plain Eq. 6).
-        scale: a constant factor on every sample's loss (default 1.0). The
-            reference code's balanced recipes minimise the batch SUM of
-            `(1 - cos)^2`, which is `scale = 2 * B` times this loss's
-            batch mean: with SGD, `scale = s` at learning rate `lr` and
-            coupled weight decay `wd` is the same update as `scale = 1` at
-            `lr * s` and `wd / s`. The IPM gradient is bounded and
-            `1/|z|`-scaled, so at `scale = 1` and a softmax-sized learning
-            rate training is slow (`benchmarks/results/budget_cpu.json`).
+        class_scale: weight each sample by `batch_class_scale` (`gamma /
+            n_c`, the dot-regression loss of Yang et al. 2022 that the
+            reference code uses for long-tailed data); default `False`.
+        scale: constant factor on the loss (default 1.0). The reference
+            code's balanced recipes minimise the batch SUM of
+            `(1 - cos)^2`, i.e. `scale = 2 * B`; with SGD, `scale = s` at
+            `lr`, coupled weight decay `wd` equals `scale = 1` at `lr * s`,
+            `wd / s`. At `scale = 1` and a softmax-sized learning rate
+            training is slow (`benchmarks/results/budget_cpu.json`).
         validate_labels: check the range of sparse labels in every step.
         reduction: Keras reduction; default mean over the batch.
         name: loss name.
@@ -147,13 +134,7 @@ class IPMLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.class_scale = bool(class_scale)
         self.validate_labels = bool(validate_labels)
-        scale = float(scale)
-        if not (np.isfinite(scale) and scale > 0):
-            raise ValueError(
-                "Argument `scale` must be a finite number > 0 (a factor on "
-                f"the loss). Received: scale={scale!r}"
-            )
-        self.scale = scale
+        self.scale = check_number("scale", scale)
         # Set by `ReassignCallback` for plain Keras models; not serialised.
         self.statistics_layer = None
 
@@ -169,12 +150,9 @@ class IPMLoss(keras.losses.Loss):
         return loss if self.scale == 1.0 else loss * self.scale
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "class_scale": self.class_scale,
-                "validate_labels": self.validate_labels,
-                "scale": self.scale,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "class_scale": self.class_scale,
+            "validate_labels": self.validate_labels,
+            "scale": self.scale,
+        }

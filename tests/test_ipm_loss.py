@@ -224,5 +224,5 @@ def test_scale_is_the_reference_batch_sum():
 
 @pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf")])
 def test_bad_scale_names_the_argument(scale):
-    with pytest.raises(ValueError, match="Argument `scale`"):
+    with pytest.raises(ValueError, match="`scale` must be a finite number"):
         keras_dlpa.IPMLoss(scale=scale)
