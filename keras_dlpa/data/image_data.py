@@ -12,8 +12,8 @@ class _LabelledSet:
     """What `ImageData` and `LabelledPaths` share: labels, class names."""
 
     def _init_labels(self, name: str, items, count) -> np.ndarray:
-        """Validates `labels` against `items` and `class_names`; stores the
-        class names and skipped files and returns the labels."""
+        """Checks and stores `class_names` and `skipped_files`; returns the
+        checked labels."""
         labels = np.asarray(self.labels)
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
@@ -46,23 +46,25 @@ class _LabelledSet:
         """Number of images per class, int64 array of shape `(num_classes,)`."""
         return np.bincount(self.labels, minlength=self.num_classes)
 
+    def subset(self, indices: Sequence[int] | np.ndarray):
+        """The entries at `indices` (everything else kept)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        items = getattr(self, self._ITEMS)[indices]
+        labels = self.labels[indices]
+        return dataclasses.replace(self, **{self._ITEMS: items}, labels=labels)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ImageData(_LabelledSet):
     """An in-memory labelled image set: uint8 images, int64 labels, names.
-
-    Every source in `keras_dlpa.data` returns this container, so splitting,
-    long-tailed subsampling and the `tf.data` pipelines work on plain numpy
-    arrays. The constructor validates shapes, dtypes and the label range.
 
     Args:
         images: uint8 array of shape `(N, H, W, 3)`, raw 0-255 pixels.
         labels: int64 array of shape `(N,)` with values in
             `[0, len(class_names))`.
         class_names: one name per class, in label order.
-        skipped_files: paths of the source's files that were left out as
-            unreadable or unsupported (`skip_bad_images=True`); kept by
-            `subset`.
+        skipped_files: paths of the source's files left out as unreadable
+            (`skip_bad_images=True`).
 
     Example:
 
@@ -77,6 +79,7 @@ class ImageData(_LabelledSet):
     labels: np.ndarray
     class_names: list[str]
     skipped_files: tuple = ()
+    _ITEMS = "images"
 
     def __post_init__(self):
         images = np.asarray(self.images)
@@ -100,21 +103,10 @@ class ImageData(_LabelledSet):
         """`(H, W, 3)` of every image."""
         return tuple(self.images.shape[1:])
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageData:
-        """Returns the images and labels at `indices` (same class names)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        return ImageData(
-            self.images[indices],
-            self.labels[indices],
-            self.class_names,
-            self.skipped_files,
-        )
-
     # The `keras_dlpa.data.source.DataSource` interface.
 
     def augmentation(self, settings):
-        """`plan.Augmentation(crop_padding, flip, mixup_alpha)` of
-        `settings` (e.g. an `ExperimentConfig`)."""
+        """The `plan.Augmentation` of `settings` (an `ExperimentConfig`)."""
         from keras_dlpa.data.plan import Augmentation
 
         return Augmentation(
@@ -122,8 +114,7 @@ class ImageData(_LabelledSet):
         )
 
     def input_statistics(self, image_size: int | None = None):
-        """The channel mean and std of the images, and their shape
-        (`image_size` is for streamed data; the images keep theirs)."""
+        """The images' channel mean and std, and their shape."""
         from keras_dlpa.data.stats import channel_stats
 
         mean, std = channel_stats(self.images)
@@ -132,8 +123,7 @@ class ImageData(_LabelledSet):
     def train_dataset(
         self, training_input, executor="auto", shard=None, workers=None
     ):
-        """`executor.train_dataset` of these images (`workers` is for
-        streamed data)."""
+        """`executor.train_dataset` of these images."""
         from keras_dlpa.data.executor import train_dataset
 
         return train_dataset(self, training_input, executor, shard)
@@ -154,7 +144,6 @@ def check_kind(data, kind: type, hint: str = "") -> None:
 
 def check_labels(labels: np.ndarray, num_classes: int) -> None:
     """Raises `ValueError` unless every label is in `[0, num_classes)`."""
-    labels = np.asarray(labels)
     if labels.size == 0:
         return
     low, high = int(labels.min()), int(labels.max())

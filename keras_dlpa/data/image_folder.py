@@ -6,6 +6,7 @@ import gzip
 import json
 import logging
 import os
+import shutil
 import tarfile
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -41,11 +42,7 @@ def _hidden(parts) -> bool:
 
 
 def _find_root(path: Path) -> Path:
-    """Descends single top-level directories (e.g. `train/`) to the root.
-
-    A directory whose only entry is a directory that itself holds
-    directories is a wrapper; a single class folder holding images is not.
-    """
+    """Descends wrapper directories (one entry, a directory of directories)."""
     while True:
         entries = [e for e in path.iterdir() if not _hidden([e.name])]
         if len(entries) != 1 or not entries[0].is_dir():
@@ -57,9 +54,8 @@ def _find_root(path: Path) -> Path:
 
 
 def _list_folder(path: Path) -> dict[str, list[Path]]:
-    """`{class name: files}` of a class-folder tree (the one rule set):
-    hidden entries and text side-car files skipped, one wrapper directory
-    descended into; other files are separated by `_split_unsupported`."""
+    """`{class name: files}` of a class-folder tree (hidden entries and text
+    side-car files skipped)."""
     root = _find_root(path)
     class_dirs = [
         e for e in root.iterdir() if e.is_dir() and not _hidden([e.name])
@@ -77,10 +73,8 @@ def _list_folder(path: Path) -> dict[str, list[Path]]:
 
 
 def _split_unsupported(classes: dict) -> tuple[dict, list]:
-    """`(classes with images only, [(path, reason)] of the other files)`.
-
-    Values of `classes` are paths or `(name, payload)` pairs.
-    """
+    """`(classes with images only, sorted [(path, reason)] of the others)`;
+    files are paths or `(name, payload)` pairs."""
     images, others = {}, []
     for name, files in classes.items():
         images[name] = []
@@ -144,14 +138,8 @@ def _sorted_classes(classes: dict, where) -> list[str]:
 def list_image_folder(
     path: str | os.PathLike, skip_bad_images: bool = False
 ) -> tuple[list[str], np.ndarray, list[str]]:
-    """Lists `root/<class>/*.{jpg,png,webp,...}` without reading any image.
-
-    The same rules as `load_image_folder`: hidden entries and text
-    side-car files skipped, one wrapper directory descended into, classes
-    in sorted order (label k is the k-th name), files sorted by name
-    within a class. Another file in a class folder (not an image
-    extension) is a `ValueError` naming it, or with `skip_bad_images` is
-    left out with a warning (`_list_image_folder` also returns them).
+    """Lists `root/<class>/*.{jpg,png,webp,...}` without reading any image,
+    with the rules of `load_image_folder`.
 
     Returns:
         `(files, labels, class_names)`: absolute file paths `(N,)`, int64
@@ -176,11 +164,9 @@ def _list_image_folder(path, skip_bad_images=False, warn=True):
 def read_image_list(
     list_file: str | os.PathLike, root: str | os.PathLike | None = None
 ) -> tuple[list[str], np.ndarray]:
-    """Reads a `path label` list file (the ImageNet-LT format).
-
-    One entry per line, e.g. `train/n01440764/n01440764_190.JPEG 0` from
-    `ImageNet_LT_train.txt`; blank lines are skipped. Paths are relative to
-    `root` (default: the list file's directory); labels are integers >= 0.
+    """Reads a `path label` list file (ImageNet-LT format, e.g.
+    `train/n01440764/n01440764_190.JPEG 0`), paths relative to `root`
+    (default: the list file's directory); blank lines are skipped.
 
     Returns:
         `(files, labels)`: absolute paths and int64 labels `(N,)`.
@@ -214,15 +200,9 @@ def read_image_list(
 def extract_archive(
     path: str | os.PathLike, cache_dir: str | os.PathLike | None = None
 ) -> Path:
-    """Extracts a `.tar.gz`/`.tgz` once into the cache; returns the folder.
-
-    For streaming: a gzip stream has no random access, so batches cannot
-    read members out of order; the archive is extracted once (members
-    streamed by `tarfile`, never the whole archive in memory) into
-    `cache_dir/<stem>-<size>-<mtime_ns>/` (a temporary directory renamed
-    atomically), and later runs reuse it. Only regular files inside the
-    folder are written (`filter="data"`: no links, devices or absolute
-    paths). List the result with `list_image_folder`.
+    """Extracts a `.tar.gz`/`.tgz` once into
+    `cache_dir/<stem>-<size>-<mtime_ns>/` and returns it (streamed data
+    needs random access; only regular files are written, `filter="data"`).
     """
     path = Path(path)
     if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
@@ -242,8 +222,6 @@ def extract_archive(
                     tar.extract(member, tmp, filter="data")
         os.replace(tmp, target)
     except BaseException:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         if not target.is_dir():
             raise
@@ -268,11 +246,10 @@ def _octal(field: bytes) -> int:
 
 
 def _iter_ustar(data: bytes):
-    """Yields `(name, is_dir, payload)` from an uncompressed tar in memory.
+    """Yields `(name, is_dir, payload)` of an uncompressed tar in memory.
 
     A minimal ustar/GNU/pax reader, ~50x faster than `tarfile` for 50,000
-    tiny members. Raises `ValueError` on anything it does not understand
-    (the caller then falls back to `tarfile`).
+    tiny members; `ValueError` on anything else (then `tarfile` is used).
     """
     view = memoryview(data)
     offset, long_name = 0, None
@@ -327,12 +304,8 @@ def _iter_archive(path: Path):
 
 
 def _read_archive(path: Path) -> dict[str, list[tuple[str, bytes]]]:
-    """Reads image members of a `.tar.gz` in memory (no extraction).
-
-    Members are `[<top>/]<class>/<file>`; one optional top-level directory
-    is allowed, which is the layout of `cifar10-jpeg-train.tar.gz`
-    (`train/<class>/NNNN.jpg`).
-    """
+    """`{class: [(name, bytes)]}` of `[<top>/]<class>/<file>` members of a
+    `.tar.gz`, read in memory."""
     images: dict[tuple[str, ...], list[tuple[str, bytes]]] = {}
     dirs, others = set(), []
     for name, is_dir, payload in _iter_archive(path):
@@ -371,12 +344,8 @@ def _read_archive(path: Path) -> dict[str, list[tuple[str, bytes]]]:
 
 
 def _decode_blobs(names: list[str], blobs: list[bytes]):
-    """Decodes encoded images with PIL in a thread pool; checks sizes.
-
-    Returns:
-        `(images, bad)`: uint8 `(N, H, W, 3)` (rows of bad files
-        undefined) and `{index: reason}` of the files PIL cannot decode.
-    """
+    """`(images, bad)`: uint8 `(N, H, W, 3)` decoded in a thread pool (rows
+    of bad files undefined), `{index: reason}` of the undecodable ones."""
     bad, first, start = {}, None, 0
     for start, (name, blob) in enumerate(zip(names, blobs)):
         try:
@@ -429,13 +398,8 @@ def _to_image_data(classes, where, skip_bad_images=False) -> ImageData:
 
 
 def _cache_path(archive: Path, cache_dir, suffix: str = "") -> Path:
-    """`cache_dir/<stem>-<size>-<mtime_ns><suffix>` of an archive.
-
-    The decoded `.npz` has `suffix` `-d2.npz` (decoder version 2: wide
-    grey modes scaled, WebP/BMP/GIF/TIFF read); a load that skipped bad
-    files has its own `-d2-skip.npz`, which only `skip_bad_images=True`
-    reads.
-    """
+    """`cache_dir/<stem>-<size>-<mtime_ns><suffix>` of an archive (`-d2`:
+    decoder version 2)."""
     stat = archive.stat()
     stem = archive.name
     for archive_suffix in ARCHIVE_SUFFIXES:
@@ -478,33 +442,22 @@ def load_image_folder(
 ) -> ImageData:
     """Loads `root/<class>/*.{jpg,png,webp,...}` into memory.
 
-    Classes are the sub-directories of the root in sorted order (label k
-    is the k-th name); files are read in sorted order. A single top-level
-    wrapper directory (e.g. `train/`) is descended into. `path` may also be
-    a `.tar.gz`/`.tgz` archive of such a tree: its members are decoded
-    straight from the tar stream (no 50,000-file extraction) and the
-    decoded arrays are cached once as
-    `cache_dir/<archive stem>-<size>-<mtime_ns>-d2.npz` (written to a
-    temporary file and renamed atomically), so later loads take about a
-    second. Decoding uses PIL in a thread pool (no TensorFlow). Every PIL
-    mode becomes uint8 RGB (16-bit grey scaled, see
-    `keras_dlpa_serving.image_decode`); all images must have the same size.
-
-    Every file PIL cannot decode (corrupt, truncated, decompression bomb)
-    and every other file in a class folder (not an image extension, not a
-    hidden or text side-car file) is listed by path in one `ValueError`
-    before any training, unless `skip_bad_images=True`: then they are left
-    out with a warning and listed in `skipped_files` of the result.
+    Classes are the root's sub-directories in sorted order (label k is the
+    k-th name), files sorted within a class; hidden entries and text
+    side-car files are skipped and one wrapper directory (e.g. `train/`)
+    descended into. A `.tar.gz`/`.tgz` of such a tree is decoded from the
+    tar stream and cached as `cache_dir/<stem>-<size>-<mtime_ns>-d2.npz`.
+    Images become uint8 RGB (`keras_dlpa_serving.image_decode`) and must
+    all have the same size. Undecodable images and other files in a class
+    folder are listed in one `ValueError`, unless `skip_bad_images`.
 
     Args:
         path: image folder or archive.
-        cache_dir: directory of the decoded-archive cache. Defaults to
-            `$KERAS_DLPA_CACHE/image_folder`, else
-            `~/.cache/keras_dlpa/image_folder`.
+        cache_dir: decoded-archive cache (default
+            `$KERAS_DLPA_CACHE/image_folder`).
         use_cache: read and write the cache for archives.
-        skip_bad_images: leave bad files out instead of raising. A load
-            that skipped files is cached apart (`...-d2-skip.npz`), so a
-            later load without the option still raises.
+        skip_bad_images: leave bad files out (warned, listed in
+            `skipped_files`; cached apart as `...-d2-skip.npz`).
 
     Returns:
         An `ImageData` with uint8 images `(N, H, W, 3)`.

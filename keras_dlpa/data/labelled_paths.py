@@ -1,10 +1,5 @@
-"""`LabelledPaths`: a streaming image set that holds only paths and labels.
-
-The in-memory `ImageData` suits CIFAR-sized sets; ImageNet at 224 px would
-need 17 GB (ImageNet-LT) to 190 GB (ImageNet-1K). Images are decoded per
-batch by the streaming executor (`keras_dlpa.data.streaming`); the splits
-and the long-tailed profile work unchanged (they only look at labels).
-"""
+"""`LabelledPaths`: a streamed image set, only paths and labels in memory
+(ImageNet at 224 px would need 17 GB to 190 GB); decoded per batch."""
 
 from __future__ import annotations
 
@@ -61,6 +56,7 @@ class LabelledPaths(_LabelledSet):
     class_names: list[str]
     records: object = None
     skipped_files: tuple = ()
+    _ITEMS = "items"
 
     def __post_init__(self):
         items = np.asarray(self.items)
@@ -69,17 +65,6 @@ class LabelledPaths(_LabelledSet):
             items = items.astype(str)
         object.__setattr__(self, "items", items)
         object.__setattr__(self, "labels", labels.astype(np.int64))
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> LabelledPaths:
-        """The entries at `indices` (same class names and records)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        return LabelledPaths(
-            self.items[indices],
-            self.labels[indices],
-            self.class_names,
-            self.records,
-            self.skipped_files,
-        )
 
     def read(self, index: int) -> bytes:
         """The encoded image (JPEG/PNG bytes) of entry `index`."""
@@ -102,9 +87,7 @@ class LabelledPaths(_LabelledSet):
     # The `keras_dlpa.data.source.DataSource` interface.
 
     def augmentation(self, settings):
-        """`StreamAugmentation` of `settings` (e.g. an `ExperimentConfig`):
-        random-resized crop to `image_size`, flip, auto-augment, random
-        erasing, mixup / cutmix."""
+        """The `StreamAugmentation` of `settings` (an `ExperimentConfig`)."""
         from keras_dlpa.data.stream_plan import StreamAugmentation
 
         return StreamAugmentation(
@@ -117,8 +100,7 @@ class LabelledPaths(_LabelledSet):
         )
 
     def input_statistics(self, image_size: int):
-        """The ImageNet channel statistics (streamed sets are not read
-        twice; the pretrained trunks normalise inside anyway) and the
+        """ImageNet mean and std (a streamed set is not read twice) and the
         `(image_size, image_size, 3)` shape."""
         from keras_dlpa.models.per_channel_normalization import IMAGENET_MEAN
         from keras_dlpa.models.per_channel_normalization import IMAGENET_STD
@@ -137,9 +119,8 @@ class LabelledPaths(_LabelledSet):
         )
 
     def eval_images(self, start: int, stop: int, image_size: int):
-        """float32 `(n, S, S, 3)`: entries `start..stop - 1` resized and
-        centre-cropped to `image_size` (`image_ops.eval_image`), decoded
-        by `EVAL_THREADS` threads."""
+        """float32 `(n, S, S, 3)`: `image_ops.eval_image` of entries
+        `start..stop - 1`."""
         from keras_dlpa.data.image_ops import eval_image
 
         def decode(i):
@@ -156,21 +137,9 @@ class LabelledPaths(_LabelledSet):
 def drop_bad_images(
     data: LabelledPaths, where=None, threads: int | None = None
 ) -> LabelledPaths:
-    """Decodes every image once and leaves out those that fail.
-
-    JPEGs decode at 1/8 scale (every byte is still read), in a thread
-    pool; a progress line goes to stderr every 5,000 files. The dropped
-    paths are added to `skipped_files`, and all of `skipped_files` is
-    logged (count and the first ten).
-
-    Args:
-        data: the set to check.
-        where: the source, for the messages.
-        threads: decode threads (default: the CPU count, at most 16).
-
-    Returns:
-        `data` without the unreadable entries.
-    """
+    """`data` without the entries that fail to decode (added to
+    `skipped_files`, all of which are logged); progress goes to stderr.
+    `threads` defaults to the CPU count, at most 16."""
     total = len(data)
     bad = {}
     where = where or "the image set"
@@ -264,14 +233,9 @@ def load_tfds_records(
     manual_dir=None,
     download: bool = True,
 ) -> LabelledPaths:
-    """A TFDS split as `LabelledPaths` over ArrayRecord records.
-
-    `imagenet_lt` and `imagenet2012` need the ImageNet archives in
-    `manual_dir`; preparing the ArrayRecord files once needs TensorFlow,
-    reading them (`tfds.data_source`) does not. Labels are read once
-    (a pass over the records); images stay encoded until a batch needs
-    them.
-    """
+    """A TFDS split as `LabelledPaths` over its ArrayRecord records (images
+    stay encoded). Preparing needs TensorFlow (and for `imagenet_lt` or
+    `imagenet2012` the archives in `manual_dir`), reading does not."""
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=data_dir)
@@ -301,27 +265,17 @@ def load_labelled_paths(
     cache_dir: str | os.PathLike | None = None,
     skip_bad_images: bool = False,
 ) -> LabelledPaths:
-    """Lists a class folder, a `path label` list file or a `.tar.gz`.
-
-    One set of rules with `load_image_folder` (hidden entries, wrapper
-    directory, extensions, sorted classes and files). Nothing is decoded,
-    unless `skip_bad_images`: then every image is decoded once up front
-    and the unreadable ones are left out (`drop_bad_images`); without it
-    a bad file stops the run when its batch is decoded, with a
-    `BadImageError` naming it. Another file in a class folder is a
-    `ValueError` naming it, or with `skip_bad_images` is left out.
+    """Lists a class folder (rules of `load_image_folder`), a `.tar.gz` of
+    one (extracted once) or a `path label` list file, decoding nothing: a
+    bad image stops the run when its batch is decoded, unless
+    `skip_bad_images` (then all are checked up front, `drop_bad_images`).
 
     Args:
-        path: a class-folder directory, a `.tar.gz`/`.tgz` of one
-            (extracted once into the cache) or a list file of `path label`
-            lines relative to `root`.
-        root: directory the list file's paths are relative to (default:
-            the list file's directory).
+        path: the folder, archive or list file.
+        root: directory of the list file's paths (default: its directory).
         class_names: names of a list file's labels (default `"0"`, ...).
-        cache_dir: where archives are extracted (default
-            `$KERAS_DLPA_CACHE/image_folder`).
-        skip_bad_images: leave out (and record in `skipped_files`)
-            unsupported files and images PIL cannot decode.
+        cache_dir: where archives are extracted.
+        skip_bad_images: leave out unsupported and undecodable files.
     """
     path = Path(path)
     if not path.exists():
