@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_dlpa.checks import check_int
+from keras_dlpa.checks import check_number
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.splits import split_train_val
-
-
-def _check_imbalance(imbalance_factor: float) -> None:
-    if not 0.0 < imbalance_factor <= 1.0:
-        raise ValueError(
-            "`imbalance_factor` must be in (0, 1] (n_min / n_max; 1.0 is "
-            f"balanced, 0.01 is CIFAR-LT 'ratio 100'). Received: "
-            f"imbalance_factor={imbalance_factor}."
-        )
 
 
 def long_tailed_counts(
@@ -39,12 +32,9 @@ def long_tailed_counts(
     >>> int(long_tailed_counts(500, 100, 0.01).sum())  # CIFAR-100-LT
     10847
     """
-    _check_imbalance(imbalance_factor)
-    if n_max < 1 or num_classes < 1:
-        raise ValueError(
-            "`n_max` and `num_classes` must be >= 1. Received: "
-            f"n_max={n_max}, num_classes={num_classes}."
-        )
+    check_number("imbalance_factor", imbalance_factor, 0, 1)
+    check_int("n_max", n_max)
+    check_int("num_classes", num_classes)
     if num_classes == 1:
         return np.array([int(n_max)], np.int64)
     exponents = np.arange(num_classes) / (num_classes - 1.0)
@@ -62,11 +52,8 @@ def long_tailed_indices(
 ) -> np.ndarray:
     """Indices of the samples kept by the long-tailed profile.
 
-    Selection rule (the one of the CIFAR-LT reference code, LDAM-DRW):
-    `rng = np.random.RandomState(seed)`; for each class `k` in label order,
-    `idx = np.flatnonzero(labels == k)` (ascending), `rng.shuffle(idx)` and
-    keep `idx[:n_k]`, with `n_k` from `long_tailed_counts`. This equals
-    `np.random.seed(seed)` followed by `np.random.shuffle` per class.
+    The CIFAR-LT reference rule (LDAM-DRW): `rng = RandomState(seed)`; per
+    class `k` in order, `rng.shuffle` its ascending indices, keep `n_k`.
 
     Args:
         labels: integer array `(N,)`.
@@ -78,7 +65,7 @@ def long_tailed_indices(
     Returns:
         Sorted int64 indices (original order of `labels`).
     """
-    _check_imbalance(imbalance_factor)
+    check_number("imbalance_factor", imbalance_factor, 0, 1)
     labels = np.asarray(labels)
     if num_classes is None:
         num_classes = int(labels.max()) + 1
@@ -109,16 +96,8 @@ def make_long_tailed(
     seed: int = 0,
     n_max: int | None = None,
 ) -> ImageData:
-    """Subsamples `data` to the exponential long-tailed profile.
-
-    See `long_tailed_indices` for the selection rule. With the full
-    CIFAR-10 train split (5,000 per class) this gives 11,203 / 12,406 /
-    13,996 images at imbalance 0.005 / 0.01 / 0.02; with CIFAR-100 (500
-    per class) 9,502 / 10,847 / 12,608.
-
-    Returns:
-        The long-tailed `ImageData`, in the original order.
-    """
+    """`data` subsampled by `long_tailed_indices`, in the original order
+    (CIFAR-10 train at imbalance 0.01: 12,406 images; CIFAR-100: 10,847)."""
     indices = long_tailed_indices(
         data.labels, imbalance_factor, seed, data.num_classes, n_max
     )
@@ -134,22 +113,17 @@ def long_tailed_train_val(
 ) -> tuple[ImageData, ImageData]:
     """Balanced validation split, then a long-tailed training set.
 
-    The one split rule of the library (the runner and every recipe use
-    it). Order: carve a stratified validation set from the full (balanced)
-    training split with `split_train_val(data, val_fraction, seed)` (unless
-    `val` is given), then apply `make_long_tailed(train, imbalance_factor,
-    seed, n_max)` to the rest, with `n_max` the SMALLEST remaining class
-    count (equal to every class for the balanced CIFAR splits, so every
-    class can fill its quota). `n_max` is then `(1 - val_fraction)` times
-    the full per-class size, so the training set is smaller than the
-    published CIFAR-LT sizes. `imbalance_factor=None` keeps the training
-    part as it is.
+    The library's one split rule: `split_train_val(data, val_fraction,
+    seed)` (unless `val` is given), then `make_long_tailed` of the rest
+    with `n_max` its smallest class count (so every class fills its quota;
+    smaller than the published CIFAR-LT sizes); `imbalance_factor=None`
+    keeps the training part.
 
     Returns:
         `(train_long_tailed, val_balanced)`.
     """
     if imbalance_factor is not None:
-        _check_imbalance(imbalance_factor)
+        check_number("imbalance_factor", imbalance_factor, 0, 1)
     if val is None:
         data, val = split_train_val(data, val_fraction, seed)
     if imbalance_factor is not None:

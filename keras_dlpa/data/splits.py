@@ -15,14 +15,10 @@ def stratified_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Splits indices into train and validation parts, class by class.
 
-    For each class `k` (in label order) with `n_k` samples, the number of
-    validation samples is `round_half_up(n_k * val_fraction)`, clipped to
-    `[1, n_k - 1]` when `n_k >= 2`; a class with a single sample keeps it
-    for training. So every class with at least 2 samples has at least one
-    training and one validation sample. The samples are chosen with
-    `rng = np.random.RandomState(seed)`: for each class in label order,
-    `rng.permutation(indices_of_class_k)` and the first `n_val_k` go to
-    validation.
+    Class `k` with `n_k >= 2` samples gives `round_half_up(n_k *
+    val_fraction)`, clipped to `[1, n_k - 1]`, to validation: the first of
+    `rng.permutation` of its indices, `rng = RandomState(seed)`, classes in
+    label order. A single sample stays in training.
 
     Args:
         labels: integer array of shape `(N,)`.
@@ -70,13 +66,7 @@ def stratified_split(
 def split_train_val(
     data: ImageData, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[ImageData, ImageData]:
-    """Carves a stratified validation set out of `data`.
-
-    See `stratified_split` for the exact rounding and selection rule.
-
-    Returns:
-        `(train, val)` as `ImageData`, each in the original order.
-    """
+    """`(train, val)` of `stratified_split`, each in the original order."""
     train_idx, val_idx = stratified_split(
         data.labels, val_fraction, seed, num_classes=data.num_classes
     )

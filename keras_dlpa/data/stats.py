@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_dlpa.checks import check_int
+
 
 def channel_stats(
     images: np.ndarray, chunk_size: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation on the raw 0-255 scale.
-
-    Feed the result to the model's normalisation layer: the pipelines of
-    `keras_dlpa.data` yield raw 0-255 float32 images and the model
-    normalises them with `(x - mean) / std`. Two passes over `chunk_size`
-    images at a time with float64 accumulation, so no float copy of the
-    whole set is made. The standard deviation is the population one
-    (ddof=0) over all pixels of a channel.
+    """Per-channel mean and population std (ddof=0) on the 0-255 scale,
+    for the model's `(x - mean) / std`; two float64 passes over
+    `chunk_size` images at a time.
 
     Args:
         images: array `(N, H, W, C)`, typically uint8 training images.
@@ -36,8 +33,7 @@ def channel_stats(
             "`images` must be a non-empty array of shape (N, H, W, C). "
             f"Received shape {images.shape}."
         )
-    if chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be >= 1. Received {chunk_size}.")
+    check_int("chunk_size", chunk_size)
     channels = images.shape[-1]
     count = images.shape[0] * images.shape[1] * images.shape[2]
     total = np.zeros((channels,), np.float64)
