@@ -24,60 +24,39 @@ from keras_dlpa.prototype_layer import PrototypeLayer
 from keras_dlpa.prototype_layer import find_prototype_layer
 
 
-def _losses(loss):
-    if isinstance(loss, dict):
-        return list(loss.values())
-    if isinstance(loss, (list, tuple)):
-        return list(loss)
-    return [loss]
-
-
 class ReassignCallback(keras.callbacks.Callback):
     """Re-solves the label-to-prototype assignment during `fit`.
 
-    At each update point the callback folds the features gathered since the
-    last update into the class representatives `Q` (momentum average, see
-    `merge_statistics`), then solves paper Eq. 9,
-    `A* = argmin_A sum_j -q_j . w_A(j)` with `q_j` L2-normalised, as a linear
-    assignment (`scipy.optimize.linear_sum_assignment`, or a sparse solver
-    for very large `c`), and writes `A*` into the `PrototypeLayer`. Ties
-    keep the current assignment, so results are deterministic.
+    At each update it folds the features gathered since the last update
+    into the class representatives `Q` (`merge_statistics`), solves paper
+    Eq. 9, `A* = argmin_A sum_j -q_j . w_A(j)` with `q_j` L2-normalised, as
+    a linear assignment (`keras_dlpa.solve_assignment`), and writes `A*`
+    into the `PrototypeLayer`. Ties keep the current assignment.
 
-    Updates happen at the end of every epoch (the paper's `tau' = 1`), or
-    `updates_per_epoch` times per epoch at evenly spaced batches. With one
-    update per epoch the callback has no batch hook, so Keras keeps
-    dispatching train steps asynchronously; `updates_per_epoch > 1` adds a
-    batch hook, and Keras then waits for every step's logs on the host (a
-    CIFAR ResNet-32 step on an H100: 1.1-1.2x slower). Two keys
-    are added to the epoch `logs` (and so to `History`, `CSVLogger`, ...):
-    `assignment_changed`, the fraction of classes whose prototype changed
-    during the epoch, and `assignment_cost`, the matching cost divided by
-    `c` (the negative mean cosine between class representatives and their
-    prototypes).
+    Updates run at every epoch end (the paper's `tau' = 1`), or
+    `updates_per_epoch` times per epoch at evenly spaced batches; more than
+    one adds a batch hook, which makes Keras fetch every step's logs (a
+    CIFAR ResNet-32 step on an H100: 1.1-1.2x slower). The epoch `logs` get
+    `assignment_changed` (fraction of classes whose prototype changed
+    during the epoch) and `assignment_cost` (matching cost / `c`, the
+    negative mean cosine between representatives and their prototypes).
 
-    All state lives in the model's variables, so checkpoints restore it.
-    Place this callback **before** `ModelCheckpoint`/`BackupAndRestore` in
-    the callback list so that saved epochs include the new assignment.
-
-    The model must contain one `PrototypeLayer`. A
-    `keras_dlpa.PrototypeClassifier` gathers the class statistics in its
-    `compute_loss`; a plain Keras model must be compiled with `IPMLoss`,
-    which this callback connects to the layer when training begins
-    (`IPMLoss.statistics_layer`). Otherwise training stops when it begins
-    with a message that says what to add.
+    All state lives in the model's variables; place this callback
+    **before** `ModelCheckpoint`/`BackupAndRestore` so saved epochs include
+    the new assignment. The model needs one `PrototypeLayer` and either is
+    a `PrototypeClassifier` or is compiled with `IPMLoss` (connected to the
+    layer when training begins, see `IPMLoss`); otherwise training stops
+    at its start with a message that says what to add.
 
     Args:
         layer: the `PrototypeLayer` to update; found in the model if `None`.
         updates_per_epoch: reassignments per epoch (`tau'`); default 1.
-        momentum: per-sample momentum `alpha` of the class representatives
-            (folded per interval, independent of sample order; see
-            `merge_statistics`).
-        warmup_epochs: epochs (counted from 0) during which statistics are
-            gathered but the assignment is kept.
-        freeze_after: epoch index from which the assignment is frozen;
-            `None` never freezes.
-        method: matching solver, `"auto"`, `"dense"` or `"sparse"` (see
-            `keras_dlpa.solve_assignment`).
+        momentum: per-sample momentum `alpha` of `Q` (`merge_statistics`).
+        warmup_epochs: epochs (from 0) that gather statistics but keep the
+            assignment.
+        freeze_after: epoch from which the assignment is frozen (`None`:
+            never).
+        method: `"auto"`, `"dense"` or `"sparse"` (`solve_assignment`).
         verbose: 0 silent, 1 one line per epoch.
 
     Example:
@@ -106,9 +85,7 @@ class ReassignCallback(keras.callbacks.Callback):
         self.layer = layer
         self.updates_per_epoch = int(updates_per_epoch)
         if self.updates_per_epoch > 1:
-            # Only mid-epoch updates need a batch hook: Keras runs the batch
-            # hooks synchronously (fetching every step's logs from the
-            # device) as soon as one callback overrides them.
+            # Keras syncs on every step once any callback has a batch hook.
             self.on_train_batch_end = self._update_at_points
         self.momentum = float(momentum)
         self.warmup_epochs = int(warmup_epochs)
@@ -145,9 +122,9 @@ class ReassignCallback(keras.callbacks.Callback):
         self._warm_start = SparseWarmStart()  # speed only, not results
 
     def _connect_loss(self, model) -> None:
-        """A plain Keras model: its `IPMLoss` hands each training batch's
-        labels to the layer (a `PrototypeClassifier` does it itself)."""
-        losses = [x for x in _losses(model.loss) if isinstance(x, IPMLoss)]
+        """Points a plain Keras model's `IPMLoss` at the layer."""
+        losses = keras.tree.flatten(model.loss)
+        losses = [x for x in losses if isinstance(x, IPMLoss)]
         if not losses:
             raise ValueError(
                 "ReassignCallback needs class statistics, which "
@@ -165,7 +142,6 @@ class ReassignCallback(keras.callbacks.Callback):
             model.make_train_function(force=True)
 
     def _check_output_classes(self, model) -> None:
-        """Single-output models: the output must be the layer's `c` logits."""
         outputs = getattr(model, "outputs", None)
         if not outputs or len(outputs) != 1:
             return  # Subclassed or multi-output: update_statistics checks.
@@ -183,18 +159,13 @@ class ReassignCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._epoch_start = self._current_assignment()
-        self._points = []
-        if self.updates_per_epoch > 1:
-            k = self.updates_per_epoch
-            points = {
-                int(round((i + 1) * self._steps / k)) - 1 for i in range(k - 1)
-            }
-            self._points = sorted(p for p in points if 0 <= p < self._steps - 1)
+        k, steps = self.updates_per_epoch, self._steps
+        points = {round(i * steps / k) - 1 for i in range(1, k)}
+        self._points = sorted(p for p in points if 0 <= p < steps - 1)
 
     def _update_at_points(self, batch, logs=None):
         if self._points and batch >= self._points[0]:
-            while self._points and batch >= self._points[0]:
-                self._points.pop(0)
+            self._points = [p for p in self._points if p > batch]
             self.update(self._epoch)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -217,7 +188,8 @@ class ReassignCallback(keras.callbacks.Callback):
     def update(self, epoch: int) -> float:
         """Folds the gathered statistics into `Q` and re-solves Eq. 9.
 
-        Returns the matching cost per class after the update.
+        Returns:
+            The matching cost per class after the update.
         """
         _ = self.model  # On JAX, syncs the in-flight training state first.
         layer = self._layer
@@ -252,8 +224,8 @@ class ReassignCallback(keras.callbacks.Callback):
         )
         layer.representatives.assign(representatives)
         layer.observed.assign(observed)
-        layer.feature_sums.assign(np.zeros(layer.feature_sums.shape, "float32"))
-        layer.feature_counts.assign(np.zeros(counts.shape, "float32"))
+        layer.feature_sums.assign(np.zeros_like(sums))
+        layer.feature_counts.assign(np.zeros_like(counts))
 
         prototypes = ops.convert_to_numpy(layer.prototypes)
         current = self._current_assignment()
