@@ -32,12 +32,11 @@ VARIANTS = ("long_tailed", "balanced")
 class OptionAShortcut(keras.layers.Layer):
     """Parameter-free ResNet shortcut: subsample, then zero-pad channels.
 
-    Computes `pad(x[:, ::s, ::s, :])` with `pad_before` zero channels before
-    and `pad_after` after the input's channels (He et al. 2016, option A;
-    the CIFAR reference pads `planes // 4` on each side).
+    `pad(x[:, ::s, ::s, :])` with `pad_before` zero channels before and
+    `pad_after` after the input's (He et al. 2016, option A).
 
     Args:
-        strides: spatial subsampling step.
+        strides: spatial subsampling step `s`.
         pad_before: zero channels prepended.
         pad_after: zero channels appended.
 
@@ -73,15 +72,16 @@ class OptionAShortcut(keras.layers.Layer):
         return config
 
 
-def _conv3x3(x, filters, strides, name, weight_decay, pad_name):
-    """3x3 conv without bias, PyTorch `padding=1` at any stride."""
+def _conv_bn(x, filters, strides, name, weight_decay, sync, suffix=""):
+    """3x3 conv without bias (PyTorch `padding=1` at any stride) + BatchNorm,
+    layers `{name}_conv{suffix}`, `{name}_bn{suffix}`, `{name}_pad{suffix}`."""
     padding = "same"
     if strides > 1:
         # Keras "same" pads only bottom/right at stride 2, which would shift
         # the grid against the option-A shortcut `x[:, ::2, ::2]`.
-        x = keras.layers.ZeroPadding2D(1, name=pad_name)(x)
+        x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad{suffix}")(x)
         padding = "valid"
-    return keras.layers.Conv2D(
+    x = keras.layers.Conv2D(
         filters,
         3,
         strides=strides,
@@ -89,8 +89,9 @@ def _conv3x3(x, filters, strides, name, weight_decay, pad_name):
         use_bias=False,
         kernel_initializer="he_normal",
         kernel_regularizer=coupled_l2(weight_decay),
-        name=name,
+        name=f"{name}_conv{suffix}",
     )(x)
+    return batch_norm(x, f"{name}_bn{suffix}", weight_decay, sync)
 
 
 def basic_block(
@@ -119,14 +120,10 @@ def basic_block(
     """
     in_filters = x.shape[-1]
     sync = synchronized_batch_norm
-    residual = x
-    y = _conv3x3(
-        x, filters, strides, f"{name}_conv1", weight_decay, f"{name}_pad1"
-    )
-    y = batch_norm(y, f"{name}_bn1", weight_decay, sync)
+    y = _conv_bn(x, filters, strides, name, weight_decay, sync, "1")
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
-    y = _conv3x3(y, filters, 1, f"{name}_conv2", weight_decay, None)
-    y = batch_norm(y, f"{name}_bn2", weight_decay, sync)
+    y = _conv_bn(y, filters, 1, name, weight_decay, sync, "2")
+    residual = x
     if (strides != 1 or in_filters != filters) and shortcut == "A":
         if filters < in_filters:
             raise ValueError(
@@ -141,16 +138,9 @@ def basic_block(
             name=f"{name}_shortcut",
         )(x)
     elif strides != 1 or in_filters != filters:
-        residual = _conv3x3(
-            x,
-            filters,
-            strides,
-            f"{name}_shortcut_conv",
-            weight_decay,
-            f"{name}_shortcut_pad",
-        )
-        residual = batch_norm(
-            residual, f"{name}_shortcut_bn", weight_decay, sync
+        shortcut_name = f"{name}_shortcut"
+        residual = _conv_bn(
+            x, filters, strides, shortcut_name, weight_decay, sync
         )
     y = keras.layers.Add(name=f"{name}_add")([y, residual])
     return keras.layers.ReLU(name=f"{name}_out")(y)
@@ -186,20 +176,12 @@ def cifar_resnet(
             `(CIFAR10_MEAN, CIFAR10_STD)`, 0-255 units): adds a
             `PerChannelNormalization` first layer. None: no normalisation.
         input_shape: `(H, W, C)`.
-        synchronized_batch_norm: every BatchNorm normalises with the
-            statistics of the global batch over all replicas of a
-            `tf.distribute` strategy (Keras `synchronized=True`, saved in
-            the configs); default per replica, as PyTorch DDP without
-            `SyncBatchNorm`. No effect on one device or on JAX.
+        synchronized_batch_norm: BatchNorm statistics over the global
+            batch of all replicas of a `tf.distribute` strategy (saved in
+            the configs; docs/distributed.md); default per replica.
 
     Returns:
         A functional `keras.Model`, images `(B, H, W, C)` -> `(B, d)`.
-
-    Example:
-
-    >>> model = cifar_resnet(32, "long_tailed", width=16)
-    >>> model.output_shape
-    (None, 64)
     """
     check_choice("variant", variant, VARIANTS)
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
@@ -224,8 +206,7 @@ def cifar_resnet(
         )
     sync = bool(synchronized_batch_norm)
     inputs, x = image_inputs(input_shape, input_statistics)
-    x = _conv3x3(x, width, 1, "stem_conv", weight_decay, None)
-    x = batch_norm(x, "stem_bn", weight_decay, sync)
+    x = _conv_bn(x, width, 1, "stem", weight_decay, sync)
     x = keras.layers.ReLU(name="stem_relu")(x)
     for stage, (filters, strides) in enumerate(
         ((width, 1), (2 * width, 2), (4 * width, 2)), start=1

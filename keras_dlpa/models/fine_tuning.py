@@ -30,10 +30,8 @@ def set_trunk_trainable(
 ) -> keras.Layer:
     """Freezes or unfreezes the pretrained trunk of `model`.
 
-    A frozen trunk has no trainable weights and its BatchNormalization
-    layers run in inference mode; layers outside it keep training. The
-    setting is saved in the layer configs. Call `model.compile()` again
-    after changing it.
+    A frozen trunk's BatchNorm layers run in inference mode; layers outside
+    it keep training. Saved in the configs; call `model.compile()` again.
 
     Args:
         model: a model with a `"trunk"` layer (`get_trunk`).
@@ -77,13 +75,10 @@ def discriminative_optimizer(
 ) -> keras.optimizers.MultiOptimizer:
     """One optimizer with its own settings for the trunk and for the head.
 
-    A Keras `MultiOptimizer` whose `OptimizerMap` sends each trainable
-    trunk variable (by its `path`) to `trunk_optimizer` and every other one
-    to `head_optimizer`; each keeps its own learning rate or schedule and
-    the result serialises with the model. Build it after
-    `set_trunk_trainable` (only the variables trainable then are mapped).
-    It has no `learning_rate`, so `LearningRateScheduler` and
-    `ReduceLROnPlateau` do not apply: put schedules on the inner optimizers.
+    A Keras `MultiOptimizer` mapping each trainable trunk variable (by
+    `path`) to `trunk_optimizer`, the others to `head_optimizer`. Build it
+    after `set_trunk_trainable`; it has no `learning_rate` of its own (put
+    schedules on the inner optimizers, docs/backbones.md).
 
     Args:
         model: a model with a `"trunk"` layer (`get_trunk`).

@@ -18,19 +18,13 @@ _TORCH_STD = (0.229, 0.224, 0.225)
 class ImageNetPreprocessing(keras.layers.Layer):
     """Maps raw 0-255 RGB images to what a `keras.applications` model expects.
 
-    Computes what `keras.applications.<family>.preprocess_input` does, inside
-    the model, so a saved or exported backbone serves raw pixels:
-
-    - `"caffe"` (ResNet50/101/152, VGG): RGB -> BGR, then subtract the
-      ImageNet BGR mean `(103.939, 116.779, 123.68)`; no scaling.
-    - `"tf"` (ResNet50V2, MobileNetV2, Xception, Inception):
-      `x / 127.5 - 1`, range `[-1, 1]`.
-    - `"torch"` (DenseNet): `(x / 255 - mean) / std` with the ImageNet RGB
-      mean `(0.485, 0.456, 0.406)` and std `(0.229, 0.224, 0.225)`.
-
-    Families with built-in preprocessing (EfficientNetV2, ConvNeXt,
-    MobileNetV3) need no such layer. The constants are created in `call`
-    (no weights, no graph-captured numpy tables).
+    Computes `keras.applications.<family>.preprocess_input` inside the
+    model, so a saved or exported backbone serves raw pixels:
+    `"caffe"` (ResNet50/101/152, VGG): RGB -> BGR minus the ImageNet BGR
+    mean; `"tf"` (ResNetV2, MobileNetV2, Xception, Inception):
+    `x / 127.5 - 1`; `"torch"` (DenseNet): `(x / 255 - mean) / std` with
+    the ImageNet RGB statistics. The constants are created in `call` (no
+    weights, no graph-captured numpy tables).
 
     Args:
         mode: one of `"caffe"`, `"tf"`, `"torch"`.
@@ -41,13 +35,6 @@ class ImageNetPreprocessing(keras.layers.Layer):
 
     Output shape:
         Same as the input, compute dtype.
-
-    Example:
-
-    >>> layer = ImageNetPreprocessing("tf")
-    >>> x = np.full((1, 2, 2, 3), 255.0, "float32")
-    >>> np.asarray(layer(x))[0, 0, 0].tolist()
-    [1.0, 1.0, 1.0]
     """
 
     def __init__(self, mode: str, **kwargs):

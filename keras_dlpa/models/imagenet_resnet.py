@@ -23,34 +23,27 @@ def resnet50_backbone(
 ) -> keras.Model:
     """Builds the reference's ImageNet backbone: ResNet-50 + linear head.
 
-    `keras.applications.ResNet50(include_top=False, pooling="avg")` (the
-    nested model `"resnet50"`) gives 2048 features; `Dense(2048 -> dim,
-    use_bias=False)` (`"projection"`) maps them to `d`. BatchNorm momentum
-    is 0.9 (PyTorch 0.1), epsilon the application's 1.001e-5. The model is
+    `keras.applications.ResNet50(include_top=False, pooling="avg")` (nested
+    as `"resnet50"`, BatchNorm momentum 0.9 as PyTorch's 0.1), then
+    `Dense(2048 -> dim, use_bias=False)` (`"projection"`). The model is
     named `"resnet50_backbone"`.
 
     Args:
         dim: feature size `d`; None returns the 2048 pooled features.
         input_shape: `(H, W, C)`, H and W >= 32.
         weights: None (random init), `"imagenet"` or a weights file, as in
-            `pretrained_backbone`. The ImageNet weights expect caffe-style
-            inputs (BGR, mean-subtracted), not `(x - mean) / std`.
+            `pretrained_backbone` (the ImageNet weights expect caffe-style
+            inputs, not `(x - mean) / std`).
         weight_decay: PyTorch SGD weight decay as coupled L2 on all trainable
             parameters (Keras factor `weight_decay / 2`); reference 2e-5.
         input_statistics: `(mean, std)` per channel of the raw inputs (e.g.
-            `(IMAGENET_MEAN, IMAGENET_STD)`, 0-255 units): adds a
-            `PerChannelNormalization` first layer.
+            `(IMAGENET_MEAN, IMAGENET_STD)`): a `PerChannelNormalization`
+            first layer.
         synchronized_batch_norm: BatchNorm statistics over the global batch
             of all replicas (see `cifar_resnet`).
 
     Returns:
         A functional `keras.Model`, images `(B, H, W, C)` -> `(B, d)`.
-
-    Example:
-
-    >>> model = resnet50_backbone(dim=512, input_shape=(64, 64, 3))
-    >>> model.output_shape
-    (None, 512)
     """
     dim = check_int("dim", dim, allow_none=True)
     check_number("weight_decay", weight_decay, closed=True)

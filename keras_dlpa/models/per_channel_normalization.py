@@ -41,15 +41,14 @@ def _as_floats(value, arg: str) -> tuple:
 class PerChannelNormalization(keras.layers.Layer):
     """Maps raw images to `(x - mean) / std`, per channel.
 
-    The statistics are stored in the layer config and as non-trainable
-    weights (never as graph constants), so a saved or exported model serves
-    raw images and ONNX export does not turn them into spurious inputs.
-    Inputs of any dtype are cast to the compute dtype first.
+    The statistics are stored in the config and as non-trainable weights
+    (not graph constants, which ONNX export would turn into inputs), so a
+    saved or exported model serves raw images of any dtype.
 
     Args:
         mean: float or sequence of `C` floats, in the units of the raw input
-            (for 0-255 pixels use e.g. `CIFAR10_MEAN`).
-        std: float or sequence of `C` floats, all positive, same units.
+            (for 0-255 pixels e.g. `CIFAR10_MEAN`).
+        std: float or sequence of `C` positive floats, same units.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Input shape:
@@ -57,13 +56,6 @@ class PerChannelNormalization(keras.layers.Layer):
 
     Output shape:
         Same as the input, compute dtype.
-
-    Example:
-
-    >>> layer = PerChannelNormalization(mean=[128.0] * 3, std=[64.0] * 3)
-    >>> x = np.full((1, 2, 2, 3), 192.0, "float32")
-    >>> np.asarray(layer(x))[0, 0, 0].tolist()
-    [1.0, 1.0, 1.0]
     """
 
     def __init__(self, mean: FloatOrSeq, std: FloatOrSeq, **kwargs):

@@ -4,6 +4,7 @@ import copy
 
 import keras
 
+from keras_dlpa.checks import check_choice
 from keras_dlpa.models.cifar_resnet import cifar_resnet
 from keras_dlpa.models.imagenet_resnet import resnet50_backbone
 from keras_dlpa.models.per_channel_normalization import CIFAR10_MEAN
@@ -128,23 +129,8 @@ def backbone_from_preset(preset: str, **overrides) -> keras.Model:
 
     Returns:
         The functional backbone, images `(B, H, W, C)` -> features `(B, d)`.
-
-    Example:
-
-    >>> model = backbone_from_preset("resnet32_cifar100", dim=50)
-    >>> model.output_shape
-    (None, 50)
-    >>> model = backbone_from_preset(
-    ...     "convnext_tiny", input_shape=(64, 64, 3), dim=128
-    ... )  # weights="imagenet" downloads the ImageNet weights.
-    >>> model.output_shape
-    (None, 128)
     """
-    if preset not in BACKBONE_PRESETS:
-        raise ValueError(
-            f"Unknown backbone preset: preset={preset!r}. "
-            f"Expected one of {sorted(BACKBONE_PRESETS)}."
-        )
+    check_choice("preset", preset, sorted(BACKBONE_PRESETS))
     entry = BACKBONE_PRESETS[preset]
     config = copy.deepcopy(entry["config"])
     name = overrides.pop("name", preset)

@@ -159,9 +159,8 @@ def _application_trunk(
     `weight_decay` or `batch_norm` (overrides of every BatchNormalization
     config) rebuilt from its config so both survive `.keras` save/load."""
     constructor = getattr(keras.applications, architecture)
-    kwargs = {}
-    if APPLICATIONS[architecture] is None:
-        kwargs["include_preprocessing"] = True
+    built_in = APPLICATIONS[architecture] is None
+    kwargs = {"include_preprocessing": True} if built_in else {}
     try:
         base = constructor(
             include_top=False,
@@ -250,16 +249,13 @@ def pretrained_backbone(
 ) -> keras.Model:
     """Builds a pretrained feature backbone: raw images -> features `(B, d)`.
 
-    The trunk is a `keras.applications` model (`include_top=False`,
-    `pooling="avg"`), or a keras-hub `Backbone` loaded with
-    `keras_hub.models.Backbone.from_preset` followed by global average
-    pooling. The trunk's input preprocessing is part of the model, so it
-    takes raw RGB pixels in `[0, 255]` (per family: docs/backbones.md;
-    keras-hub: the preset `ImageConverter`'s `x * scale + offset` without
-    its resize, so images must arrive at `input_shape`). With `dim`,
-    `Dense(dim, no bias)` + BatchNorm (`project_features`) map the pooled
+    The trunk (a `keras.applications` model with `pooling="avg"`, or a
+    keras-hub `Backbone` + global average pooling) has its input
+    preprocessing inside the model, so it takes raw RGB pixels in
+    `[0, 255]` (docs/backbones.md; keras-hub images must arrive at
+    `input_shape`). With `dim`, `project_features` maps the pooled
     features to `d`; otherwise `d` is the trunk's width (e.g. 2048 for
-    ResNet50, 1280 for EfficientNetV2B0, 768 for ConvNeXtTiny).
+    ResNet50).
 
     Args:
         architecture: a constructor name from `APPLICATIONS` (case, `_` and
@@ -284,14 +280,6 @@ def pretrained_backbone(
     Returns:
         A functional `keras.Model`, images `(B, H, W, 3)` -> `(B, d)`, with
         the trunk as the nested layer `"trunk"`.
-
-    Example:
-
-    >>> backbone = pretrained_backbone(
-    ...     "ResNet50", weights="none", input_shape=(64, 64, 3), dim=128
-    ... )
-    >>> backbone.output_shape
-    (None, 128)
     """
     weights = _check_weights(weights)
     input_shape = check_image_shape(input_shape, channels=3)

@@ -10,12 +10,8 @@ from keras_dlpa.models.regularization import coupled_l2
 def project_features(
     x, dim: int, weight_decay: float = 0.0, synchronized_batch_norm=False
 ):
-    """Adds `Dense(dim, no bias)` + BatchNorm to the feature tensor `x`.
-
-    Maps a backbone's features to another size `d` (e.g. a long-tailed
-    CIFAR ResNet's last width, or a pretrained trunk's pooled features);
-    PyTorch-style BatchNorm and coupled L2 as the backbones. Layer names:
-    `"feature_projection"`, `"projection_bn"`.
+    """Adds `Dense(dim, no bias)` + BatchNorm (`"feature_projection"`,
+    `"projection_bn"`; PyTorch-style BatchNorm, coupled L2) to features `x`.
 
     Args:
         x: symbolic features `(B, d_in)`.
