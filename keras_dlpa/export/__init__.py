@@ -1,12 +1,7 @@
-"""Export of trained DL2PA classifiers for serving (imports TensorFlow).
-
-The serving graph (backbone -> L2 normalise -> cosines against the
-label-ordered prototypes `W[A]` baked in as constants) is written as a
-SavedModel and/or ONNX (optionally in TF-Serving / Triton layouts, and as
-int8 ONNX) and checked for parity with the Keras model; see
-docs/serving.md. `load_predictor` and `load_classifier` live in the
-TensorFlow-free `keras_dlpa.predict`.
-"""
+"""Export of trained DL2PA classifiers for serving (imports TensorFlow):
+SavedModel / ONNX / int8 ONNX, TF-Serving and Triton layouts, parity
+checks (docs/serving.md). `load_predictor` and `load_classifier` live in
+the TensorFlow-free `keras_dlpa.predict`."""
 
 from keras_dlpa.export.classifier_export import FORMATS
 from keras_dlpa.export.classifier_export import ExportOptions

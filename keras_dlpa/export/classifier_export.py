@@ -123,13 +123,11 @@ def export_classifier(
 ) -> ExportResult:
     """Exports a trained DL2PA classifier for serving and checks parity.
 
-    Builds the serving graph (`build_serving_model`: backbone -> L2
-    normalise -> cosines against `W[A]` baked in; outputs `logits`,
-    `label`, `score`, optional top-k), writes it as a SavedModel
-    (`export_saved_model`) and/or ONNX (`export_onnx`), optionally an int8
-    ONNX copy, in the layout of `options.layout` (files: docs/serving.md),
-    compares every export with the Keras model and raises `ParityError`
-    when labels or cosines differ. A JSON report goes to `export.json`.
+    Writes the serving graph (`build_serving_model`) as a SavedModel and/or
+    ONNX, optionally an int8 ONNX copy, in the layout of `options.layout`
+    (docs/serving.md) with a JSON report `export.json`; raises
+    `ParityError` when an export's labels or cosines differ from the Keras
+    model's.
 
     Args:
         source: a `keras.Model`, a `.keras` file or a RUN_DIR (uses

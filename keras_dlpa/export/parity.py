@@ -155,11 +155,9 @@ def check_int8_parity(
 ) -> dict:
     """Compares an int8 ONNX model with its float32 source on real images.
 
-    Quantisation moves every cosine a little, so the int8 model passes when
-    its top-1 labels agree with the float32 model's on at least
-    `min_agreement` of `images` and the mean |cosine difference| is at most
-    `tolerance`. Use held-out real images: random noise lies outside the
-    calibrated activation ranges.
+    It passes when the top-1 labels agree on at least `min_agreement` of
+    `images` and the mean |cosine difference| is at most `tolerance`. Use
+    held-out real images (noise lies outside the calibrated ranges).
 
     Args:
         fp32_path: the float32 `.onnx`.

@@ -33,11 +33,9 @@ def quantize_onnx(
 ) -> Path:
     """Writes an int8 copy of an exported ONNX classifier.
 
-    Post-training static quantisation with onnxruntime (`quantize_static`,
-    min/max calibration on `calibration_images`): uint8 activations, int8
-    weights. The cosine head (`BakedPrototypeHead`) stays float32, so the
-    outputs keep their names, dtypes and shapes; the float model's metadata
-    is copied, with `"quantization"` describing the scheme.
+    onnxruntime `quantize_static` (min/max calibration): uint8 activations,
+    int8 weights; the cosine head stays float32, so the outputs keep their
+    names, dtypes and shapes. Metadata is copied, plus `"quantization"`.
 
     Args:
         model_path: the float32 `.onnx` from `export_onnx`.

@@ -84,36 +84,22 @@ def triton_config(
     max_batch_size = check_int("max_batch_size", max_batch_size)
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     inputs = [_block(*_tensor(v), ["format: FORMAT_NHWC"]) for v in graph.input]
+    label = [f'label_filename: "{TRITON_LABELS}"'] if labels else []
     outputs = [
-        _block(
-            *_tensor(v),
-            [f'label_filename: "{TRITON_LABELS}"']
-            if labels and v.name == "logits"
-            else [],
-        )
+        _block(*_tensor(v), label if v.name == "logits" else [])
         for v in graph.output
     ]
-    lines = [
-        f'name: "{name}"',
-        'platform: "onnxruntime_onnx"',
-        f"max_batch_size: {max_batch_size}",
-        "input [",
-        ",\n".join(inputs),
-        "]",
-        "output [",
-        ",\n".join(outputs),
-        "]",
-    ]
-    preferred = sorted(
-        {b for b in (32, 64, max_batch_size) if b <= max_batch_size}
+    preferred = {b for b in (32, 64, max_batch_size) if b <= max_batch_size}
+    preferred = ", ".join(map(str, sorted(preferred)))
+    sep = ",\n"
+    return (
+        f'name: "{name}"\nplatform: "onnxruntime_onnx"\n'
+        f"max_batch_size: {max_batch_size}\n"
+        f"input [\n{sep.join(inputs)}\n]\noutput [\n{sep.join(outputs)}\n]\n"
+        "dynamic_batching {\n"
+        f"  preferred_batch_size: [ {preferred} ]\n"
+        "  max_queue_delay_microseconds: 100\n}\n"
     )
-    lines += [
-        "dynamic_batching {",
-        f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]",
-        "  max_queue_delay_microseconds: 100",
-        "}",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def read_triton_config(path):
