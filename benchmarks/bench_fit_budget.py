@@ -167,9 +167,9 @@ def budget(
         "config": {
             "train_per_class": per_class,
             "epochs": epochs,
-            "backbone": config.backbone,
-            "dim": config.dim,
-            "batch_size": config.batch_size,
+            "backbone": config.model.backbone,
+            "dim": config.model.dim,
+            "batch_size": config.optimisation.batch_size,
             "checkpoint_every": every,
             "train_images": json.loads((run_dir / "config.json").read_text())[
                 "train_size"

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_dlpa.evaluation import shot_groups
+from keras_dlpa.training.config import flat_config
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def make_report(run_dir, out_dir=None) -> list[Path]:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"Run directory not found: {run_dir}")
     config = _read_json(run_dir / "config.json", dict, required=True)
+    config = flat_config(config)  # nested, or flat from earlier versions
     metrics = _read_json(run_dir / "metrics.json", list, required=True)
     if not all(isinstance(row, dict) for row in metrics):
         raise ValueError(

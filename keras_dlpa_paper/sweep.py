@@ -144,7 +144,7 @@ def settings_conflict(job: Job) -> str | None:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return "config.json unreadable"
-    differences = resume_differences(config, stored.get("settings", stored))
+    differences = resume_differences(config, stored)
     return "; ".join(differences) or None
 
 

@@ -52,7 +52,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from keras_dlpa.evaluation import format_metrics_table
+    from keras_dlpa.training import DataConfig
     from keras_dlpa.training import ExperimentConfig
+    from keras_dlpa.training import ModelConfig
+    from keras_dlpa.training import OptimisationConfig
+    from keras_dlpa.training import RunConfig
     from keras_dlpa.training import run_experiment
 
     start = time.perf_counter()
@@ -60,28 +64,32 @@ def main(argv=None) -> int:
     if out.exists():
         shutil.rmtree(out)  # a quickstart always starts fresh
     config = ExperimentConfig(
-        dataset="cifar10_jpeg",
-        source="image_dir",
-        image_dir=args.image_dir,
-        test_split=None,
-        train_per_class=args.train_per_class,
-        val_fraction=0.1,
-        imbalance=0.1,
-        method=args.method,
-        backbone="resnet32_lt_cifar10",
-        depth=8,
-        width=8,
-        dim=args.dim,
-        epochs=args.epochs,
-        batch_size=64,
-        learning_rate=0.1,
-        warmup_epochs=1,
-        milestones=(args.epochs - 1,),
-        weight_decay=2e-4,
-        mixup_alpha=0.0,
-        out=str(out),
-        seed=args.seed,
-        verbose=2,
+        data=DataConfig(
+            dataset="cifar10_jpeg",
+            source="image_dir",
+            image_dir=args.image_dir,
+            test_split=None,
+            train_per_class=args.train_per_class,
+            val_fraction=0.1,
+            imbalance=0.1,
+        ),
+        model=ModelConfig(
+            method=args.method,
+            backbone="resnet32_lt_cifar10",
+            depth=8,
+            width=8,
+            dim=args.dim,
+        ),
+        optimisation=OptimisationConfig(
+            epochs=args.epochs,
+            batch_size=64,
+            learning_rate=0.1,
+            warmup_epochs=1,
+            milestones=(args.epochs - 1,),
+            weight_decay=2e-4,
+            mixup_alpha=0.0,
+        ),
+        run=RunConfig(out=str(out), seed=args.seed, verbose=2),
     )
     evaluation = run_experiment(config)
     print(format_metrics_table(evaluation))

@@ -87,7 +87,7 @@ def start(images, tmp_path_factory):
     config = config_from_args("cifar10_lt", args)
     train, _ = make_splits(load_data(config)[0], config)
     mean, std = channel_stats(train.images)
-    method = get_method(config.method)
+    method = get_method(config.model.method)
     model = build_model(
         config, method, train.num_classes, mean, std, train.image_shape
     )
@@ -114,8 +114,9 @@ def test_recipe_on_jax_without_tensorflow_resumes_exactly(images, start):
         assert (full / name).is_file(), name
     assert list((full / "plots").glob("*.png"))
     config = json.loads((full / "config.json").read_text())
-    assert config["backend"] == "jax" and config["executor"] == "grain"
-    assert config["jit_compile"] is True  # Keras runs JAX steps eagerly else
+    assert config["backend"] == "jax" and config["run"]["executor"] == "grain"
+    # Keras runs JAX steps eagerly else.
+    assert config["run"]["jit_compile"] is True
     assert "tensorflow_version" not in config
     # Killed after the first epoch's checkpoint, then resumed.
     cut = tmp_path / "cut"

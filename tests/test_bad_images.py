@@ -265,7 +265,8 @@ def test_train_cli_names_bad_files_in_one_line(tmp_path, capsys, monkeypatch):
     args = build_parser("cifar10_lt").parse_args([*argv, "--skip-bad-images"])
     config = config_from_args("cifar10_lt", args)
     train, _, _ = load_data(config)
-    assert config.skip_bad_images and train.skipped_files == tuple(sorted(bad))
+    assert config.data.skip_bad_images
+    assert train.skipped_files == tuple(sorted(bad))
     # A streamed run stops at the first batch with one line naming the file.
     _, bad_jpg = _streamed(tmp_path / "s", per_class=10)
     argv = ["--quick", "--epochs", "1", "--no-report", "--weights", "none"]

@@ -193,6 +193,8 @@ def test_every_source_kind_has_one_loader():
 
 
 def test_in_memory_and_streamed_data_share_one_interface(tmp_path):
+    from types import SimpleNamespace
+
     from keras_dlpa.data.eval_batches import EvalBatches
     from keras_dlpa.data.image_data import from_arrays
     from keras_dlpa.data.labelled_paths import LabelledPaths
@@ -208,7 +210,8 @@ def test_in_memory_and_streamed_data_share_one_interface(tmp_path):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray(image).save(paths[-1])
     streamed = LabelledPaths(paths, in_memory.labels, ["0", "1"])
-    config = ExperimentConfig(mixup_alpha=0.0, image_size=12)
+    config = ExperimentConfig.from_dict(dict(mixup_alpha=0.0, image_size=12))
+    settings = SimpleNamespace(**config.flat())  # fields by name
     from keras_dlpa.data.image_ops import eval_image
 
     expected = {
@@ -223,7 +226,7 @@ def test_in_memory_and_streamed_data_share_one_interface(tmp_path):
         ("streamed", streamed, StreamAugmentation),
     ):
         assert isinstance(data, DataSource)
-        assert isinstance(data.augmentation(config), kind)
+        assert isinstance(data.augmentation(settings), kind)
         batches = EvalBatches(data, batch_size=2, image_size=12)
         assert len(batches) == 3
         got = np.concatenate([batches[i][0] for i in range(3)])

@@ -14,6 +14,7 @@ from keras_dlpa.data.plan import Augmentation
 from keras_dlpa.data.plan import BatchMaker
 from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.plan import epoch_plan
+from keras_dlpa.training.config import flat_config
 
 AUGMENTATIONS = [
     Augmentation(4, True, 1.0),
@@ -196,7 +197,7 @@ def test_device_executor_trains_as_grain_does_on_jax(tmp_path):
         out = tmp_path / executor
         args = _args(images, out, "--executor", executor, "--verbose", "2")
         result = _run(args, env)
-        config = json.loads((out / "config.json").read_text())
+        config = flat_config(json.loads((out / "config.json").read_text()))
         assert config["executor"] == executor and config["backend"] == "jax"
     assert "Input: the device executor" in result.stdout
     _assert_same_run(tmp_path / "grain", tmp_path / "device")

@@ -17,12 +17,12 @@ from keras_dlpa.training.config import ExperimentConfig
 @pytest.mark.parametrize("method", ["dl2pa", "softmax"])
 def test_bfloat16_backbone_float32_head(method, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_DLPA_CACHE", str(tmp_path))
-    config = ExperimentConfig(
+    config = ExperimentConfig.from_dict(dict(
         backbone="resnet32_lt_cifar10", depth=8, width=2, method=method,
         precision="bfloat16", dim=None,
-    )  # fmt: skip
+    ))  # fmt: skip
     before = keras.config.dtype_policy().name
-    with precision_policy(config.precision):
+    with precision_policy(config.run.precision):
         model = build_model(
             config, get_method(method), 10, [120.0] * 3, [60.0] * 3, (16, 16, 3)
         )

@@ -45,7 +45,7 @@ def test_quickstart_reproduces_its_published_numbers(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "top1" in result.stdout
     config = json.loads((out / "config.json").read_text())
-    assert config["dim"] == 4 and config["method"] == "dl2pa"
+    assert config["model"]["dim"] == 4 and config["model"]["method"] == "dl2pa"
     metrics = json.loads((out / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics] == list(range(10))
     published = json.loads((RESULTS / "quickstart.json").read_text())

@@ -12,6 +12,7 @@ from conftest import image_folder as _image_folder
 
 from keras_dlpa.cli.train import build_parser
 from keras_dlpa.cli.train import config_from_args
+from keras_dlpa.training.config import flat_config
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 METRIC_KEYS = (
@@ -83,13 +84,14 @@ def _check_run_dir(run_dir, method, num_classes, dim, test, plots):
         "checkpoints/epoch-000001.json",
     ):
         assert (run_dir / name).is_file(), name
-    config = json.loads((run_dir / "config.json").read_text())
-    assert config["method"] == method
+    nested = json.loads((run_dir / "config.json").read_text())
+    # The sections (resolved) and `settings` (as given), then the extras.
+    assert (nested["model"]["method"], nested["model"]["dim"]) == (method, dim)
+    assert "seed" in nested["run"] and "dataset" in nested["data"]
+    assert nested["settings"]["model"]["method"] == method
+    config = flat_config(nested)
     assert config["num_classes"] == num_classes
-    assert config["dim"] == dim
     assert len(config["class_names"]) == num_classes
-    for key in ("dataset", "seed"):
-        assert key in config
     rows = json.loads((run_dir / "metrics.json").read_text())
     assert [r["epoch"] for r in rows] == [0]
     for key in METRIC_KEYS:
@@ -125,57 +127,57 @@ def _check_run_dir(run_dir, method, num_classes, dim, test, plots):
     return config, evaluation
 
 
+def _fields(config, **expected):
+    """Asserts `config`'s fields (flat names) hold `expected`."""
+    flat = config.flat()
+    assert {name: flat[name] for name in expected} == expected
+
+
 def test_cifar100_lt_defaults_are_the_paper_setting():
     args = build_parser("cifar100_lt").parse_args([])
     config = config_from_args("cifar100_lt", args)
-    assert (config.method, config.imbalance, config.epochs) == (
-        "dl2pa",
-        0.01,
-        200,
-    )
-    assert (config.batch_size, config.learning_rate) == (128, 0.1)
-    assert (config.warmup_epochs, config.milestones) == (5, (160, 180))
-    assert (config.weight_decay, config.mixup_alpha) == (2e-4, 1.0)
-    assert config.class_scale and config.backbone == "resnet32_lt_cifar100"
-    assert config.out == "runs/cifar100_lt-dl2pa-0.01-0"
+    assert (config.model.method, config.data.imbalance) == ("dl2pa", 0.01)
+    assert config.optimisation.epochs == 200
+    _fields(
+        config, batch_size=128, learning_rate=0.1, warmup_epochs=5,
+        milestones=(160, 180), weight_decay=2e-4, mixup_alpha=1.0,
+        class_scale=True, backbone="resnet32_lt_cifar100",
+        out="runs/cifar100_lt-dl2pa-0.01-0",
+    )  # fmt: skip
     balanced = config_from_args(
         "cifar100", build_parser("cifar100").parse_args(["--dim", "10"])
     )
-    assert (balanced.epochs, balanced.learning_rate) == (250, 0.01)
-    assert balanced.milestones == (100, 200) and balanced.mixup_alpha == 0
-    assert not balanced.class_scale and balanced.imbalance is None
+    _fields(
+        balanced, epochs=250, learning_rate=0.01, milestones=(100, 200),
+        mixup_alpha=0, class_scale=False, imbalance=None,
+    )  # fmt: skip
 
 
 def test_imagenet_recipes_defaults_are_the_reference_settings():
     lt = config_from_args(
         "imagenet_lt", build_parser("imagenet_lt").parse_args([])
     )
-    assert (lt.epochs, lt.batch_size, lt.learning_rate) == (105, 1024, 0.5)
-    assert (lt.warmup_epochs, lt.lr_decay, lt.weight_decay) == (
-        5,
-        "cosine",
-        2e-5,
-    )
-    assert (lt.backbone, lt.dim, lt.streaming) == (
-        "resnet50_imagenet",
-        512,
-        True,
-    )
-    assert (lt.auto_augment, lt.random_erasing) == ("trivial", 0.1)
-    assert (lt.mixup_alpha, lt.cutmix_alpha) == (0.2, 1.0)
+    _fields(
+        lt, epochs=105, batch_size=1024, learning_rate=0.5, warmup_epochs=5,
+        lr_decay="cosine", weight_decay=2e-5, backbone="resnet50_imagenet",
+        dim=512, streaming=True, auto_augment="trivial", random_erasing=0.1,
+        mixup_alpha=0.2, cutmix_alpha=1.0,
+    )  # fmt: skip
     one_k = config_from_args(
         "imagenet",
         build_parser("imagenet").parse_args(["--classes", "200"]),
     )
-    assert one_k.epochs == 100 and one_k.class_subset == "200"
+    _fields(one_k, epochs=100, class_subset="200")
     tune = config_from_args(
         "finetune",
         build_parser("finetune").parse_args(
             ["--image-dir", "x", "--backbone", "convnext_tiny"]
         ),
     )
-    assert (tune.backbone, tune.weights) == ("convnext_tiny", "imagenet")
-    assert tune.freeze_epochs == 1 and tune.trunk_lr_scale == 0.1
+    _fields(
+        tune, backbone="convnext_tiny", weights="imagenet", freeze_epochs=1,
+        trunk_lr_scale=0.1,
+    )  # fmt: skip
 
 
 def test_imbalance_outside_unit_interval_is_an_error():
@@ -352,20 +354,22 @@ def test_balanced_cifar100_script_quick_in_a_subprocess(tmp_path):
 
 
 def test_every_config_field_is_described_once_in_its_metadata():
-    """Each field's group and help are its metadata, and the class
-    docstring (`help(ExperimentConfig)`) is generated from them."""
-    import dataclasses
-
-    from keras_dlpa.training.config import GROUPS
+    """Each field's help is its metadata, and the docstrings of its section
+    and of `ExperimentConfig` (`help(...)`) are generated from it; a name
+    belongs to one section only."""
+    from keras_dlpa.training.config import SECTIONS
     from keras_dlpa.training.config import ExperimentConfig
+    from keras_dlpa.training.config import config_fields
 
-    doc = " ".join(ExperimentConfig.__doc__.split())
-    for field in dataclasses.fields(ExperimentConfig):
-        assert field.metadata["group"] in GROUPS, field.name
+    names = [field.name for _, field in config_fields()]
+    assert len(names) == len(set(names)) == len(ExperimentConfig().flat())
+    top = " ".join(ExperimentConfig.__doc__.split())
+    for section, field in config_fields():
         text = " ".join(field.metadata["help"].split())
         assert text, field.name
-        assert f"{field.name} (default `{field.default!r}`" in doc, field.name
-        assert f"): {text}." in doc, field.name
+        for doc in (" ".join(SECTIONS[section].__doc__.split()), top):
+            assert f"{field.name} (default `{field.default!r}`" in doc
+            assert f"): {text}." in doc, field.name
 
 
 def test_flags_map_back_to_their_fields_and_the_main_flag_wins():
@@ -376,17 +380,18 @@ def test_flags_map_back_to_their_fields_and_the_main_flag_wins():
         "cifar10_lt", "--lr", "0.05", "--mixup", "0", "--milestones", "3,4",
         "--no-report", "--no-download", "--sync-bn", "--dataset", "stl10",
     )  # fmt: skip
-    assert (tuned.learning_rate, tuned.mixup_alpha) == (0.05, 0.0)
-    assert tuned.milestones == (3, 4) and tuned.dataset == "stl10"
-    assert not tuned.report and not tuned.download and tuned.sync_batch_norm
-    assert tuned.out == "runs/cifar10_lt-stl10-dl2pa-0.01-0"
+    _fields(
+        tuned, learning_rate=0.05, mixup_alpha=0.0, milestones=(3, 4),
+        dataset="stl10", report=False, download=False, sync_batch_norm=True,
+        out="runs/cifar10_lt-stl10-dl2pa-0.01-0",
+    )  # fmt: skip
     # Not given: the recipe's value, then --quick's.
-    assert config("cifar10_lt").report and config("cifar10_lt").epochs == 200
-    assert config("cifar10_lt", "--quick").epochs == 3
-    assert config("cifar10_lt", "--quick", "--epochs", "5").epochs == 5
+    _fields(config("cifar10_lt"), report=True, epochs=200)
+    assert config("cifar10_lt", "--quick").optimisation.epochs == 3
+    _fields(config("cifar10_lt", "--quick", "--epochs", "5"), epochs=5)
     lists = ("--train-list", "t", "--val-dir", "dir", "--test-dir", "tdir")
-    assert config("imagenet_lt", *lists).val_list == "dir"
+    assert config("imagenet_lt", *lists).data.val_list == "dir"
     both = config("imagenet_lt", *lists, "--val-list", "v", "--test-list", "t")
-    assert (both.val_list, both.test_list) == ("v", "t")
+    assert (both.data.val_list, both.data.test_list) == ("v", "t")
     with pytest.raises(SystemExit):
         build_parser("cifar10_lt").parse_args(["--val-dir", "x"])

@@ -12,6 +12,7 @@ from conftest import CIFAR100_PNG
 from conftest import REPO_ROOT
 from conftest import SHARED_DATA
 
+from keras_dlpa.training.config import flat_config
 from keras_dlpa_paper.grids import GRIDS
 from keras_dlpa_paper.grids import Selection
 from keras_dlpa_paper.reproduce import DATA_ENV
@@ -249,7 +250,9 @@ def test_table6_svhn_cell_trains_from_tfds(tmp_path, monkeypatch):
     with tfds.testing.mock_data(num_examples=200):
         code = main(job.args + tiny + ["--out", job.out], recipe=job.recipe)
     assert code == 0
-    config = json.loads((Path(job.out) / "config.json").read_text())
+    config = flat_config(
+        json.loads((Path(job.out) / "config.json").read_text())
+    )
     assert config["dataset"] == "svhn_cropped"
     assert config["source"] == "tfds" and config["test_size"] == 200
     assert config["num_classes"] == 10 and config["dim"] == 64

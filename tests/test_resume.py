@@ -282,3 +282,27 @@ def test_resume_with_other_settings_is_refused_before_writing(
         assert named in err, err
     assert "image_dir" in err and "epochs" not in err.split("Only")[0]
     assert _snapshot(run) == before  # nothing in the directory written
+
+
+@pytest.mark.large
+def test_a_run_directory_with_a_flat_config_json_resumes(reference, tmp_path):
+    """Run directories written before the config was nested hold a flat
+    `config.json` (every field at top level): they resume, and the
+    resumed run writes the nested one."""
+    import shutil
+
+    from keras_dlpa.training.config import flat_config
+
+    home, images, ref = reference
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    path = run / "config.json"
+    nested = json.loads(path.read_text())
+    assert nested["optimisation"]["epochs"] == EPOCHS
+    path.write_text(json.dumps(flat_config(nested)))
+    refused = _cli(_args(images, run, "--resume", "--seed", "4"), _env(home))
+    assert refused.returncode == 2 and "seed: 3 -> 4" in refused.stderr
+    more = str(EPOCHS + 1)
+    _run(_args(images, run, "--resume", "--epochs", more), _env(home))
+    assert [r["epoch"] for r in _rows(run)] == list(range(EPOCHS + 1))
+    assert json.loads(path.read_text())["optimisation"]["epochs"] == EPOCHS + 1

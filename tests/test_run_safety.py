@@ -117,20 +117,18 @@ def _data(counts):
 
 def test_one_small_class_cannot_shrink_every_class():
     data = _data([30, 30, 30, 2])
-    config = ExperimentConfig(imbalance=1.0, val_fraction=0.5)
+    config = ExperimentConfig.from_dict(dict(imbalance=1.0, val_fraction=0.5))
     with pytest.raises(ValueError, match="smallest class, 'c3'") as info:
         splits_with_report(data, config)
     assert "--allow-data-drop" in str(info.value)
-    allowed = ExperimentConfig(
-        imbalance=1.0, val_fraction=0.5, allow_data_drop=True
-    )
+    allowed = config.replace(allow_data_drop=True)
     train, _, report = splits_with_report(data, allowed)
     assert train.class_counts().tolist() == [1, 1, 1, 1]
     assert report["before_profile"] == [15, 15, 15, 1]
     assert report["lost_per_class"] == [14, 14, 14, 0]
     assert report["lost_to_smallest_class"] == 42
     # The profile's own drops are not a loss.
-    lt = ExperimentConfig(imbalance=0.1, val_fraction=0.5)
+    lt = config.replace(imbalance=0.1)
     train, _, report = splits_with_report(_data([30] * 4), lt)
     assert report["lost_to_smallest_class"] == 0
     assert train.class_counts().tolist() == [15, 6, 3, 1]

@@ -27,6 +27,7 @@ from keras_dlpa.data.stream_plan import box_from_draw
 from keras_dlpa.data.stream_plan import stream_epoch_plan
 from keras_dlpa.data.streaming import StreamBatchMaker
 from keras_dlpa.data.streaming import grain_stream_dataset
+from keras_dlpa.training.config import flat_config
 
 RECIPES = Path(REPO_ROOT) / "recipes"
 NO_TF = Path(__file__).with_name("no_tensorflow")
@@ -207,7 +208,7 @@ QUICK = ["--quick", "--epochs", "1", "--no-report", "--seed", "1"]
 
 
 def _done(out, classes):
-    config = json.loads((out / "config.json").read_text())
+    config = flat_config(json.loads((out / "config.json").read_text()))
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert config["streaming"] is True
     assert config["num_classes"] == classes

@@ -15,6 +15,7 @@ from keras_dlpa.methods import get_method
 from keras_dlpa.prototypes import uniformity_loss
 from keras_dlpa.reassign_callback import ReassignCallback
 from keras_dlpa.softmax_prototypes import softmax_prototypes
+from keras_dlpa.training.config import flat_config
 from keras_dlpa.uniformity_regularizer import UniformityRegularizer
 from keras_dlpa.uniformity_regularizer import hyperspherical_uniformity
 
@@ -150,7 +151,7 @@ def test_ours_star_uses_the_softmax_weights_and_reassigns(tmp_path, capsys):
     assert not np.array_equal(state["assignment"], np.arange(4))
     rows = json.loads((ours / "metrics.json").read_text())
     assert 0.0 < rows[0]["assignment_changed"] <= 1.0
-    config = json.loads((ours / "config.json").read_text())
+    config = flat_config(json.loads((ours / "config.json").read_text()))
     assert config["softmax_run"] == str(softmax)
 
     # Clear errors: no run, another d, an unfinished run, no softmax run.

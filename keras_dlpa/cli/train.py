@@ -1,33 +1,33 @@
 """`keras-dlpa train RECIPE [flags]`: the paper's recipes from the console.
 
 Every recipe script in `recipes/` is `main(argv, recipe=NAME)` of this
-module: the flags are generated from the field metadata of
-`keras_dlpa.training.ExperimentConfig` (flag, help, type, choices, group),
-parsed into a config starting from the recipe's values in `RECIPES`, and
-the runner is called.
+module: the flags are generated from the field metadata of the sections of
+`keras_dlpa.training.ExperimentConfig` (flag, help, type, choices), parsed
+into a config starting from the recipe's values in `RECIPES`, and the
+runner is called.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 
-from keras_dlpa.training.config import GROUPS
 from keras_dlpa.training.config import IMAGE_LIST
+from keras_dlpa.training.config import SECTIONS
 from keras_dlpa.training.config import STREAMING
 from keras_dlpa.training.config import TFDS_IN_MEMORY
 from keras_dlpa.training.config import ExperimentConfig
+from keras_dlpa.training.config import config_fields
 from keras_dlpa.training.recipes import RECIPES
 from keras_dlpa_cli.errors import UsageError
 from keras_dlpa_cli.errors import run_command
 
 
 def _flag_fields(recipe_config: dict):
-    """`(field, flag, dest, help)` of every flag of a recipe; a field's
-    aliases come before its main flag, which `config_from_args` applies
-    last, so it wins."""
+    """`(section, field, flag, dest, help)` of every flag of a recipe; a
+    field's aliases come before its main flag, which `config_from_args`
+    applies last, so it wins."""
     has = {
         None: True,
         STREAMING: bool(recipe_config.get("streaming")),
@@ -35,13 +35,13 @@ def _flag_fields(recipe_config: dict):
         TFDS_IN_MEMORY: recipe_config["source"] == "tfds"
         and not recipe_config.get("streaming"),
     }
-    for field in dataclasses.fields(ExperimentConfig):
+    for section, field in config_fields():
         meta = field.metadata
         for flag, when, text in meta.get("aliases", ()):
             if has[when]:
-                yield field, flag, flag[2:].replace("-", "_"), text
+                yield section, field, flag, flag[2:].replace("-", "_"), text
         if meta.get("flag") and has[meta.get("when")]:
-            yield field, meta["flag"], field.name, meta["help"]
+            yield section, field, meta["flag"], field.name, meta["help"]
 
 
 def _shown(value) -> str:
@@ -52,8 +52,8 @@ def _shown(value) -> str:
 
 def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
     """The flags of `recipe`, generated from `ExperimentConfig`'s field
-    metadata (flag, help, type, choices, group, which recipes), with the
-    defaults of `RECIPES[recipe]` in the help. Every field flag defaults
+    metadata (flag, help, type, choices, which recipes), by section, with
+    the defaults of `RECIPES[recipe]` in the help. Every field flag defaults
     to None, "not given": the recipe's value (or `--quick`'s) stays."""
     spec = RECIPES[recipe]
     defaults = spec["config"]
@@ -61,11 +61,11 @@ def build_parser(recipe: str, parser=None) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(
             prog=f"recipes/{recipe}.py", description=spec["description"]
         )
-    groups = {name: parser.add_argument_group(name) for name in GROUPS}
-    for field, flag, dest, text in _flag_fields(defaults):
+    groups = {name: parser.add_argument_group(name) for name in SECTIONS}
+    for section, field, flag, dest, text in _flag_fields(defaults):
         meta = field.metadata
         metavar = flag[2:].replace("-", "_").upper()
-        group = groups[meta["group"]]
+        group = groups[section]
         if isinstance(field.default, bool):
             # The flag sets the opposite of the default (`--no-report`).
             group.add_argument(
@@ -133,7 +133,7 @@ def config_from_args(recipe: str, args) -> ExperimentConfig:
     values = dict(spec["config"])
     if args.quick:
         values.update(spec["quick"])
-    for field, _, dest, _ in _flag_fields(spec["config"]):
+    for _, field, _, dest, _ in _flag_fields(spec["config"]):
         value = getattr(args, dest, None)
         if value is not None:
             values[field.name] = value
@@ -159,7 +159,7 @@ def config_from_args(recipe: str, args) -> ExperimentConfig:
             f"runs/{recipe}-{data}{values.get('method', 'dl2pa')}-{imb}-"
             f"{values.get('seed', 0)}" + ("-quick" if args.quick else "")
         )
-    return ExperimentConfig(**values)
+    return ExperimentConfig.from_dict(values)
 
 
 def run_recipe(recipe: str, args) -> dict:
@@ -176,7 +176,7 @@ def run_recipe(recipe: str, args) -> dict:
         raise UsageError(str(error)) from None
     from keras_dlpa.training.run_dir import RunSettingsError
 
-    print(f"Run directory: {config.out}")
+    print(f"Run directory: {config.run.out}")
     try:
         evaluation = run_experiment(config)
     except RunSettingsError as error:

@@ -43,12 +43,14 @@ def build_model(
     std,
     image_shape,
 ) -> keras.Model:
-    """A `PrototypeClassifier`: the `config.backbone` preset and the head
-    of `method` (`config.method`, resolved once by the runner)."""
+    """A `PrototypeClassifier`: the `config.model.backbone` preset and the
+    head of `method` (`config.model.method`, resolved once by the runner)."""
+    sync, decay = config.run.sync_batch_norm, config.optimisation.weight_decay
+    config = config.model
     preset = BACKBONE_PRESETS[config.backbone]
     overrides = {
         "input_shape": tuple(int(s) for s in image_shape),
-        "weight_decay": config.weight_decay,
+        "weight_decay": decay,
     }
     weights = config.weights
     if preset["builder"] == "pretrained_backbone":
@@ -57,7 +59,7 @@ def build_model(
             overrides["weights"] = weights
         if config.dim is not None:
             overrides["dim"] = config.dim
-        if config.sync_batch_norm:
+        if sync:
             raise ValueError(
                 "`sync_batch_norm` is not supported with the pretrained "
                 f"backbone {config.backbone!r}."
@@ -74,7 +76,7 @@ def build_model(
                 f"{config.backbone!r} (no pretrained weights; use "
                 f"`init_weights`). Received: weights={weights!r}"
             )
-    if config.sync_batch_norm:
+    if sync:
         overrides["synchronized_batch_norm"] = True
     project_to = None
     if preset["builder"] == "cifar_resnet":
@@ -96,8 +98,8 @@ def build_model(
         features = project_features(
             backbone.outputs[0],
             project_to,
-            config.weight_decay,
-            synchronized_batch_norm=config.sync_batch_norm,
+            decay,
+            synchronized_batch_norm=sync,
         )
         backbone = keras.Model(backbone.input, features, name=backbone.name)
     dim = int(backbone.outputs[0].shape[-1])
@@ -111,13 +113,14 @@ def build_model(
             config.prototype_seed,
             softmax_run=config.softmax_run,
         ),
-        weight_decay=config.weight_decay,
+        weight_decay=decay,
         seed=config.prototype_seed,
     )
 
 
 def make_schedule(config: ExperimentConfig, steps_per_epoch: int):
     """The learning-rate schedule of `config` (driven by iterations)."""
+    config = config.optimisation
     if config.lr_decay == "cosine":
         return WarmupCosine(
             config.learning_rate,
@@ -146,9 +149,11 @@ def make_optimizer(
     fraction of the head's rate.
     """
 
+    momentum, config = config.optimisation.momentum, config.model
+
     def sgd(rate):
         return keras.optimizers.SGD(
-            learning_rate=rate, momentum=config.momentum, nesterov=False
+            learning_rate=rate, momentum=momentum, nesterov=False
         )
 
     if not config.freeze_epochs and config.trunk_lr_scale is None:

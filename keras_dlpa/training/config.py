@@ -1,14 +1,24 @@
-"""`ExperimentConfig`: everything one training run needs."""
+"""`ExperimentConfig`: everything one training run needs.
+
+The config is nested: `data` (`DataConfig`), `model` (`ModelConfig`),
+`optimisation` (`OptimisationConfig`) and `run` (`RunConfig`), each
+checking its own fields; `ExperimentConfig` checks the few settings that
+span sections. Field names are unique across sections, so
+`ExperimentConfig.from_dict` reads the nested form (`config.json`) and the
+flat one (`{"epochs": 3}`: the recipes, the command line, run directories
+of earlier versions), and `config.replace(epochs=3)` finds the section.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import textwrap
 
+from keras_dlpa.checks import check_choice
+from keras_dlpa.checks import check_int
+from keras_dlpa.checks import check_number
 from keras_dlpa.data.executor import EXECUTORS
 from keras_dlpa.data.stream_plan import AUTO_AUGMENTS
-from keras_dlpa.data.stream_plan import check_augment_settings
 from keras_dlpa.methods import METHODS
 from keras_dlpa.methods import get_method
 from keras_dlpa.models import BACKBONE_PRESETS
@@ -17,9 +27,6 @@ from keras_dlpa.training.distribution import STRATEGIES
 SOURCES = ("tfds", "image_dir", "image_list", "numpy")
 PRECISIONS = ("float32", "bfloat16")
 
-# Field groups (`metadata["group"]`): the sections of `--help`.
-DATA, MODEL, OPTIMISATION, RUN = "data", "model", "optimisation", "run"
-GROUPS = (DATA, MODEL, OPTIMISATION, RUN)
 # `metadata["when"]`: the recipes that get a field's flag (None: all).
 STREAMING = "streaming"  # recipes with streamed input
 IMAGE_LIST = "image_list"  # recipes reading list files
@@ -31,13 +38,12 @@ def int_list(text: str) -> tuple:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
-def _field(default, group: str, help: str, flag: str | None = None, **cli):
+def _field(default, help: str, flag: str | None = None, **cli):
     """A field with its metadata: the one description of the field, from
-    which the command line's flags and the class docstring are built.
+    which the command line's flags and the class docstrings are built.
 
     Args:
         default: the field's default.
-        group: one of `GROUPS`.
         help: what the field does, in one or more sentences, without the
             default (the command line adds the recipe's).
         flag: the flag (`None`: none). A bool field's flag sets it to
@@ -49,24 +55,16 @@ def _field(default, group: str, help: str, flag: str | None = None, **cli):
             the field, `(flag, when, help)`, that the main flag
             overrides.
     """
-    if group not in GROUPS:
-        raise ValueError(f"`group` must be one of {GROUPS}: {group!r}")
-    metadata = {"group": group, "help": help, "flag": flag, **cli}
+    metadata = {"help": help, "flag": flag, **cli}
     return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass
-class ExperimentConfig:
-    """Everything a run needs; written (resolved) to `RUN_DIR/config.json`.
+class DataConfig:
+    """The data of a run: source, splits and streamed augmentation."""
 
-    Each field is described once, in its metadata (`_field`): the flags of
-    `keras-dlpa train` and the sections below are generated from it.
-    """
-
-    # Data.
     dataset: str = _field(
         "cifar100",
-        DATA,
         "name recorded in the run; with source tfds, the TFDS builder "
         "(e.g. svhn_cropped, stl10)",
         flag="--dataset",
@@ -74,48 +72,39 @@ class ExperimentConfig:
     )
     source: str = _field(
         "tfds",
-        DATA,
         "tfds; image_dir (class folders or a .tar.gz of them: image_dir); "
         "image_list ('path label' lines relative to image_root: "
         "train_list, optional val_list and test_list); or numpy (.npz "
         "with images, labels and optional class_names, test_images, "
         "test_labels: numpy_path). Set by --image-dir, --npz, --tfds",
     )
-    data_dir: str | None = _field(
-        None, DATA, "TFDS data_dir", flag="--data-dir"
-    )
+    data_dir: str | None = _field(None, "TFDS data_dir", flag="--data-dir")
     manual_dir: str | None = _field(
-        None, DATA, "TFDS manual_dir (archives)", flag="--manual-dir"
+        None, "TFDS manual_dir (archives)", flag="--manual-dir"
     )
-    download: bool = _field(
-        True, DATA, "TFDS: never download", flag="--no-download"
-    )
+    download: bool = _field(True, "TFDS: never download", flag="--no-download")
     test_split: str | None = _field(
-        "test", DATA, "TFDS split used as the test split (None: none)"
+        "test", "TFDS split used as the test split (None: none)"
     )
     image_dir: str | None = _field(
         None,
-        DATA,
         "class-folder directory or .tar.gz (instead of TFDS)",
         flag="--image-dir",
     )
     image_root: str | None = _field(
         None,
-        DATA,
         "image root of the list files",
         flag="--root",
         when=IMAGE_LIST,
     )
     train_list: str | None = _field(
         None,
-        DATA,
         "list file or class folder",
         flag="--train-list",
         when=IMAGE_LIST,
     )
     val_list: str | None = _field(
         None,
-        DATA,
         "validation list file",
         flag="--val-list",
         when=IMAGE_LIST,
@@ -129,7 +118,6 @@ class ExperimentConfig:
     )
     test_list: str | None = _field(
         None,
-        DATA,
         "test list file",
         flag="--test-list",
         when=IMAGE_LIST,
@@ -137,14 +125,12 @@ class ExperimentConfig:
     )
     numpy_path: str | None = _field(
         None,
-        DATA,
         ".npz of images and labels (instead of TFDS); a prepared one "
         "(benchmarks/gpu/prepare_data.py) holds the run's splits",
         flag="--npz",
     )
     image_size: int = _field(
         224,
-        DATA,
         "side of the square streamed training and evaluation images "
         "(random-resized crop for training; for evaluation the shorter "
         "side is resized to image_size / 0.875, then centre-cropped)",
@@ -153,7 +139,6 @@ class ExperimentConfig:
     )
     streaming: bool = _field(
         False,
-        DATA,
         "keep only paths and labels in memory and decode each batch in "
         "worker processes (keras_dlpa.data.streaming), with the ImageNet "
         "augmentation of StreamAugmentation. Sources image_dir, "
@@ -162,7 +147,6 @@ class ExperimentConfig:
     )
     class_subset: str | None = _field(
         None,
-        DATA,
         "keep the first N classes in label order (200: ImageNet-200) or "
         "the classes named in a file (one per line)",
         flag="--classes",
@@ -170,7 +154,6 @@ class ExperimentConfig:
     )
     auto_augment: str = _field(
         "none",
-        DATA,
         "trivial (TrivialAugment wide) or none (streaming only)",
         flag="--auto-augment",
         when=STREAMING,
@@ -178,14 +161,12 @@ class ExperimentConfig:
     )
     random_erasing: float = _field(
         0.0,
-        DATA,
         "random-erasing probability (streaming only)",
         flag="--random-erasing",
         when=STREAMING,
     )
     cutmix_alpha: float = _field(
         0.0,
-        DATA,
         "cutmix Beta(alpha, alpha); 0 = off. With mixup too, each batch "
         "picks one (streaming only)",
         flag="--cutmix",
@@ -193,7 +174,6 @@ class ExperimentConfig:
     )
     data_workers: int | None = _field(
         None,
-        DATA,
         "decode processes of the streaming executor (default: one per "
         "core, at most 8; 0: in the training process)",
         flag="--workers",
@@ -202,7 +182,6 @@ class ExperimentConfig:
     )
     skip_bad_images: bool = _field(
         False,
-        DATA,
         "leave out unreadable or unsupported files of an image folder or "
         "list (listed in a warning and in the data's skipped_files; "
         "streamed sources are decoded once up front) instead of stopping "
@@ -211,7 +190,6 @@ class ExperimentConfig:
     )
     train_per_class: int | None = _field(
         None,
-        DATA,
         "keep at most this many images per class of the (balanced) "
         "training split before anything else, seeded (quick runs)",
         flag="--train-per-class",
@@ -219,14 +197,12 @@ class ExperimentConfig:
     )
     val_fraction: float = _field(
         0.1,
-        DATA,
         "fraction of each class held out for validation, carved from the "
         "training data before the long-tailed profile",
         flag="--val-fraction",
     )
     imbalance: float | None = _field(
         0.01,
-        DATA,
         "n_min / n_max in (0, 1] of the long-tailed profile applied to "
         "the training part (None: keep it as it is)",
         flag="--imbalance",
@@ -234,16 +210,40 @@ class ExperimentConfig:
     )
     allow_data_drop: bool = _field(
         False,
-        DATA,
         "train even when the long-tailed profile, headed by the "
         "smallest class, drops most of the images a profile headed by "
         "the largest class would keep (splits_with_report)",
         flag="--allow-data-drop",
     )
-    # Model.
+
+    def __post_init__(self):
+        check_choice("source", self.source, SOURCES)
+        if self.imbalance is not None:
+            check_number("imbalance", self.imbalance, 0.0, 1.0)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(
+                "`val_fraction` must be in (0, 1). Received: "
+                f"val_fraction={self.val_fraction}"
+            )
+        check_int("train_per_class", self.train_per_class, allow_none=True)
+        check_choice("auto_augment", self.auto_augment, AUTO_AUGMENTS)
+        check_number("random_erasing", self.random_erasing, 0, 1, closed=True)
+        check_number("cutmix_alpha", self.cutmix_alpha, closed=True)
+        if self.source == "image_list":
+            self.streaming = True
+        if self.source == "numpy" and self.streaming:
+            raise ValueError(
+                "source='numpy' is in memory; `streaming` needs an image "
+                "folder, a list file or a TFDS builder."
+            )
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The model of a run: backbone, method (head and loss) and prototypes."""
+
     method: str = _field(
         "dl2pa",
-        MODEL,
         "dl2pa, static, etf, softmax, or the ablations of paper Table 8: "
         "psc_star (softmax + 1e-2 x uniformity of its class weights) and "
         "ours_star (DL2PA on the class weights of the softmax classifier "
@@ -253,7 +253,6 @@ class ExperimentConfig:
     )
     softmax_run: str | None = _field(
         None,
-        MODEL,
         "ours_star only (required there): a finished softmax run "
         "directory (its model.keras) or a .keras file whose Dense layer "
         "'logits' has the class weights that are the prototypes",
@@ -261,14 +260,12 @@ class ExperimentConfig:
     )
     backbone: str = _field(
         "resnet32_lt_cifar100",
-        MODEL,
         "backbone preset (a key of keras_dlpa.models.BACKBONE_PRESETS)",
         flag="--backbone",
         choices=sorted(BACKBONE_PRESETS),
     )
     weights: str | None = _field(
         None,
-        MODEL,
         "initial weights of a pretrained preset (or resnet50_imagenet): "
         "imagenet (downloaded by Keras), none, or a file (default: the "
         "preset's)",
@@ -276,7 +273,6 @@ class ExperimentConfig:
     )
     freeze_epochs: int = _field(
         0,
-        MODEL,
         "epochs of frozen-trunk warm-up (trunk learning rate 0) for "
         "presets with a pretrained trunk",
         flag="--freeze-epochs",
@@ -284,7 +280,6 @@ class ExperimentConfig:
     )
     trunk_lr_scale: float | None = _field(
         None,
-        MODEL,
         "the trunk's learning rate as a fraction of the head's after the "
         "warm-up (discriminative learning rates; default: one optimizer "
         "for everything, unless freeze_epochs)",
@@ -294,36 +289,30 @@ class ExperimentConfig:
     )
     depth: int | None = _field(
         None,
-        MODEL,
         "CIFAR ResNet depth 6n+2 (default: the preset's)",
         flag="--depth",
         type=int,
     )
     width: int | None = _field(
         None,
-        MODEL,
         "CIFAR ResNet first width (default: the preset's)",
         flag="--width",
         type=int,
     )
     dim: int | None = _field(
         None,
-        MODEL,
         "feature size d (default: the backbone's own). For a long-tailed "
         "CIFAR backbone (no projection, d = 4 x width) another d adds "
         "Dense(d, no bias) + BatchNorm after the features",
         flag="--dim",
         type=int,
     )
-    prototype_seed: int = _field(
-        0, MODEL, "seed of the prototypes (cached on disk)"
-    )
+    prototype_seed: int = _field(0, "seed of the prototypes (cached on disk)")
     class_scale: bool = _field(
-        True, MODEL, "IPMLoss(class_scale=...) (long-tailed recipes)"
+        True, "IPMLoss(class_scale=...) (long-tailed recipes)"
     )
     loss_scale: float = _field(
         1.0,
-        MODEL,
         "IPMLoss(scale=...), a constant factor on the IPM loss (prototype "
         "methods only). 1.0: the batch mean of 1/2 (cos - 1)^2; 2 x batch "
         "size: the batch sum of (1 - cos)^2 of the reference code's "
@@ -331,66 +320,99 @@ class ExperimentConfig:
         "weight decay / s)",
         flag="--loss-scale",
     )
-    # Optimisation.
-    epochs: int = _field(200, OPTIMISATION, "epochs", flag="--epochs")
-    batch_size: int = _field(
-        128, OPTIMISATION, "global batch size", flag="--batch-size"
-    )
-    learning_rate: float = _field(
-        0.1, OPTIMISATION, "peak learning rate", flag="--lr"
-    )
+
+    def __post_init__(self):
+        method = get_method(self.method)
+        if method.from_softmax != bool(self.softmax_run):
+            raise ValueError(
+                "`softmax_run` (--softmax-run), the run directory or "
+                "`.keras` file of a finished softmax run, is needed by "
+                "method='ours_star' and used by no other. Received: "
+                f"softmax_run={self.softmax_run!r} with "
+                f"method={self.method!r}"
+            )
+        check_number("loss_scale", self.loss_scale)
+        if self.loss_scale != 1.0 and not method.uses_prototypes:
+            raise ValueError(
+                "`loss_scale` multiplies the IPM loss of the prototype "
+                f"methods; method={self.method!r} uses cross-entropy. "
+                f"Received: loss_scale={self.loss_scale!r}"
+            )
+        check_choice("backbone", self.backbone, sorted(BACKBONE_PRESETS))
+        for name in ("dim", "width", "depth"):
+            check_int(name, getattr(self, name), allow_none=True)
+        check_int("freeze_epochs", self.freeze_epochs, minimum=0)
+        if self.trunk_lr_scale is not None:
+            check_number("trunk_lr_scale", self.trunk_lr_scale)
+
+
+@dataclasses.dataclass
+class OptimisationConfig:
+    """How a run trains: schedule, SGD, mixup, DL2PA reassignment."""
+
+    epochs: int = _field(200, "epochs", flag="--epochs")
+    batch_size: int = _field(128, "global batch size", flag="--batch-size")
+    learning_rate: float = _field(0.1, "peak learning rate", flag="--lr")
     warmup_epochs: int = _field(
-        5, OPTIMISATION, "linear warm-up epochs", flag="--warmup-epochs"
+        5, "linear warm-up epochs", flag="--warmup-epochs"
     )
-    lr_decay: str = _field(
-        "step", OPTIMISATION, "step (milestones, gamma) or cosine"
-    )
+    lr_decay: str = _field("step", "step (milestones, gamma) or cosine")
     milestones: tuple = _field(
         (160, 180),
-        OPTIMISATION,
         "epochs of the step decay (comma-separated)",
         flag="--milestones",
         type=int_list,
     )
-    gamma: float = _field(0.1, OPTIMISATION, "step decay factor")
-    momentum: float = _field(0.9, OPTIMISATION, "SGD momentum (no Nesterov)")
+    gamma: float = _field(0.1, "step decay factor")
+    momentum: float = _field(0.9, "SGD momentum (no Nesterov)")
     weight_decay: float = _field(
         2e-4,
-        OPTIMISATION,
         "coupled L2 (as PyTorch)",
         flag="--weight-decay",
     )
-    mixup_alpha: float = _field(
-        1.0, OPTIMISATION, "mixup alpha; 0 = off", flag="--mixup"
-    )
-    crop_padding: int = _field(4, OPTIMISATION, "random-crop padding")
-    flip: bool = _field(True, OPTIMISATION, "random horizontal flip")
-    reassign_per_epoch: int = _field(
-        1, OPTIMISATION, "DL2PA assignments per epoch (tau')"
-    )
+    mixup_alpha: float = _field(1.0, "mixup alpha; 0 = off", flag="--mixup")
+    crop_padding: int = _field(4, "random-crop padding")
+    flip: bool = _field(True, "random horizontal flip")
+    reassign_per_epoch: int = _field(1, "DL2PA assignments per epoch (tau')")
     reassign_momentum: float = _field(
-        0.9, OPTIMISATION, "DL2PA class-statistics momentum (alpha)"
+        0.9, "DL2PA class-statistics momentum (alpha)"
     )
-    eval_batch_size: int = _field(256, OPTIMISATION, "evaluation batch")
-    # Run.
+    eval_batch_size: int = _field(256, "evaluation batch")
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            check_int(name, getattr(self, name))
+        check_int("warmup_epochs", self.warmup_epochs, minimum=0)
+        check_int("reassign_per_epoch", self.reassign_per_epoch)
+        check_choice("lr_decay", self.lr_decay, ("step", "cosine"))
+        check_number("learning_rate", self.learning_rate)
+        check_number("gamma", self.gamma)
+        check_number("weight_decay", self.weight_decay, closed=True)
+        check_number("mixup_alpha", self.mixup_alpha, closed=True)
+        for name in ("momentum", "reassign_momentum"):
+            check_number(name, getattr(self, name), 0.0, 1.0, closed=True)
+        self.milestones = tuple(int(m) for m in self.milestones)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Where and how a run runs: run directory, seed, devices, logging."""
+
     out: str = _field(
         "runs/experiment",
-        RUN,
         "run dir (default runs/<recipe>-...)",
         flag="--out",
     )
     resume: bool = _field(
-        False, RUN, "continue from out/checkpoints", flag="--resume"
+        False, "continue from out/checkpoints", flag="--resume"
     )
     seed: int = _field(
         0,
-        RUN,
         "global seed (weights, split, data order)",
         flag="--seed",
     )
     strategy: str = _field(
         "auto",
-        RUN,
         "distribution, a name of keras_dlpa.training.distribution."
         "resolve_distribution: tf.distribute on TensorFlow, "
         "keras.distribution.DataParallel on JAX; multiworker: one process "
@@ -401,31 +423,27 @@ class ExperimentConfig:
     )
     verbose: int = _field(
         2,
-        RUN,
         "fit verbosity; 1: progress bar per batch, 2: one line per epoch",
         flag="--verbose",
         choices=(0, 1, 2),
     )
     deterministic: bool = _field(
         False,
-        RUN,
         "TF op determinism (bit-exact resume; JAX on CPU is deterministic)",
         flag="--deterministic",
     )
     jit_compile: bool | str = _field(
         "auto",
-        RUN,
         "True, False or auto: auto compiles the train step with XLA on "
         "JAX (jax.jit; without it Keras runs the JAX step eagerly, op by "
         "op) and as a tf.function without XLA on TensorFlow; True / False "
         "force it (compile(jit_compile=...))",
     )
     report: bool = _field(
-        True, RUN, "skip the plots drawn at the end", flag="--no-report"
+        True, "skip the plots drawn at the end", flag="--no-report"
     )
     checkpoint_every: int = _field(
         1,
-        RUN,
         "epochs between crash-safe checkpoints (and after the last); a "
         "run killed in between resumes from the last one and ends the "
         "same (RunCheckpoint)",
@@ -433,7 +451,6 @@ class ExperimentConfig:
     )
     precision: str = _field(
         "float32",
-        RUN,
         "bfloat16: Keras mixed_bfloat16 policy (the prototype head, the "
         "loss and the class statistics stay float32)",
         flag="--precision",
@@ -441,7 +458,6 @@ class ExperimentConfig:
     )
     executor: str = _field(
         "auto",
-        RUN,
         "input executor (auto: device on a JAX GPU/TPU for in-memory "
         "data, else tf.data on TensorFlow, grain elsewhere; device: the "
         "images live on the accelerator, JAX only, "
@@ -451,7 +467,6 @@ class ExperimentConfig:
     )
     deadline: float | None = _field(
         None,
-        RUN,
         "Unix time: training stops after the last epoch expected to end "
         "before it (DeadlineCallback), saves, and evaluation.json says "
         "completed: false; resume later with --resume",
@@ -460,13 +475,11 @@ class ExperimentConfig:
     )
     sync_batch_norm: bool = _field(
         False,
-        RUN,
         "synchronised BatchNorm across replicas (tf.distribute)",
         flag="--sync-bn",
     )
     init_weights: str | None = _field(
         None,
-        RUN,
         ".weights.h5 of the same model to start from instead of the "
         "random initialisation (model weights only; ignored when resuming "
         "from a checkpoint), e.g. to compare backends from the same start",
@@ -474,155 +487,127 @@ class ExperimentConfig:
     )
 
     def __post_init__(self):
-        method = get_method(self.method)
-        if method.from_softmax and not self.softmax_run:
-            raise ValueError(
-                f"method={self.method!r} needs `softmax_run` (--softmax-run):"
-                " the run directory of a finished softmax run, or its "
-                "`.keras` file. Received: softmax_run=None"
-            )
-        if self.softmax_run and not method.from_softmax:
-            raise ValueError(
-                "`softmax_run` is used by method='ours_star' only. "
-                f"Received: softmax_run={self.softmax_run!r} with "
-                f"method={self.method!r}"
-            )
-        if not (math.isfinite(self.loss_scale) and self.loss_scale > 0):
-            raise ValueError(
-                "`loss_scale` must be a finite number > 0. Received: "
-                f"loss_scale={self.loss_scale!r}"
-            )
-        if self.loss_scale != 1.0 and not method.uses_prototypes:
-            raise ValueError(
-                "`loss_scale` multiplies the IPM loss of the prototype "
-                f"methods; method={self.method!r} uses cross-entropy. "
-                f"Received: loss_scale={self.loss_scale!r}"
-            )
-        if self.jit_compile not in (True, False, "auto"):
-            raise ValueError(
-                '`jit_compile` must be True, False or "auto". Received: '
-                f"jit_compile={self.jit_compile!r}"
-            )
-        for name, allowed in (
-            ("source", SOURCES),
-            ("precision", PRECISIONS),
-            ("executor", EXECUTORS),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(
-                    f"`{name}` must be one of {allowed}. Received: "
-                    f"{name}={value!r}"
-                )
-        if self.imbalance is not None and not 0.0 < self.imbalance <= 1.0:
-            raise ValueError(
-                "`imbalance` must be in (0, 1] (n_min / n_max; 0.01 is "
-                "CIFAR-LT 'ratio 100', 1.0 balanced) or None. Received: "
-                f"imbalance={self.imbalance}"
-            )
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(
-                "`val_fraction` must be in (0, 1). Received: "
-                f"val_fraction={self.val_fraction}"
-            )
-        if self.backbone not in BACKBONE_PRESETS:
-            raise ValueError(
-                f"Unknown `backbone` {self.backbone!r}; expected one of "
-                f"{sorted(BACKBONE_PRESETS)}."
-            )
-        if self.lr_decay not in ("step", "cosine"):
-            raise ValueError(
-                "`lr_decay` must be 'step' or 'cosine'. Received: "
-                f"lr_decay={self.lr_decay!r}"
-            )
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ValueError(
-                    f"`{name}` must be a positive integer. Received: "
-                    f"{name}={value!r}"
-                )
-        for name in ("dim", "width", "depth", "train_per_class"):
-            value = getattr(self, name)
-            if value is not None and (int(value) != value or value < 1):
-                raise ValueError(
-                    f"`{name}` must be a positive integer or None. "
-                    f"Received: {name}={value!r}"
-                )
-        # (name, lowest, highest, whether `lowest` itself is allowed)
-        for name, low, high, closed in (
-            ("learning_rate", 0.0, math.inf, False),
-            ("gamma", 0.0, math.inf, False),
-            ("weight_decay", 0.0, math.inf, True),
-            ("momentum", 0.0, 1.0, True),
-            ("reassign_momentum", 0.0, 1.0, True),
-        ):
-            value = float(getattr(self, name))
-            above = value >= low if closed else value > low
-            if not (math.isfinite(value) and above and value <= high):
-                interval = f"{'[' if closed else '('}{low:g}, {high:g}]"
-                raise ValueError(
-                    f"`{name}` must be a finite number in {interval}. "
-                    f"Received: {name}={value!r}"
-                )
-        for name in ("warmup_epochs", "reassign_per_epoch", "checkpoint_every"):
-            value = getattr(self, name)
-            least = 0 if name == "warmup_epochs" else 1
-            if int(value) != value or value < least:
-                raise ValueError(
-                    f"`{name}` must be an integer >= {least}. Received: "
-                    f"{name}={value!r}"
-                )
-        check_augment_settings(
-            self.auto_augment,
-            self.random_erasing,
-            self.mixup_alpha,
-            self.cutmix_alpha,
-        )
-        if self.source == "image_list":
-            self.streaming = True
-        if self.source == "numpy" and self.streaming:
-            raise ValueError(
-                "source='numpy' is in memory; `streaming` needs an image "
-                "folder, a list file or a TFDS builder."
-            )
-        if self.freeze_epochs < 0 or self.freeze_epochs > self.epochs:
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("executor", self.executor, EXECUTORS)
+        check_choice("jit_compile", self.jit_compile, (True, False, "auto"))
+        check_int("checkpoint_every", self.checkpoint_every)
+
+
+# The sections of `ExperimentConfig` (and of `--help`), by name.
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optimisation": OptimisationConfig,
+    "run": RunConfig,
+}
+
+
+def config_fields():
+    """`(section name, field)` of every field of every section."""
+    for name, section in SECTIONS.items():
+        for field in dataclasses.fields(section):
+            yield name, field
+
+
+def _section_of(name: str) -> str:
+    for section, field in config_fields():
+        if field.name == name:
+            return section
+    raise ValueError(
+        f"Unknown config field {name!r}: expected a section {tuple(SECTIONS)}"
+        " or a field of one (see `help(ExperimentConfig)`)."
+    )
+
+
+def flat_config(stored: dict) -> dict:
+    """A `config.json` dict as one flat dict: its sections' fields beside
+    the resolved extras (`num_classes`, `class_names`, ...), `settings`
+    flat too. The flat files of earlier versions come back as they are."""
+    flat = {k: v for k, v in stored.items() if k not in SECTIONS}
+    for name in SECTIONS:
+        flat.update(stored.get(name) or {})
+    if isinstance(flat.get("settings"), dict):
+        flat["settings"] = flat_config(flat["settings"])
+    return flat
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """Everything a run needs; written (resolved) to `RUN_DIR/config.json`.
+
+    Four sections, each field described once in its metadata (`_field`):
+    the flags of `keras-dlpa train` and the lists below are generated from
+    it. Build one from field names with `ExperimentConfig.from_dict`.
+    """
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optimisation: OptimisationConfig = dataclasses.field(
+        default_factory=OptimisationConfig
+    )
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+    def __post_init__(self):
+        freeze, epochs = self.model.freeze_epochs, self.optimisation.epochs
+        if freeze > epochs:
             raise ValueError(
                 "`freeze_epochs` must be in [0, epochs]. Received: "
-                f"freeze_epochs={self.freeze_epochs}, epochs={self.epochs}"
+                f"freeze_epochs={freeze}, epochs={epochs}"
             )
-        if self.trunk_lr_scale is not None and not self.trunk_lr_scale > 0:
-            raise ValueError(
-                "`trunk_lr_scale` must be > 0 or None. Received: "
-                f"trunk_lr_scale={self.trunk_lr_scale}"
-            )
-        self.milestones = tuple(int(m) for m in self.milestones)
 
-
-def _describe(cls) -> str:
-    """`cls.__doc__` and a section per group: each field's name, default,
-    flag and help, from its metadata."""
-    lines = [cls.__doc__.rstrip(), ""]
-    for group in GROUPS:
-        lines.append(f"    {group.capitalize()}:")
-        for field in dataclasses.fields(cls):
-            meta = field.metadata
-            if meta["group"] != group:
+    @classmethod
+    def from_dict(cls, values: dict) -> ExperimentConfig:
+        """The config of field names, flat (`{"epochs": 3}`), nested by
+        section (`{"optimisation": {"epochs": 3}}`) or both; the others
+        keep their defaults. A `ValueError` names an unknown one."""
+        sections = {name: {} for name in SECTIONS}
+        for key, value in values.items():
+            if key not in SECTIONS:
+                sections[_section_of(key)][key] = value
                 continue
-            if meta["flag"] and isinstance(field.default, bool):
-                flag = f"; `{meta['flag']}` sets {not field.default}"
-            elif meta["flag"]:
-                flag = f"; `{meta['flag']}`"
-            else:
-                flag = ""
-            text = f"{field.name} (default `{field.default!r}`{flag}): "
+            for name, item in value.items():
+                if _section_of(name) != key:
+                    raise ValueError(
+                        f"{name!r} is a field of `{_section_of(name)}`, "
+                        f"not of `{key}`."
+                    )
+                sections[key][name] = item
+        return cls(**{k: SECTIONS[k](**v) for k, v in sections.items()})
+
+    def flat(self) -> dict:
+        """Every field by name, in one flat dict."""
+        return flat_config(dataclasses.asdict(self))
+
+    def replace(self, **fields) -> ExperimentConfig:
+        """A new config with `fields` (flat names) replaced."""
+        return ExperimentConfig.from_dict(
+            {**dataclasses.asdict(self), **fields}
+        )
+
+
+def _document() -> None:
+    """Appends a line per field (name, default, flag, help) to the
+    docstring of its section and to `ExperimentConfig`'s."""
+    ExperimentConfig.__doc__ = ExperimentConfig.__doc__.rstrip() + "\n"
+    for name, section in SECTIONS.items():
+        lines = []
+        for field in dataclasses.fields(section):
+            meta, flag = field.metadata, field.metadata["flag"]
+            if flag and isinstance(field.default, bool):
+                flag = f"; `{flag}` sets {not field.default}"
+            elif flag:
+                flag = f"; `{flag}`"
+            text = f"{field.name} (default `{field.default!r}`{flag or ''}): "
             lines += textwrap.wrap(
                 text + meta["help"] + ".",
                 width=79,
                 initial_indent=" " * 8,
                 subsequent_indent=" " * 12,
             )
-    return "\n".join(lines) + "\n"
+        text = "\n".join(lines) + "\n"
+        section.__doc__ += "\n\n    Fields:\n" + text
+        ExperimentConfig.__doc__ += f"\n    {name} (`{section.__name__}`):\n"
+        ExperimentConfig.__doc__ += text
 
 
-ExperimentConfig.__doc__ = _describe(ExperimentConfig)
+_document()

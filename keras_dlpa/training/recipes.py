@@ -1,13 +1,12 @@
 """The paper's recipes: `ExperimentConfig` defaults, in one place.
 
 `RECIPES[name]` holds a description, the `config` (ExperimentConfig
-fields) and the `quick` overrides of `--quick` (a few minutes on a laptop
-CPU; a smoke run, not a result). The recipe scripts, `keras-dlpa train`,
-`keras-dlpa reproduce` and the GPU driver all read them from here.
+fields by name, flat: `ExperimentConfig.from_dict`) and the `quick`
+overrides of `--quick` (a few minutes on a laptop CPU; a smoke run, not a
+result). The recipe scripts, `keras-dlpa train`, `keras-dlpa reproduce`
+and the GPU driver all read them from here.
 """
 
-# Recipe defaults: ExperimentConfig fields. "quick" overrides them for
-# `--quick` (a few minutes on a laptop CPU; a smoke run, not a result).
 # The paper's long-tailed CIFAR schedule (reference code, notes).
 _CIFAR_LT = {
     "source": "tfds",
@@ -97,14 +96,7 @@ RECIPES = {
             "mixup_alpha": 0.0,
             "class_scale": False,
         },
-        "quick": {
-            "train_per_class": 50,
-            "width": 8,
-            "depth": 8,
-            "epochs": 3,
-            "batch_size": 64,
-            "milestones": (2,),
-        },
+        "quick": {**_CIFAR_QUICK, "warmup_epochs": 0, "train_per_class": 50},
     },
     "imagenet_lt": {
         "description": "ImageNet-LT, ResNet-50 + Dense(2048 -> 512), "

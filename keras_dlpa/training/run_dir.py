@@ -10,10 +10,11 @@ with its `config.json` before anything in the directory is written.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
+
+from keras_dlpa.training.config import flat_config
 
 LOCK_FILE = ".lock"
 
@@ -110,13 +111,14 @@ def _comparable(value):
 
 def resume_differences(config, stored: dict) -> list[str]:
     """`"name: stored -> new"` for each run-defining setting of `config`
-    (an `ExperimentConfig`) that differs from the stored `config.json`."""
+    (an `ExperimentConfig`) that differs from a `config.json` (either
+    layout): its settings as given, in older ones the resolved fields."""
+    stored = flat_config(stored.get("settings", stored))
     differences = []
-    for field in dataclasses.fields(config):
-        name = field.name
+    for name, value in config.flat().items():
         if name in RESUMABLE_SETTINGS or name not in stored:
             continue
-        new = _comparable(getattr(config, name))
+        new = _comparable(value)
         old = _comparable(stored[name])
         if new != old:
             differences.append(f"{name}: {old!r} -> {new!r}")
@@ -130,9 +132,7 @@ def check_resume(config, run_dir) -> None:
     if not path.is_file():
         return
     stored = json.loads(path.read_text(encoding="utf-8"))
-    # The settings as given; older run directories have only the
-    # resolved ones (where a default such as `dim=None` is resolved).
-    differences = resume_differences(config, stored.get("settings", stored))
+    differences = resume_differences(config, stored)
     if differences:
         raise RunSettingsError(
             f"Cannot resume {run_dir} with other settings than it was "

@@ -7,7 +7,7 @@
    a numpy `.npz`), carves a seeded, stratified, balanced validation split
    from the training data, then applies the long-tailed profile to the rest
    (`keras_dlpa.data.long_tailed_train_val`);
-2. builds the backbone and the head of `config.method` (see
+2. builds the backbone and the head of `config.model.method` (see
    `keras_dlpa.methods`) under the distribution (`--strategy`) and the
    precision policy, with the channel statistics of the training images in
    the model's first layer, and compiles SGD (momentum 0.9) with a warm-up +
@@ -44,6 +44,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -132,9 +133,9 @@ def _prepare_run_dir(config: ExperimentConfig) -> tuple[Path, dict | None]:
     """Checks the run directory (the caller holds its lock): a new run
     needs an empty one, `resume` needs a run with the same settings
     (`check_resume`). Writes nothing."""
-    run_dir = Path(config.out)
+    run_dir = Path(config.run.out)
     restore = latest_checkpoint(run_dir / CHECKPOINT_DIR)
-    if not config.resume and (
+    if not config.run.resume and (
         restore is not None or (run_dir / "metrics.json").is_file()
     ):
         done = 0 if restore is None else restore["epoch"]
@@ -143,7 +144,7 @@ def _prepare_run_dir(config: ExperimentConfig) -> tuple[Path, dict | None]:
             "checkpointed epochs). Pass resume=True (--resume) to continue "
             "it, or choose another `out` (--out)."
         )
-    if config.resume:
+    if config.run.resume:
         if restore is None and not (run_dir / "config.json").is_file():
             raise RunSettingsError(
                 f"Nothing to resume in {run_dir}: no checkpoint and no "
@@ -250,42 +251,45 @@ def run_experiment(config: ExperimentConfig, callbacks=None) -> dict:
         The evaluation dict (see the run directory schema).
     """
     # Multi-worker collectives must be set up before TensorFlow runs an op.
-    distribution = resolve_distribution(config.strategy)
-    check_global_batch(config.batch_size, distribution.num_replicas)
+    distribution = resolve_distribution(config.run.strategy)
+    batch_size = config.optimisation.batch_size
+    check_global_batch(batch_size, distribution.num_replicas)
     if not distribution.is_chief:
         # Every worker saves (reading sync-on-read state is a collective
         # op), each into its own directory.
         index = distribution.input_shard.index
-        worker_out = Path(config.out) / f"worker-{index}"
-        config = dataclasses.replace(config, out=str(worker_out))
+        worker_out = Path(config.run.out) / f"worker-{index}"
+        config = config.replace(out=str(worker_out))
     whole = distribution.num_replicas == 1 and distribution.input_shard.is_whole
     executor = resolve_executor(
-        config.executor, in_memory=not config.streaming, whole_batches=whole
+        config.run.executor,
+        in_memory=not config.data.streaming,
+        whole_batches=whole,
     )
-    if executor == "device" and config.verbose:
+    if executor == "device" and config.run.verbose:
         print(
             "Input: the device executor (images on the accelerator, only "
             "the epoch plans travel).",
             flush=True,
         )
     started = time.perf_counter()
-    seed_everything(config.seed)
-    if config.deterministic and keras.backend.backend() == "tensorflow":
+    seed_everything(config.run.seed)
+    if config.run.deterministic and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    method = get_method(config.method)
-    created = not Path(config.out).exists()
-    lock = RunDirLock(config.out).acquire()
+    method = get_method(config.model.method)
+    created = not Path(config.run.out).exists()
+    lock = RunDirLock(config.run.out).acquire()
     try:
         run = _prepare(config, method, distribution, executor, started)
         _fit(run, callbacks)
         return _finalise(run)
     except BaseException:
-        if created and not (Path(config.out) / "config.json").is_file():
+        if created and not (Path(config.run.out) / "config.json").is_file():
             # Failed before the run started (bad data, bad settings):
             # leave no empty run directory behind.
-            shutil.rmtree(config.out, ignore_errors=True)
+            shutil.rmtree(config.run.out, ignore_errors=True)
         raise
     finally:
         lock.release()
@@ -298,7 +302,7 @@ def _prepare(config, method, distribution, executor, started) -> _Run:
     initial_epoch = 0 if restore is None else int(restore["epoch"])
     train_full, val, test = load_data(config)
     train, val, data_report = splits_with_report(train_full, config, val)
-    mean, std, image_shape = train.input_statistics(config.image_size)
+    mean, std, image_shape = train.input_statistics(config.data.image_size)
     run = _Run(
         config=config,
         method=method,
@@ -307,17 +311,17 @@ def _prepare(config, method, distribution, executor, started) -> _Run:
         started=started,
         run_dir=run_dir,
         restore=restore,
-        initial_epoch=min(initial_epoch, config.epochs),
+        initial_epoch=min(initial_epoch, config.optimisation.epochs),
         train=train,
         val=val,
         test=test,
-        augmentation=train.augmentation(config),
+        augmentation=train.augmentation(SimpleNamespace(**config.flat())),
         image_shape=image_shape,
-        steps=steps_per_epoch(len(train), config.batch_size),
+        steps=steps_per_epoch(len(train), config.optimisation.batch_size),
     )
     num_classes = train.num_classes
     soft = run.augmentation.soft_labels
-    with precision_policy(config.precision), distribution.scope():
+    with precision_policy(config.run.precision), distribution.scope():
         run.model = build_model(
             config, method, num_classes, mean, std, image_shape
         )
@@ -325,17 +329,22 @@ def _prepare(config, method, distribution, executor, started) -> _Run:
         optimizer = make_optimizer(config, run.model, run.schedule, run.steps)
         run.model.compile(
             optimizer=optimizer,
-            loss=method.loss(config.class_scale, soft, config.loss_scale),
+            loss=method.loss(
+                config.model.class_scale, soft, config.model.loss_scale
+            ),
             metrics=method.metrics(num_classes, soft),
-            jit_compile=resolve_jit_compile(config.jit_compile),
+            jit_compile=resolve_jit_compile(config.run.jit_compile),
         )
-    if config.init_weights and restore is None:
-        run.model.load_weights(config.init_weights, skip_mismatch=False)
+    if config.run.init_weights and restore is None:
+        run.model.load_weights(config.run.init_weights, skip_mismatch=False)
+    # The sections as the run resolved them, then what it found.
     resolved = dataclasses.asdict(config)
+    resolved["model"]["dim"] = int(run.model.layers[-1].input.shape[-1])
+    resolved["run"]["jit_compile"] = bool(run.model.jit_compile)
+    resolved["run"]["executor"] = executor
     resolved.update(
         {
             "num_classes": num_classes,
-            "dim": int(run.model.layers[-1].input.shape[-1]),
             "class_names": list(train.class_names),
             "train_size": len(train),
             "val_size": len(val),
@@ -359,14 +368,9 @@ def _prepare(config, method, distribution, executor, started) -> _Run:
                 distribution.input_shard.index,
                 distribution.input_shard.count,
             ],
-            "executor": executor,
-            # As Keras resolved it.
-            "jit_compile": bool(run.model.jit_compile),
-            "streaming": config.streaming,
             **_versions(),
         }
     )
-    resolved["milestones"] = list(config.milestones)
     # The settings as given (`None` = a default resolved above): what
     # `--resume` compares (`check_resume`).
     resolved["settings"] = dataclasses.asdict(config)
@@ -376,7 +380,7 @@ def _prepare(config, method, distribution, executor, started) -> _Run:
 
 def _callbacks(run: _Run, extra) -> list:
     """The callbacks of `fit`, in their required order (module docstring)."""
-    config = run.config
+    config, opt = run.config.run, run.config.optimisation
     deadline = []
     if config.deadline is not None:
         deadline = [DeadlineCallback(config.deadline, verbose=config.verbose)]
@@ -388,13 +392,13 @@ def _callbacks(run: _Run, extra) -> list:
         every=config.checkpoint_every,
     )
     val_batches = EvalBatches(
-        run.val, config.eval_batch_size, config.image_size
+        run.val, opt.eval_batch_size, run.config.data.image_size
     )
     return (
         [_train_clock(), DivergenceCallback()]
         + run.method.callbacks(
-            updates_per_epoch=config.reassign_per_epoch,
-            momentum=config.reassign_momentum,
+            updates_per_epoch=opt.reassign_per_epoch,
+            momentum=opt.reassign_momentum,
         )
         + [
             EvaluationCallback(
@@ -417,9 +421,11 @@ def _fit(run: _Run, callbacks=None) -> None:
     config = run.config
     # Out of time before the first step: train nothing (a partial epoch
     # cannot be checkpointed); `completed` then says false.
-    out_of_time = config.deadline is not None and time.time() >= config.deadline
-    if run.initial_epoch >= config.epochs or out_of_time:
-        if out_of_time and run.initial_epoch < config.epochs:
+    deadline, epochs = config.run.deadline, config.optimisation.epochs
+    batch_size, augment = config.optimisation.batch_size, run.augmentation
+    out_of_time = deadline is not None and time.time() >= deadline
+    if run.initial_epoch >= epochs or out_of_time:
+        if out_of_time and run.initial_epoch < epochs:
             logger.warning(
                 "The deadline passed before training started; no epoch ran."
             )
@@ -431,39 +437,35 @@ def _fit(run: _Run, callbacks=None) -> None:
     def make_input(shard):
         """This process's rows of the planned training batches."""
         training_input = TrainingInput(
-            config.batch_size,
-            config.seed,
-            run.initial_epoch,
-            config.epochs,
-            run.augmentation,
+            batch_size, config.run.seed, run.initial_epoch, epochs, augment
         )
         dataset, _ = run.train.train_dataset(
             training_input,
             executor=run.executor,
             shard=shard,
-            workers=config.data_workers,
+            workers=config.data.data_workers,
         )
         return dataset
 
     shard = run.distribution.input_shard
     train_ds = run.distribution.training_input(
         make_input,
-        config.batch_size,
+        batch_size,
         element_spec=_element_spec(
-            shard.local_batch_size(config.batch_size),
+            shard.local_batch_size(batch_size),
             run.image_shape,
             run.train.num_classes,
-            run.augmentation.soft_labels,
+            augment.soft_labels,
         ),
     )
     run.model.fit(
         train_ds,
-        epochs=config.epochs,
+        epochs=epochs,
         initial_epoch=run.initial_epoch,
         steps_per_epoch=run.steps,
         callbacks=_callbacks(run, callbacks),
         shuffle=False,
-        verbose=config.verbose,
+        verbose=config.run.verbose,
     )
 
 
@@ -491,7 +493,7 @@ def _finalise(run: _Run) -> dict:
 
     def both(data) -> dict:
         """The last and the best model on `data`."""
-        bs, size = config.eval_batch_size, config.image_size
+        bs, size = config.optimisation.eval_batch_size, config.data.image_size
         return {
             "last": {
                 **_evaluate(model, data, train_counts, bs, size),
@@ -505,7 +507,7 @@ def _finalise(run: _Run) -> dict:
 
     evaluation = {
         "selection": "val_top1",
-        "completed": bool(last_epoch + 1 >= config.epochs),
+        "completed": bool(last_epoch + 1 >= config.optimisation.epochs),
         "epochs_done": last_epoch + 1,
         "train_counts": train_counts.tolist(),
         "class_names": list(run.train.class_names),
@@ -518,7 +520,7 @@ def _finalise(run: _Run) -> dict:
         # Median over epochs after the first (which compiles).
         median = float(np.median(train_times[1:]))
         evaluation["train_images_per_s"] = round(
-            run.steps * config.batch_size / median, 1
+            run.steps * config.optimisation.batch_size / median, 1
         )
     evaluation["wall_time_s"] = round(time.perf_counter() - run.started, 1)
     evaluation.update(_versions())
@@ -526,7 +528,7 @@ def _finalise(run: _Run) -> dict:
     logger.info(
         "Evaluation of %s:\n%s", run_dir, format_metrics_table(evaluation)
     )
-    if config.report:
+    if config.run.report:
         _plot(run_dir)
     return evaluation
 

@@ -14,12 +14,13 @@ from keras_dlpa.data.image_data import from_arrays
 from keras_dlpa.data.image_folder import load_image_folder
 from keras_dlpa.data.long_tail import long_tailed_train_val
 from keras_dlpa.data.source import DataSource
+from keras_dlpa.training.config import DataConfig
 from keras_dlpa.training.config import ExperimentConfig
 
 logger = logging.getLogger(__name__)
 
 
-def _load_tfds(config: ExperimentConfig):
+def _load_tfds(config: DataConfig):
     """A TFDS builder: decoded into memory, or its ArrayRecord records."""
     if config.streaming:
         from keras_dlpa.data.labelled_paths import load_tfds_records as load
@@ -37,7 +38,7 @@ def _load_tfds(config: ExperimentConfig):
     return train, None, test
 
 
-def _load_image_dir(config: ExperimentConfig):
+def _load_image_dir(config: DataConfig):
     """Class folders or a `.tar.gz` of them (streamed: with the optional
     `val_list` / `test_list`)."""
     if not config.image_dir:
@@ -55,7 +56,7 @@ def _load_image_dir(config: ExperimentConfig):
     return (train, *_listed_parts(config, train))
 
 
-def _load_image_list(config: ExperimentConfig):
+def _load_image_list(config: DataConfig):
     """`path label` list files relative to `image_root` (always streamed)."""
     if not config.train_list:
         raise ValueError(
@@ -72,7 +73,7 @@ def _load_image_list(config: ExperimentConfig):
     return (train, *_listed_parts(config, train))
 
 
-def _listed_parts(config: ExperimentConfig, train):
+def _listed_parts(config: DataConfig, train):
     """The streamed `val_list` and `test_list` (or None), with the
     training classes."""
     from keras_dlpa.data.labelled_paths import load_labelled_paths
@@ -98,7 +99,7 @@ def _listed_parts(config: ExperimentConfig, train):
     return parts
 
 
-def _load_numpy(config: ExperimentConfig):
+def _load_numpy(config: DataConfig):
     """An `.npz` of `images`, `labels` and optional `class_names`,
     `val_images` / `val_labels`, `test_images` / `test_labels`."""
     if not config.numpy_path:
@@ -120,7 +121,7 @@ def _load_numpy(config: ExperimentConfig):
     return train, val, test
 
 
-# `config.source` -> `loader(config) -> (train, val_or_None, test_or_None)`.
+# `DataConfig.source` -> `loader(config.data) -> (train, val?, test?)`.
 LOADERS = {
     "tfds": _load_tfds,
     "image_dir": _load_image_dir,
@@ -143,13 +144,14 @@ def load_data(
 ) -> tuple[DataSource, DataSource | None, DataSource | None]:
     """Returns `(train_full, val_or_None, test_or_None)` of the source.
 
-    In memory (`ImageData`), or `LabelledPaths` with `config.streaming`
-    (always for list files); the loader is `LOADERS[config.source]`.
-    `config.class_subset` keeps a subset of the classes (renumbered) in
-    every part. Unreadable or unsupported image files raise a
-    `ValueError` listing them, or with `config.skip_bad_images` are left
+    In memory (`ImageData`), or `LabelledPaths` with `streaming` (always
+    for list files); the loader is `LOADERS[source]` (fields of
+    `config.data`). `class_subset` keeps a subset of the classes
+    (renumbered) in every part. Unreadable or unsupported image files
+    raise a `ValueError` listing them, or with `skip_bad_images` are left
     out (see the loaders).
     """
+    config = config.data
     if config.class_subset and not config.streaming:
         raise ValueError(
             "`class_subset` needs `streaming=True` (a streamed source)."
@@ -193,7 +195,7 @@ SPLIT_SETTINGS = ("imbalance", "val_fraction", "seed", "train_per_class")
 
 
 def _split_settings(config: ExperimentConfig) -> dict:
-    return {name: getattr(config, name) for name in SPLIT_SETTINGS}
+    return {name: config.flat()[name] for name in SPLIT_SETTINGS}
 
 
 def prepared_splits(config: ExperimentConfig) -> dict | None:
@@ -203,16 +205,17 @@ def prepared_splits(config: ExperimentConfig) -> dict | None:
     Raises:
         ValueError: the file was prepared with other split settings.
     """
-    if config.source != "numpy" or not config.numpy_path:
+    path = config.data.numpy_path
+    if config.data.source != "numpy" or not path:
         return None
-    with np.load(config.numpy_path) as arrays:
+    with np.load(path) as arrays:
         if "prepared" not in arrays:
             return None
         record = json.loads(str(arrays["prepared"]))
     wanted = _split_settings(config)
     if record["settings"] != wanted:
         raise ValueError(
-            f"{config.numpy_path} holds the splits of {record['settings']}; "
+            f"{path} holds the splits of {record['settings']}; "
             f"this run asks for {wanted}. Prepare the file with the run's "
             "settings (benchmarks/gpu/prepare_data.py) or change them."
         )
@@ -233,7 +236,8 @@ def write_prepared_splits(config: ExperimentConfig, path) -> dict:
     """
     train_full, val, test = load_data(config)
     train, val, report = splits_with_report(train_full, config, val)
-    source = config.image_dir or config.numpy_path or config.dataset
+    data = config.data
+    source = data.image_dir or data.numpy_path or data.dataset
     record = {
         "settings": _split_settings(config),
         "source": str(source),
@@ -265,7 +269,7 @@ def splits_with_report(
     way (against the same profile headed by the largest class, classes
     keeping what they have) are counted per class; if they exceed
     `MAX_PROFILE_LOSS` of that profile's images, a `ValueError` names the
-    class and the loss unless `config.allow_data_drop`.
+    class and the loss unless `config.data.allow_data_drop`.
 
     Returns:
         `(train, val, report)`; `report` (for `config.json`): the counts
@@ -278,14 +282,15 @@ def splits_with_report(
         report = dict(prepared["data_report"])
         report["prepared_from"] = prepared["source"]
         return data, val, report
+    seed, config = config.run.seed, config.data
     names = list(data.class_names)
     loaded = data.class_counts()
     if config.train_per_class:
-        data = _cap_per_class(data, int(config.train_per_class), config.seed)
+        data = _cap_per_class(data, int(config.train_per_class), seed)
     capped = data.class_counts()
     given_val = val is not None
     train, val = long_tailed_train_val(
-        data, config.imbalance, config.val_fraction, config.seed, val=val
+        data, config.imbalance, config.val_fraction, seed, val=val
     )
     before = capped if given_val else capped - val.class_counts()
     kept = train.class_counts()

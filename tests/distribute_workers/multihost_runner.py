@@ -34,15 +34,15 @@ def _load(run_dir, name):
 def main():
     config_path, out = sys.argv[1], sys.argv[2]
     with open(config_path, encoding="utf-8") as f:
-        config = ExperimentConfig(**json.load(f))
+        config = ExperimentConfig.from_dict(json.load(f))
     reads = _tiny.count_reads()
     run_experiment(config)
     import keras
 
     index = _tiny.process_index()
-    run_dir = config.out
+    run_dir = config.run.out
     if index > 0:  # workers other than the chief write a subdirectory
-        run_dir = os.path.join(config.out, f"worker-{index}")
+        run_dir = os.path.join(config.run.out, f"worker-{index}")
     resolved = _load(run_dir, "config.json")
     evaluation = _load(run_dir, "evaluation.json")
     model = keras.saving.load_model(
