@@ -164,21 +164,17 @@ def _runners(r, x):
 
 def _run_splits(run_dir):
     """The run's (train, val) splits, rebuilt from its config.json."""
-    import dataclasses
     import json
 
     from keras_dlpa.training import ExperimentConfig
+    from keras_dlpa.training.config import flat_config
     from keras_dlpa.training.sources import load_data
     from keras_dlpa.training.sources import make_splits
 
     raw = json.loads((Path(run_dir) / "config.json").read_text())
-    names = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    config = ExperimentConfig(
-        **{
-            k: tuple(v) if isinstance(v, list) else v
-            for k, v in raw.items()
-            if k in names
-        }
+    names = ExperimentConfig().flat()
+    config = ExperimentConfig.from_dict(
+        {k: v for k, v in flat_config(raw).items() if k in names}
     )
     full, val, _ = load_data(config)
     return make_splits(full, config, val)
