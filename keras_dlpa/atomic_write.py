@@ -1,9 +1,5 @@
-"""`atomic_write`: the one crash-safe file write of the library.
-
-Prototype files, decoded-image caches, checkpoints, run logs and prepared
-splits are all written this way, so a reader never sees a partial file:
-it finds the old file or the complete new one.
-"""
+"""`atomic_write`: the library's one crash-safe file write (readers see the
+old file or the complete new one, never a partial file)."""
 
 from __future__ import annotations
 
@@ -15,18 +11,15 @@ from pathlib import Path
 def atomic_write(path, write) -> Path:
     """Writes `path` through a temporary file that replaces it atomically.
 
-    `write(tmp)` fills a temporary file `tmp` (a `Path` in the same
-    directory, named `.tmp-*` with the same suffixes as `path`, so
-    `model.save` and `np.savez` accept it). The file is then fsynced,
-    made world-readable (`0o644`), renamed over `path` with `os.replace`
-    and the directory fsynced. If `write` raises (or the process is
-    interrupted in Python), the temporary file is removed and `path` is
-    left as it was. A process killed mid-write can leave a `.tmp-*` file
-    behind; `path` is never partial.
+    `write(tmp)` fills `tmp`, a `.tmp-*` file in the same directory with the
+    same suffixes as `path` (so `model.save` and `np.savez` accept it); it
+    is then fsynced, made `0o644`, renamed over `path` and the directory
+    fsynced. If `write` raises, `tmp` is removed and `path` left as it was;
+    a killed process can leave a `.tmp-*` file, never a partial `path`.
 
     Args:
         path: the destination; its directory is created if missing.
-        write: `write(tmp: Path)`, which writes the whole content to `tmp`.
+        write: `write(tmp: Path)`, writing the whole content to `tmp`.
 
     Returns:
         `path` as a `Path`.
