@@ -6,22 +6,19 @@ import time
 
 import keras
 
+from keras_dlpa.checks import check_number
+
 
 class DeadlineCallback(keras.callbacks.Callback):
     """Stops `fit` after the last epoch expected to end before a deadline.
 
-    For time-limited jobs (a cluster allocation, a GPU lease): at the end
-    of each epoch it estimates the next epoch's duration as `margin` times
-    the longest epoch so far, leaving out the first epoch of this `fit`
-    once there is another (it includes compilation, which can take many
-    epochs' time on an accelerator), and sets `model.stop_training` when
-    the next epoch would end after `deadline`. Checkpointing callbacks
-    still run at that epoch's end, so the run can be resumed later;
-    `completed` tells whether every epoch ran.
+    At each epoch end it sets `model.stop_training` when the next epoch,
+    estimated as `margin` times the `longest` epoch so far, would end after
+    `deadline`. Checkpointing callbacks still run at that epoch's end, so
+    the run can be resumed; `completed` tells whether every epoch ran.
 
     Args:
-        deadline: Unix time (`time.time()` scale) by which training must
-            have stopped.
+        deadline: Unix time (`time.time()`) by which training must stop.
         margin: safety factor on the epoch duration (> 0).
         verbose: print a line when it stops training.
 
@@ -36,17 +33,15 @@ class DeadlineCallback(keras.callbacks.Callback):
 
     def __init__(self, deadline: float, margin: float = 1.5, verbose=1):
         super().__init__()
-        if not margin > 0:
-            raise ValueError(f"`margin` must be > 0. Received: {margin}")
         self.deadline = float(deadline)
-        self.margin = float(margin)
+        self.margin = check_number("margin", margin)
         self.verbose = verbose
         self.on_train_begin()
 
     @property
     def longest(self) -> float:
-        """The longest epoch of this `fit`, the first left out if there
-        are others (seconds; 0 before any)."""
+        """The longest epoch of this `fit` in seconds (0 before any),
+        leaving out the first (it includes compilation) once there are more."""
         return max(self.durations[1:] or self.durations or [0.0])
 
     def on_train_begin(self, logs=None):
