@@ -1,19 +1,9 @@
 """Crash-safe checkpoints of a run: weights, optimizer, state and best model.
 
 Keras' `BackupAndRestore` and `ModelCheckpoint` write in place, so a kill
-during a write loses the run. `RunCheckpoint` writes, every `every` epochs
-and after the last epoch `fit` runs, each file atomically (temporary file,
-fsync, rename): the weights (model + optimizer: iteration counter,
-assignment, class statistics) to `checkpoints/epoch-NNNNNN.weights.h5`,
-the best model of the epochs since the previous checkpoint (its weights
-kept on the host until then) to `checkpoints/best-NNNNNN.keras`, and last
-the manifest `checkpoints/epoch-NNNNNN.json` (epoch, size and SHA-256 of
-the weights, the best model's file, epoch and value): a checkpoint exists
-once its manifest does. It keeps the last `keep` checkpoints and deletes
-older ones only after a new one is complete. `latest_checkpoint` returns
-the newest intact one, so a run killed at any moment resumes from the last
-checkpoint and replays the same batches, ending as an uninterrupted run.
-`run_dir/best.keras` is an atomic copy of the newest checkpoint's best.
+during a write loses the run; `RunCheckpoint` writes every file atomically
+and a manifest (with the weights' SHA-256) last. Layout and guarantees:
+`docs/distributed.md` ("Fault tolerance: checkpoints").
 """
 
 from __future__ import annotations
@@ -37,6 +27,7 @@ from keras_dlpa.checks import check_int
 logger = logging.getLogger(__name__)
 
 _MANIFEST = re.compile(r"^epoch-(\d{6})\.json$")
+_DATA = re.compile(r"^(?:epoch-(\d{6})\.weights\.h5|best-(\d{6})\.keras)$")
 _FORMAT = 1
 # Fault injection for the kill tests: seconds to sleep between writing a
 # checkpoint's weights and committing it (0 in normal use).
@@ -66,14 +57,11 @@ def _sha256(path: Path) -> str:
 
 
 def _manifests(directory: Path) -> list[tuple[int, Path]]:
+    """`(epoch, manifest path)`, newest first."""
     if not directory.is_dir():
         return []
-    found = []
-    for path in directory.iterdir():
-        match = _MANIFEST.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found, reverse=True)
+    matches = [(_MANIFEST.match(p.name), p) for p in directory.iterdir()]
+    return sorted(((int(m[1]), p) for m, p in matches if m), reverse=True)
 
 
 def _verify(directory: Path, manifest: Path) -> dict:
@@ -122,10 +110,9 @@ def latest_checkpoint(directory) -> dict | None:
             )
             continue
         meta["weights"] = str(directory / meta["weights"])
-        best = dict(meta.get("best") or {})
+        best = meta["best"] = dict(meta.get("best") or {})
         if best.get("file"):
             best["file"] = str(directory / best["file"])
-        meta["best"] = best
         return meta
     if problems:
         raise CheckpointError(
@@ -138,15 +125,11 @@ def latest_checkpoint(directory) -> dict | None:
 
 
 def restore_weights(model: keras.Model, path) -> None:
-    """Loads model AND optimizer variables from a `.weights.h5` file.
-
-    Builds the optimizer first (Keras builds it lazily, and `load_weights`
-    into an unbuilt optimizer silently skips its variables: the momentum
-    and the iteration counter, which drives the learning-rate schedule).
-    A partial load is an error, not a warning.
-    """
+    """Loads model AND optimizer variables from a `.weights.h5` file; a
+    partial load raises `CheckpointError`."""
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and not optimizer.built:
+        # Else load_weights silently skips its variables (step, momentum).
         optimizer.build(model.trainable_variables)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*Skipping variable loading")
@@ -162,23 +145,19 @@ def restore_weights(model: keras.Model, path) -> None:
 class RunCheckpoint(keras.callbacks.Callback):
     """Crash-safe per-epoch checkpoint and best-model keeper (see module).
 
-    Place it last among the callbacks that write logs (after
-    `ReassignCallback`, `EvaluationCallback` and the run logger), so the
-    state it saves includes their work of the epoch.
+    Place it after the callbacks that change state or write logs
+    (`ReassignCallback`, `EvaluationCallback`, the run logger).
 
     Args:
         directory: the checkpoint directory (created).
         best_path: where the best model is copied (e.g. `run_dir /
             "best.keras"`); `None` keeps no best model.
         monitor: log key of the best model (higher is better).
-        keep: checkpoints kept (>= 1; 2 keeps the previous good one while
-            a new one is written).
-        restore: a manifest from `latest_checkpoint` to restore at the start
-            of training (`None`: start fresh).
-        every: write a checkpoint every this many epochs (and after the
-            last epoch `fit` runs); each costs a weights file and, after
-            an improvement, a `.keras` model (`benchmarks/
-            bench_fit_budget.py`).
+        keep: checkpoints kept (>= 1).
+        restore: a manifest from `latest_checkpoint` to restore when
+            training begins (`None`: start fresh).
+        every: checkpoint every this many epochs (and after the last epoch
+            `fit` runs).
     """
 
     def __init__(
@@ -201,11 +180,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.keep = int(keep)
         self.restore = restore
         best = (restore or {}).get("best") or {}
-        self.best = {
-            "file": best.get("file"),
-            "epoch": best.get("epoch"),
-            "value": best.get("value"),
-        }
+        self.best = {key: best.get(key) for key in ("file", "epoch", "value")}
 
     def on_train_begin(self, logs=None):
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -216,8 +191,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             self._publish_best()
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        value = logs.get(self.monitor)
+        value = (logs or {}).get(self.monitor)
         best = (self._pending or self.best)["value"]
         if (
             self.best_path is not None
@@ -226,11 +200,10 @@ class RunCheckpoint(keras.callbacks.Callback):
             and (best is None or value > best)
         ):
             # Kept on the host until the next checkpoint writes it.
-            to_np = keras.ops.convert_to_numpy
             self._pending = {
                 "epoch": int(epoch),
                 "value": float(value),
-                "weights": [to_np(v).copy() for v in self.model.weights],
+                "weights": self._host_weights(),
             }
         done = int(epoch) + 1
         last = done >= (self.params or {}).get("epochs", done)
@@ -239,14 +212,18 @@ class RunCheckpoint(keras.callbacks.Callback):
             return
         self._write(done)
 
+    def _host_weights(self):
+        return [
+            keras.ops.convert_to_numpy(v).copy() for v in self.model.weights
+        ]
+
     def _write_best(self) -> bool:
         """Writes the pending best model; True if there was one."""
         pending, self._pending = self._pending, None
         if pending is None:
             return False
         best_file = self.directory / f"best-{pending['epoch'] + 1:06d}.keras"
-        variables = self.model.weights
-        current = [keras.ops.convert_to_numpy(v).copy() for v in variables]
+        variables, current = self.model.weights, self._host_weights()
         try:
             for variable, saved in zip(variables, pending["weights"]):
                 variable.assign(saved)
@@ -267,9 +244,7 @@ class RunCheckpoint(keras.callbacks.Callback):
 
         def write_weights(tmp):
             self.model.save_weights(tmp)
-            delay = float(os.environ.get(SLOW_WRITE_ENV, "0") or 0)
-            if delay > 0:
-                time.sleep(delay)
+            time.sleep(max(0.0, float(os.environ.get(SLOW_WRITE_ENV) or 0)))
 
         atomic_write(weights, write_weights)
         best_file = self.best["file"]
@@ -280,9 +255,8 @@ class RunCheckpoint(keras.callbacks.Callback):
             "size": weights.stat().st_size,
             "sha256": _sha256(weights),
             "best": {
+                **self.best,
                 "file": None if best_file is None else Path(best_file).name,
-                "epoch": self.best["epoch"],
-                "value": self.best["value"],
             },
         }
         atomic_write_text(
@@ -298,29 +272,26 @@ class RunCheckpoint(keras.callbacks.Callback):
             atomic_copy(Path(self.best["file"]), self.best_path)
 
     def _prune(self):
-        manifests = _manifests(self.directory)
-        kept = manifests[: self.keep]
+        kept = _manifests(self.directory)[: self.keep]
         needed = set()
         for _, path in kept:
             try:
                 meta = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 continue
-            needed.add(meta.get("weights"))
-            needed.add((meta.get("best") or {}).get("file"))
-        newest = kept[0][0] if kept else 0
+            best = (meta.get("best") or {}).get("file")
+            needed |= {meta.get("weights"), best}
+        if not kept:
+            return
+        oldest, newest = kept[-1][0], kept[0][0]
         for path in self.directory.iterdir():
-            name = path.name
-            if name.startswith(".tmp-"):
+            if match := _MANIFEST.match(path.name):
+                stale = int(match[1]) < oldest
+            elif match := _DATA.match(path.name):
+                # A file newer than the newest manifest is being written.
+                number = int(match[1] or match[2])
+                stale = path.name not in needed and number <= newest
+            else:
                 continue
-            stale_manifest = _MANIFEST.match(name) and (
-                int(name[6:12]) < kept[-1][0]
-            )
-            stale_file = (
-                (name.startswith("epoch-") and name.endswith(".weights.h5"))
-                or (name.startswith("best-") and name.endswith(".keras"))
-            ) and name not in needed
-            if stale_file and int(name.split("-")[1][:6]) > newest:
-                continue  # a newer checkpoint being written
-            if stale_manifest or stale_file:
+            if stale:
                 path.unlink(missing_ok=True)
