@@ -91,11 +91,9 @@ def device_train_dataset(
     batch_size = training_input.batch_size
     steps = steps_per_epoch(len(data), batch_size)
     labels = np.asarray(data.labels)
+    soft = augmentation.soft_labels
     make = _make_batch_fn(
-        data.num_classes,
-        augmentation.crop_padding,
-        bool(one_hot) or augmentation.soft_labels,
-        augmentation.soft_labels,
+        data.num_classes, augmentation.crop_padding, bool(one_hot) or soft, soft
     )
     plan_of = functools.partial(
         epoch_plan,

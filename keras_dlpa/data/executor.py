@@ -12,14 +12,6 @@ from keras_dlpa.data.plan import TrainingInput
 EXECUTORS = ("auto", "tf", "grain", "device")
 
 
-def _accelerator() -> str | None:
-    """The JAX default platform (`"gpu"`, `"tpu"`) when it is not the CPU."""
-    import jax
-
-    platform = jax.default_backend()
-    return None if platform == "cpu" else platform
-
-
 def resolve_executor(
     executor: str = "auto", in_memory: bool = True, whole_batches: bool = True
 ) -> str:
@@ -38,15 +30,12 @@ def resolve_executor(
     check_choice("executor", executor, EXECUTORS)
     backend = keras.backend.backend()
     if executor == "device":
-        missing = [
-            what
-            for what, ok in (
-                (f"the JAX backend (this is {backend})", backend == "jax"),
-                ("in-memory data (these are streamed)", in_memory),
-                ("one replica on one process", whole_batches),
-            )
-            if not ok
-        ]
+        needs = {
+            f"the JAX backend (this is {backend})": backend == "jax",
+            "in-memory data (these are streamed)": in_memory,
+            "one replica on one process": whole_batches,
+        }
+        missing = [what for what, ok in needs.items() if not ok]
         if missing:
             raise ValueError(
                 "executor='device' needs " + " and ".join(missing) + "; "
@@ -56,8 +45,11 @@ def resolve_executor(
     if executor == "auto":
         if not in_memory:
             return "grain"
-        if backend == "jax" and whole_batches and _accelerator():
-            return "device"
+        if backend == "jax" and whole_batches:
+            import jax
+
+            if jax.default_backend() != "cpu":
+                return "device"
         return "tf" if backend == "tensorflow" else "grain"
     return executor
 

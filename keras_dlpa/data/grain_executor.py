@@ -15,29 +15,6 @@ from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
 
 
-class _PlannedBatch:
-    """`i -> (images, labels)`: batch `i % S` of epoch `i // S`."""
-
-    def __init__(self, data, training_input, augmentation, one_hot, shard):
-        self.maker = BatchMaker(data, augmentation, one_hot, shard)
-        self.steps = steps_per_epoch(len(data), training_input.batch_size)
-        # Worker threads share the plans of the epochs in flight.
-        self.plan = functools.lru_cache(maxsize=4)(
-            functools.partial(
-                epoch_plan,
-                data.labels,
-                training_input.batch_size,
-                training_input.seed,
-                augmentation=augmentation,
-                num_classes=data.num_classes,
-            )
-        )
-
-    def __call__(self, index):
-        epoch, step = divmod(int(index), self.steps)
-        return self.maker(self.plan(epoch), step)
-
-
 def grain_train_dataset(
     data: ImageData,
     training_input: TrainingInput,
@@ -60,17 +37,29 @@ def grain_train_dataset(
         `(dataset, steps_per_epoch)`: a `grain.IterDataset` of `BatchMaker`
         batches (`b = B / shard.count` rows).
     """
-    try:
-        import grain
-    except ImportError as error:
-        raise ImportError(
-            "The grain executor needs the `grain` package: pip install grain "
-            "(a dependency of keras-dlpa)."
-        ) from error
+    import grain
+
     check_kind(data, ImageData)
     augmentation = training_input.augmentation_or(Augmentation)
-    batch = _PlannedBatch(data, training_input, augmentation, one_hot, shard)
-    steps = batch.steps
+    maker = BatchMaker(data, augmentation, one_hot, shard)
+    batch_size = training_input.batch_size
+    steps = steps_per_epoch(len(data), batch_size)
+    # Worker threads share the plans of the epochs in flight.
+    plan = functools.lru_cache(maxsize=4)(
+        functools.partial(
+            epoch_plan,
+            data.labels,
+            batch_size,
+            training_input.seed,
+            augmentation=augmentation,
+            num_classes=data.num_classes,
+        )
+    )
+
+    def batch(index):
+        epoch, step = divmod(int(index), steps)
+        return maker(plan(epoch), step)
+
     dataset = grain.MapDataset.range(
         training_input.initial_epoch * steps, training_input.epochs * steps
     ).map(batch)

@@ -37,13 +37,12 @@ class InputShard:
                 raise ValueError(
                     f"`{name}` must be an integer. Received: {name}={value!r}"
                 )
+            object.__setattr__(self, name, int(value))
         if self.count < 1 or not 0 <= self.index < self.count:
             raise ValueError(
                 "Expected 0 <= `index` < `count` and `count` >= 1. "
                 f"Received: index={self.index!r}, count={self.count!r}"
             )
-        object.__setattr__(self, "index", int(self.index))
-        object.__setattr__(self, "count", int(self.count))
 
     @property
     def is_whole(self) -> bool:

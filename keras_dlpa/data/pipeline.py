@@ -26,8 +26,10 @@ def _check_data(data: ImageData) -> None:
         raise ValueError("`data` is empty; there is nothing to iterate.")
 
 
-def _planned_batches(data, batch_size, seed, augmentation, epochs):
-    """`epochs` (a dataset of int64 epoch keys) -> per-batch plan slices."""
+def _planned_batches(
+    data, batch_size, seed, augmentation, epochs, one_hot, shard=None
+):
+    """`(batches, steps)` of `epochs`, a dataset of int64 epoch keys."""
     steps = steps_per_epoch(len(data), batch_size)
     labels = data.labels
     num_classes = data.num_classes
@@ -45,15 +47,13 @@ def _planned_batches(data, batch_size, seed, augmentation, epochs):
             array.set_shape(shape)
         return tf.data.Dataset.from_tensor_slices(tuple(arrays))
 
-    return epochs.flat_map(one_epoch), steps
+    load = _batch_loader(data, augmentation, one_hot, shard)
+    batches = epochs.flat_map(one_epoch)
+    mapped = batches.map(load, num_parallel_calls=_AUTOTUNE, deterministic=True)
+    return mapped, steps
 
 
-def _batch_loader(
-    data: ImageData,
-    augmentation: Augmentation,
-    one_hot: bool,
-    shard: InputShard | None = None,
-):
+def _batch_loader(data, augmentation, one_hot, shard=None):
     """`load(*plan_slice) -> (images, labels)`: `plan.BatchMaker` in TF."""
     images_t = tf.constant(data.images)
     labels_t = tf.constant(data.labels.astype(np.int32))
@@ -126,18 +126,11 @@ def epoch_keyed_pipeline(
     keys = tf.data.Dataset.range(
         training_input.initial_epoch, training_input.epochs
     )
+    batch_size, seed = training_input.batch_size, training_input.seed
     batches, steps = _planned_batches(
-        data,
-        training_input.batch_size,
-        training_input.seed,
-        augmentation,
-        keys,
+        data, batch_size, seed, augmentation, keys, one_hot, shard
     )
-    load = _batch_loader(data, augmentation, one_hot, shard)
-    dataset = batches.map(
-        load, num_parallel_calls=_AUTOTUNE, deterministic=True
-    ).prefetch(_AUTOTUNE)
-    return dataset, steps
+    return batches.prefetch(_AUTOTUNE), steps
 
 
 def train_pipeline(
@@ -169,14 +162,10 @@ def train_pipeline(
         .map(lambda key: tf.math.floormod(key, 2**31))
     )
     batches, steps = _planned_batches(
-        data, batch_size, seed, augmentation, keys
+        data, batch_size, seed, augmentation, keys, one_hot
     )
-    load = _batch_loader(data, augmentation, one_hot)
-    return (
-        batches.map(load, num_parallel_calls=_AUTOTUNE, deterministic=True)
-        .apply(tf.data.experimental.assert_cardinality(steps))
-        .prefetch(_AUTOTUNE)
-    )
+    cardinality = tf.data.experimental.assert_cardinality(steps)
+    return batches.apply(cardinality).prefetch(_AUTOTUNE)
 
 
 def eval_pipeline(

@@ -69,10 +69,6 @@ class EpochPlan:
     partners: np.ndarray
     lam: np.ndarray
 
-    @property
-    def steps(self) -> int:
-        return int(self.indices.shape[0])
-
     def arrays(self) -> tuple[np.ndarray, ...]:
         """`(indices, offsets, flips, partners, lam)`."""
         return (self.indices, self.offsets, self.flips, self.partners, self.lam)
@@ -94,16 +90,6 @@ class TrainingInput:
         augmentation: an `Augmentation` for in-memory data or a
             `StreamAugmentation` for streamed data; `None` takes the
             default of the data's kind (in memory: crop 4 + flip).
-
-    Example:
-
-    ```python
-    data = keras_dlpa.data.from_arrays(images, labels)
-    training_input = keras_dlpa.data.TrainingInput(
-        batch_size=128, seed=0, initial_epoch=0, epochs=200
-    )
-    dataset, steps = data.train_dataset(training_input)
-    ```
     """
 
     batch_size: int
@@ -218,13 +204,8 @@ def epoch_plan(
     else:
         lam = np.ones((steps,), np.float32)
         partners = np.broadcast_to(np.arange(batch_size), shape).copy()
-    return EpochPlan(
-        indices=indices.astype(np.int64),
-        offsets=offsets.astype(np.int32),
-        flips=flips,
-        partners=partners.astype(np.int64),
-        lam=lam,
-    )
+    indices, partners = indices.astype(np.int64), partners.astype(np.int64)
+    return EpochPlan(indices, offsets.astype(np.int32), flips, partners, lam)
 
 
 def crop_flip(images, offsets, flips, padding: int, xp=np):
