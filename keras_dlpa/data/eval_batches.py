@@ -22,15 +22,6 @@ class EvalBatches(keras.utils.PyDataset):
         batch_size: images per batch.
         image_size: output side of streamed images (in-memory images
             keep their size).
-
-    Example:
-
-    >>> import numpy as np
-    >>> from keras_dlpa.data import ImageData
-    >>> data = ImageData(np.zeros((5, 8, 8, 3), "uint8"), [0] * 5, ["a"])
-    >>> batches = EvalBatches(data, batch_size=2)
-    >>> len(batches), batches[2][0].shape
-    (3, (1, 8, 8, 3))
     """
 
     def __init__(self, data, batch_size: int = 256, image_size: int = 224):

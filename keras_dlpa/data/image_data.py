@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from keras_dlpa.checks import check_int
+
 
 class _LabelledSet:
     """What `ImageData` and `LabelledPaths` share: labels, class names."""
@@ -65,14 +67,6 @@ class ImageData(_LabelledSet):
         class_names: one name per class, in label order.
         skipped_files: paths of the source's files left out as unreadable
             (`skip_bad_images=True`).
-
-    Example:
-
-    >>> data = ImageData(
-    ...     np.zeros((4, 8, 8, 3), "uint8"), np.array([0, 1, 1, 0]), ["a", "b"]
-    ... )
-    >>> data.num_classes, data.class_counts().tolist()
-    (2, [2, 2])
     """
 
     images: np.ndarray
@@ -189,10 +183,7 @@ def from_arrays(
                     "Pass `class_names` or `num_classes` for an empty set."
                 )
             num_classes = int(np.max(labels)) + 1
-        if num_classes < 1:
-            raise ValueError(
-                f"`num_classes` must be >= 1. Received: {num_classes}."
-            )
+        num_classes = check_int("num_classes", num_classes)
         class_names = [str(i) for i in range(num_classes)]
     elif num_classes is not None and num_classes != len(class_names):
         raise ValueError(

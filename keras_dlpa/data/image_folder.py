@@ -30,6 +30,7 @@ from keras_dlpa_serving.image_decode import unsupported_reason
 logger = logging.getLogger(__name__)
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+_TEXTS = ("class_names", "skipped_files")  # JSON fields of a decoded cache
 _EXPECTED = "`root/<class_name>/*.jpg|png|webp|...`"
 _SKIP_HINT = (
     " Fix or remove them, or pass skip_bad_images=True (--skip-bad-images) "
@@ -90,7 +91,7 @@ def _split_unsupported(classes: dict) -> tuple[dict, list]:
 def _labelled(classes: dict, where, key=None):
     """`(class_names, files, labels, unsupported)`: sorted classes (label k
     is the k-th name), files sorted by `key` within a class."""
-    _sorted_classes(classes, where)
+    _check_classes(classes, where)
     classes, others = _split_unsupported(classes)
     class_names = sorted(classes)
     files, labels = [], []
@@ -99,12 +100,6 @@ def _labelled(classes: dict, where, key=None):
         files.extend(members)
         labels.extend([label] * len(members))
     return class_names, files, np.asarray(labels, np.int64), others
-
-
-def _check_counts(class_names, labels, where) -> None:
-    """`ValueError` for a class left without images."""
-    counts = np.bincount(labels, minlength=len(class_names))
-    _sorted_classes(dict(zip(class_names, counts.tolist())), where)
 
 
 def _report_bad(bad, total, where, skip_bad_images, warn=True) -> None:
@@ -117,22 +112,26 @@ def _report_bad(bad, total, where, skip_bad_images, warn=True) -> None:
         logger.warning(skipped_message([p for p, _ in bad], total, where))
 
 
-def _sorted_classes(classes: dict, where) -> list[str]:
-    """Class names in sorted order; empty folders are an error."""
+def _check_counts(class_names, labels, where) -> None:
+    """`ValueError` for a class left without images."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    _check_classes(dict(zip(class_names, counts.tolist())), where)
+
+
+def _check_classes(classes: dict, where) -> None:
+    """`ValueError` for no classes or a class without images."""
     if not classes:
         raise ValueError(
             f"Image folder {where} has no class sub-directories. Expected "
             f"{_EXPECTED}."
         )
-    names = sorted(classes)
-    for name in names:
+    for name in sorted(classes):
         if not classes[name]:
             raise ValueError(
                 f"Class folder {name!r} in {where} contains no images "
                 f"with extension {', '.join(IMAGE_EXTENSIONS)}. Remove it or "
                 "add images."
             )
-    return names
 
 
 def list_image_folder(
@@ -412,24 +411,17 @@ def _cache_path(archive: Path, cache_dir, suffix: str = "") -> Path:
 def _load_cached(path: Path) -> ImageData:
     with np.load(path, allow_pickle=False) as cached:
         skipped = cached["skipped_files"] if "skipped_files" in cached else "[]"
-        return ImageData(
-            cached["images"],
-            cached["labels"],
-            json.loads(str(cached["class_names"])),
-            skipped_files=tuple(json.loads(str(skipped))),
-        )
+        names = json.loads(str(cached["class_names"]))
+        skipped = tuple(json.loads(str(skipped)))
+        return ImageData(cached["images"], cached["labels"], names, skipped)
 
 
 def _save_cached(path: Path, data: ImageData) -> None:
+    texts = {k: np.array(json.dumps(getattr(data, k))) for k in _TEXTS}
+
     def write(tmp):
         with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                images=data.images,
-                labels=data.labels,
-                class_names=np.array(json.dumps(data.class_names)),
-                skipped_files=np.array(json.dumps(data.skipped_files)),
-            )
+            np.savez(f, images=data.images, labels=data.labels, **texts)
 
     atomic_write(path, write)
 
