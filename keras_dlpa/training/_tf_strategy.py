@@ -1,11 +1,5 @@
-"""The TensorFlow half of `keras_dlpa.training.distribution`.
-
-Imported only when a run on the TensorFlow backend asks for a strategy, so
-the JAX path works without TensorFlow. DL2PA needs nothing special under a
-strategy beyond building and compiling the model inside `strategy.scope()`:
-`PrototypeLayer` keeps its statistics in sync-on-read SUM variables and
-`ReassignCallback` writes from the cross-replica context.
-"""
+"""The TensorFlow half of `keras_dlpa.training.distribution`, imported only
+when a TensorFlow run asks for a strategy (see `docs/distributed.md`)."""
 
 from __future__ import annotations
 
@@ -19,8 +13,7 @@ from keras_dlpa.data.input_shard import InputShard
 
 # Job names `tf.distribute.MultiWorkerMirroredStrategy` understands.
 _MULTIWORKER_JOBS = ("chief", "worker", "evaluator")
-# The Keras release series `_patch_multiworker_reduce` was written and tested
-# for; it replaces a method on the strategy for internals of Keras' `fit`.
+# The Keras release series `_patch_multiworker_reduce` was written for.
 MULTIWORKER_PATCH_KERAS = "3.15"
 
 
@@ -32,38 +25,20 @@ def _tf_config_error(message: str, received) -> ValueError:
     )
 
 
-def _check_address(job: str, index: int, address, raw) -> None:
-    if not isinstance(address, str) or ":" not in address:
-        raise _tf_config_error(
-            f"cluster['{job}'][{index}] must be a 'host:port' string, got "
-            f"{address!r}",
-            raw,
-        )
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise _tf_config_error(
-            f"cluster['{job}'][{index}] = {address!r} is not 'host:port' "
-            "with a port in 1..65535",
-            raw,
-        )
-
-
 def validate_tf_config(tf_config: str | dict | None = None) -> dict:
     """Parses and checks a `TF_CONFIG` for multi-worker training.
 
     Args:
-        tf_config: the JSON string or dict; read from the `TF_CONFIG`
-            environment variable when `None`.
+        tf_config: the JSON string or dict; the `TF_CONFIG` environment
+            variable when `None`.
 
     Returns:
         The parsed dict `{"cluster": {job: [addresses]}, "task": {"type":
         job, "index": i}}`.
 
     Raises:
-        ValueError: when `TF_CONFIG` is unset, not JSON, lacks `cluster` or
-            `task`, has an empty or malformed job, a task type that is not a
-            job of the cluster, an index out of range, duplicate addresses,
-            or a job `MultiWorkerMirroredStrategy` does not support (`ps`).
+        ValueError: when `TF_CONFIG` is unset, not JSON, or not a valid
+            `MultiWorkerMirroredStrategy` cluster with this task in it.
     """
     raw = os.environ.get("TF_CONFIG") if tf_config is None else tf_config
     if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -74,85 +49,80 @@ def validate_tf_config(tf_config: str | dict | None = None) -> dict:
             '12345", "10.0.0.2:12345"]}, "task": {"type": "worker", '
             '"index": 0}}\''
         )
-    if isinstance(raw, str):
-        try:
-            config = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise _tf_config_error(f"not valid JSON ({error})", raw) from None
-    else:
-        config = raw
-    if not isinstance(config, dict):
-        raise _tf_config_error("must be a JSON object", raw)
+    try:
+        config = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as error:
+        raise _tf_config_error(f"not valid JSON ({error})", raw) from None
+
+    def require(ok, message):
+        if not ok:
+            raise _tf_config_error(message, raw)
+
+    require(isinstance(config, dict), "must be a JSON object")
     for key in ("cluster", "task"):
-        if key not in config:
-            raise _tf_config_error(f"missing the '{key}' key", raw)
+        require(key in config, f"missing the '{key}' key")
     cluster, task = config["cluster"], config["task"]
-    if not isinstance(cluster, dict) or not cluster:
-        raise _tf_config_error(
-            "'cluster' must be a non-empty object of job -> addresses", raw
-        )
+    require(
+        isinstance(cluster, dict) and cluster,
+        "'cluster' must be a non-empty object of job -> addresses",
+    )
     seen = {}
     for job, addresses in cluster.items():
-        if job not in _MULTIWORKER_JOBS:
-            raise _tf_config_error(
-                f"job '{job}' is not supported by MultiWorkerMirroredStrategy"
-                f" (supported: {', '.join(_MULTIWORKER_JOBS)}; 'ps' needs "
-                "tf.distribute.ParameterServerStrategy)",
-                raw,
-            )
-        if not isinstance(addresses, list) or not addresses:
-            raise _tf_config_error(
-                f"cluster['{job}'] must be a non-empty list of 'host:port'",
-                raw,
-            )
+        require(
+            job in _MULTIWORKER_JOBS,
+            f"job '{job}' is not supported by MultiWorkerMirroredStrategy "
+            f"(supported: {', '.join(_MULTIWORKER_JOBS)}; 'ps' needs "
+            "tf.distribute.ParameterServerStrategy)",
+        )
+        require(
+            isinstance(addresses, list) and addresses,
+            f"cluster['{job}'] must be a non-empty list of 'host:port'",
+        )
         for index, address in enumerate(addresses):
-            _check_address(job, index, address, raw)
-            if address in seen:
-                raise _tf_config_error(
-                    f"address {address!r} appears twice ({seen[address]} "
-                    f"and {job}[{index}])",
-                    raw,
-                )
+            where = f"cluster['{job}'][{index}]"
+            require(
+                isinstance(address, str) and ":" in address,
+                f"{where} must be a 'host:port' string, got {address!r}",
+            )
+            host, _, port = address.rpartition(":")
+            require(
+                host and port.isdigit() and 0 < int(port) < 65536,
+                f"{where} = {address!r} is not 'host:port' with a port in "
+                "1..65535",
+            )
+            require(
+                address not in seen,
+                f"address {address!r} appears twice ({seen.get(address)} "
+                f"and {job}[{index}])",
+            )
             seen[address] = f"{job}[{index}]"
-    if len(cluster.get("chief", [])) > 1:
-        raise _tf_config_error("at most one 'chief' is allowed", raw)
-    if not isinstance(task, dict):
-        raise _tf_config_error("'task' must be an object", raw)
+    require(
+        len(cluster.get("chief", [])) <= 1, "at most one 'chief' is allowed"
+    )
+    require(isinstance(task, dict), "'task' must be an object")
     for key in ("type", "index"):
-        if key not in task:
-            raise _tf_config_error(f"'task' is missing '{key}'", raw)
+        require(key in task, f"'task' is missing '{key}'")
     task_type, index = task["type"], task["index"]
-    if task_type not in cluster:
-        raise _tf_config_error(
-            f"task type {task_type!r} is not a job of the cluster "
-            f"({sorted(cluster)})",
-            raw,
-        )
-    if isinstance(index, bool) or not isinstance(index, int):
-        raise _tf_config_error(
-            f"task index must be an integer, got {index!r}", raw
-        )
-    if not 0 <= index < len(cluster[task_type]):
-        raise _tf_config_error(
-            f"task index {index} is out of range for job '{task_type}' with "
-            f"{len(cluster[task_type])} address(es)",
-            raw,
-        )
+    require(
+        task_type in cluster,
+        f"task type {task_type!r} is not a job of the cluster "
+        f"({sorted(cluster)})",
+    )
+    require(
+        isinstance(index, int) and not isinstance(index, bool),
+        f"task index must be an integer, got {index!r}",
+    )
+    count = len(cluster[task_type])
+    require(
+        0 <= index < count,
+        f"task index {index} is out of range for job '{task_type}' with "
+        f"{count} address(es)",
+    )
     return config
 
 
 def resolve_strategy(name: str) -> tf.distribute.Strategy:
-    """The `tf.distribute.Strategy` for a `resolve_distribution` name.
-
-    `"auto"`: `MirroredStrategy` over all GPUs when more than one is
-    visible, else the default strategy; `"default"`: one device;
-    `"mirrored"`: `MirroredStrategy` over all GPUs, or all logical CPU
-    devices when there is none; `"multiworker"`:
-    `MultiWorkerMirroredStrategy` from `TF_CONFIG` (checked first with
-    `validate_tf_config`), patched for Keras 3 `fit`
-    (`_patch_multiworker_reduce`). Create it before any other TensorFlow
-    op.
-    """
+    """The `tf.distribute.Strategy` for a `resolve_distribution` name."""
     if name in ("auto", "mirrored"):
         # Listing devices starts TensorFlow, so not for "multiworker".
         gpus = tf.config.list_logical_devices("GPU")
@@ -180,18 +150,8 @@ def resolve_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def check_multiworker_patch_version(version: str | None = None) -> None:
-    """Raises unless Keras is the version `_patch_multiworker_reduce` fits.
-
-    The patch replaces `strategy.reduce` to work around how Keras 3.15's
-    `fit` calls it; on another Keras it may hide a changed call or be no
-    longer needed, so it is refused rather than applied blindly.
-
-    Args:
-        version: the Keras version; `keras.__version__` when `None`.
-
-    Raises:
-        RuntimeError: for a Keras version outside `MULTIWORKER_PATCH_KERAS`.
-    """
+    """Raises `RuntimeError` unless Keras `version` (default: installed) is
+    the series `_patch_multiworker_reduce` was written for."""
     if version is None:
         import keras
 
@@ -211,23 +171,9 @@ def check_multiworker_patch_version(version: str | None = None) -> None:
 
 
 def _patch_multiworker_reduce(strategy) -> None:
-    """Works around two Keras 3 `fit` failures with several workers.
-
-    Keras 3 (tested: 3.15 with TF 2.21) calls `strategy.reduce` in ways
-    `MultiWorkerMirroredStrategy` rejects once there is more than one
-    worker (keras-team/keras#20585, tensorflow/tensorflow#72388):
-
-    - on the first `(x, y)` batch before building the model: a nested
-      structure, which only `MirroredStrategy` maps over ("Attempt to
-      convert a value (PerReplica...) ... to a Tensor");
-    - on the scalar step logs with `axis=0` ("Invalid reduction dimension 0
-      for input with 0 dimensions").
-
-    This instance-level patch maps the reduction over nested structures and
-    reduces scalars with `axis=None` (the mean over replicas, which is what
-    a single-worker strategy returns for them). It refuses other Keras
-    versions (`check_multiworker_patch_version`).
-    """
+    """Makes `strategy.reduce` map over nested structures and reduce
+    scalars with `axis=None`, as Keras 3.15 `fit` needs with several
+    workers (keras-team/keras#20585, tensorflow/tensorflow#72388)."""
     check_multiworker_patch_version()
     reduce = strategy.reduce
 
@@ -248,10 +194,7 @@ def _patch_multiworker_reduce(strategy) -> None:
 
 
 def distribute_input(strategy, shard, make_dataset, batch_size, spec):
-    """Each worker's rows as a `tf.distribute.DistributedDataset`.
-
-    See `Distribution.training_input`.
-    """
+    """Each worker's rows as a `tf.distribute.DistributedDataset`."""
 
     def dataset_fn(context):
         given = InputShard(
@@ -264,8 +207,17 @@ def distribute_input(strategy, shard, make_dataset, batch_size, spec):
                 f"makes it worker {shard.index} of {shard.count}."
             )
         dataset = make_dataset(shard)
-        if not isinstance(dataset, tf.data.Dataset):
-            dataset = grain_to_tf(dataset, spec)
+        if not isinstance(dataset, tf.data.Dataset):  # grain
+            if spec is None:
+                raise ValueError(
+                    "A grain training dataset under MultiWorkerMirrored"
+                    "Strategy needs `element_spec` (the TensorSpecs of one "
+                    "local batch)."
+                )
+            grain = dataset
+            dataset = tf.data.Dataset.from_generator(
+                lambda: iter(grain), output_signature=tuple(spec)
+            )
         per_replica = context.get_per_replica_batch_size(batch_size)
         if per_replica != shard.local_batch_size(batch_size):
             dataset = dataset.rebatch(per_replica, drop_remainder=True)
@@ -274,25 +226,9 @@ def distribute_input(strategy, shard, make_dataset, batch_size, spec):
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def grain_to_tf(dataset, element_spec):
-    """A grain dataset as a `tf.data.Dataset` with `element_spec`."""
-    if element_spec is None:
-        raise ValueError(
-            "A grain training dataset under MultiWorkerMirroredStrategy "
-            "needs `element_spec` (the TensorSpecs of one local batch)."
-        )
-
-    return tf.data.Dataset.from_generator(
-        lambda: iter(dataset), output_signature=tuple(element_spec)
-    )
-
-
 def tf_input_shard(strategy) -> InputShard:
-    """Worker `k` of `W` of a `MultiWorkerMirroredStrategy`.
-
-    The chief is worker 0 and the workers follow it (the numbering of
-    tf.distribute's input pipelines).
-    """
+    """Worker `k` of `W` of a `MultiWorkerMirroredStrategy`: the chief
+    first, then the workers (tf.distribute's input pipeline order)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return WHOLE_BATCH
