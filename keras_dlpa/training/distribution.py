@@ -1,5 +1,6 @@
 """`--strategy` on every backend: tf.distribute on TensorFlow, Keras'
-`DataParallel` distribution on JAX, with the same global-batch rule."""
+`DataParallel` distribution on JAX, with the same global-batch rule
+(`docs/distributed.md`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dataclasses
 
 import keras
 
+from keras_dlpa.checks import check_choice
 from keras_dlpa.data.input_shard import WHOLE_BATCH
 from keras_dlpa.data.input_shard import InputShard
 
@@ -20,13 +22,10 @@ class Distribution:
 
     Attributes:
         name: the `--strategy` name.
-        num_replicas: data-parallel replicas (devices) in sync, over all
-            processes.
+        num_replicas: data-parallel replicas (devices) over all processes.
         tf_strategy: the `tf.distribute.Strategy` on TensorFlow, else None.
         input_shard: the rows of every global batch this process builds
-            (`keras_dlpa.data.InputShard`): worker `k` of `W`
-            (`tf.distribute` input pipeline id; `jax.process_index()` of
-            `jax.process_count()`), or the whole batch on one host.
+            (`keras_dlpa.data.InputShard`; the whole batch on one host).
     """
 
     name: str
@@ -49,31 +48,17 @@ class Distribution:
         """The training input for `fit`, built for this process's rows.
 
         Args:
-            make_dataset: `make_dataset(shard) -> dataset` builds the
-                planned batches, each holding the rows `shard.rows(B)`
-                of its global batch of `B = batch_size` (a
-                `tf.data.Dataset`, or a grain dataset).
+            make_dataset: `make_dataset(shard) -> dataset` (`tf.data` or
+                grain) of the rows `shard.rows(B)` of each global batch.
             batch_size: the global batch size `B`.
             element_spec: `(images, labels)` `tf.TensorSpec`s of the local
-                batches; needed only to feed a grain dataset to
-                `MultiWorkerMirroredStrategy` (through
-                `tf.data.Dataset.from_generator`).
+                batches; needed only for grain under
+                `MultiWorkerMirroredStrategy`.
 
         Returns:
-            On one host, `make_dataset(whole batch)`. On TensorFlow with
-            several workers, a `tf.distribute.DistributedDataset` from
-            `strategy.distribute_datasets_from_function`: each worker's
-            dataset yields its `B / W` rows, split into per-replica batches
-            of `B / replicas` for its local replicas, and tf.distribute
-            neither re-shards nor re-batches it (Keras `fit` takes it as
-            is; `experimental_distribute_dataset`, which Keras would
-            otherwise call, treats each element as a global batch and
-            auto-shards it again). On JAX with several processes, the
-            per-process dataset: `keras.distribution.DataParallel` was
-            created with `auto_shard_dataset=False`, and Keras assembles
-            the processes' local batches into the global batch with
-            `jax.make_array_from_process_local_data` (process `k`'s rows
-            are block `k`, the order of `jax.devices()` in the mesh).
+            `make_dataset(shard)`, or on TensorFlow with several workers a
+            `tf.distribute.DistributedDataset` of it that tf.distribute
+            neither re-shards nor re-batches (`docs/distributed.md`).
         """
         shard = self.input_shard
         if shard.is_whole or self.tf_strategy is None:
@@ -86,13 +71,8 @@ class Distribution:
 
 
 def _jax_input_shard(devices) -> InputShard:
-    """`jax.process_index()` of `jax.process_count()`, checked on the mesh.
-
-    Keras (`jax.make_array_from_process_local_data`) puts a process's
-    local batch on that process's devices; the rows are block `k` of the
-    global batch only when process `k`'s devices are block `k` of the
-    mesh's devices.
-    """
+    """`jax.process_index()` of `jax.process_count()`, checked to own block
+    `k` of the mesh (where Keras puts process `k`'s local batch)."""
     import jax
 
     index, count = jax.process_index(), jax.process_count()
@@ -115,11 +95,6 @@ def _jax_distribution(name: str) -> Distribution:
     import jax
 
     if name == "multiworker":
-        # Multi-host JAX: one process per host. `keras.distribution.
-        # initialize` calls `jax.distributed.initialize` with the
-        # coordinator address, the process count and this process's id
-        # from KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES and
-        # _PROCESS_ID (or detected on SLURM, Open MPI, Cloud TPU, ...).
         try:
             keras.distribution.initialize()
         except ValueError as error:
@@ -153,29 +128,15 @@ def _jax_distribution(name: str) -> Distribution:
 def resolve_distribution(name: str = "auto") -> Distribution:
     """The `Distribution` called `name` on the current Keras backend.
 
-    - TensorFlow: `"auto"` is `MirroredStrategy` over all GPUs when more
-      than one is visible, else the default strategy; `"mirrored"`
-      `MirroredStrategy` over all GPUs (or all logical CPU devices);
-      `"multiworker"` `MultiWorkerMirroredStrategy` from `TF_CONFIG`
-      (checked first, and patched for Keras 3.15 `fit`; create it before
-      any other TensorFlow op), and this worker's `input_shard` its
-      position (chief first).
-    - JAX: `"auto"` uses `keras.distribution.DataParallel` over all local
-      accelerators when there is more than one (never over CPU devices);
-      `"mirrored"` over all local devices; `"multiworker"` first calls
-      `keras.distribution.initialize()` (`jax.distributed.initialize`
-      from the `KERAS_DISTRIBUTION_*` variables), then `DataParallel`
-      over every device of every process, with
-      `input_shard = (jax.process_index(), jax.process_count())`;
-      `"default"` one device.
-
-    The batch size stays the global batch (split evenly over replicas).
+    `"auto"`: all local accelerators when there is more than one;
+    `"mirrored"`: all local devices (TensorFlow: all GPUs, else all logical
+    CPUs); `"multiworker"`: every device of every process
+    (`MultiWorkerMirroredStrategy` from `TF_CONFIG`, created before any
+    other TensorFlow op; on JAX `keras.distribution.initialize()` from the
+    `KERAS_DISTRIBUTION_*` variables); `"default"`: one device. The batch
+    size stays the global batch. Details: `docs/distributed.md`.
     """
-    if name not in STRATEGIES:
-        raise ValueError(
-            f"`strategy` must be one of {STRATEGIES}. Received: "
-            f"strategy={name!r}"
-        )
+    check_choice("strategy", name, STRATEGIES)
     backend = keras.backend.backend()
     if backend == "tensorflow":
         from keras_dlpa.training import _tf_strategy
@@ -198,13 +159,9 @@ def resolve_distribution(name: str = "auto") -> Distribution:
 
 
 def check_global_batch(batch_size: int, num_replicas: int) -> int:
-    """`batch_size / num_replicas`, raising unless it divides evenly.
-
-    The batch size given to `fit` is the global batch, as in Keras: each
-    replica gets `batch_size / num_replicas` samples and the gradients are
-    averaged, so an uneven split would weight the samples of the smaller
-    replica batch more than a one-device step does.
-    """
+    """`batch_size / num_replicas` for the global `batch_size`, raising
+    unless it divides evenly (uneven replica batches would change the
+    weighting of the averaged gradients)."""
     if (
         isinstance(batch_size, bool)
         or not isinstance(batch_size, int)
