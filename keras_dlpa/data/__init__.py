@@ -1,27 +1,8 @@
-"""Data core (numpy/PIL), long-tailed subsets, splits and the executors.
+"""Data core (numpy/PIL; no TensorFlow import): sources, `ImageData` and
+`LabelledPaths`, long-tailed subsets, splits, epoch plans and executors.
 
-Nothing here needs TensorFlow: sources (`load_image_folder`, `from_arrays`),
-`ImageData`, the long-tailed profile, splits, channel statistics and the
-per-epoch plans (`epoch_plan`) are numpy and PIL. The executors run the
-plans with bit-identical batches: `grain_train_dataset` (grain, every
-backend), `keras_dlpa.data.device_executor` (JAX accelerators) and the
-tf.data executor `keras_dlpa.data.pipeline` (TensorFlow backend);
-`train_dataset` picks one; each takes the run's `TrainingInput` (batch
-size, seed, epochs, augmentation). `load_tfds` needs tensorflow-datasets.
-
-The names below work on every backend without TensorFlow installed. The
-tf.data executors are not in this namespace: import them from their
-modules (`from keras_dlpa.data.pipeline import train_pipeline`,
-`from keras_dlpa.data.streaming import tf_stream_dataset`), so that
-`import keras_dlpa.data` never imports TensorFlow.
-
-In-memory sources return an `ImageData` (uint8 images, int64 labels, class
-names); streamed sources (`load_labelled_paths`, `load_tfds_records`)
-return a `LabelledPaths` (paths and labels only; the splits and the
-long-tailed profile work on both), decoded per batch by `streaming` from a
-`StreamPlan`. Executors yield float32 images in the raw 0-255 range (the
-model normalises them, see `channel_stats`). Images are decoded by
-`keras_dlpa_serving.image_decode`, shared with the Keras-free ONNX client.
+The tf.data executors are imported from their modules
+(`keras_dlpa.data.pipeline`, `keras_dlpa.data.streaming`); see docs/data.md.
 """
 
 from keras_dlpa.data.eval_batches import EvalBatches

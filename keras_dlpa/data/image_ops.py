@@ -1,22 +1,9 @@
-"""PIL/numpy image ops of the streaming (ImageNet) pipeline, no TensorFlow.
-
-Training (one image, driven by the draws of a `StreamPlan`): decode,
-random-resized crop to `S x S` (bilinear, in one `Image.resize(box=...)`),
-horizontal flip, a TrivialAugment (wide) op, random erasing. Evaluation:
-resize the shorter side to `round(S / 0.875)` (bilinear) and take the
-centre `S x S` crop (the standard ImageNet protocol: 256 -> 224).
-
-TrivialAugment ops (`TRIVIAL_AUGMENT_OPS`, torchvision's
-`TrivialAugmentWide` set and ranges; the magnitude `m` in `[-1, 1]` is the
-planned bin / 30 with a random sign): identity, shear x/y (`0.99 m`),
-translate x/y (`m * 32 / 224` of the side), rotate (`135 m` degrees),
-brightness / colour / contrast / sharpness (factor `1 + 0.99 m`), posterize
-(8 down to 2 bits with `|m|`), solarize (threshold 255 down to 0 with
-`|m|`), autocontrast, equalize. Geometric ops fill with black, as
-torchvision's default.
-"""
+"""PIL/numpy image ops of the streaming (ImageNet) pipeline, no TensorFlow
+(the TrivialAugment op table is in docs/data.md)."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -29,10 +16,8 @@ ERASE_FILL = np.array([124, 116, 104], np.uint8)
 EVAL_CROP_FRACTION = 0.875
 
 
-def open_image(blob: bytes):
-    """Decodes image bytes to an RGB `PIL.Image` (`image_decode.open_rgb`:
-    every mode, 16-bit grey scaled; `BadImageError` if unreadable)."""
-    return open_rgb(blob)
+# Bytes -> RGB `PIL.Image` (every mode; `BadImageError` if unreadable).
+open_image = open_rgb
 
 
 def _affine(image, matrix):
@@ -82,14 +67,11 @@ def _op_table():
 
 
 TRIVIAL_AUGMENT_OPS = tuple(name for name, _ in _op_table())
-_OPS = None
 
 
+@functools.cache
 def _ops():
-    global _OPS
-    if _OPS is None:
-        _OPS = [fn for _, fn in _op_table()]
-    return _OPS
+    return [fn for _, fn in _op_table()]
 
 
 def train_image(
@@ -102,18 +84,10 @@ def train_image(
     erase: bool,
     erase_box,
 ) -> np.ndarray:
-    """One planned training image: uint8 `(size, size, 3)`.
-
-    Args:
-        blob: encoded JPEG/PNG bytes.
-        size: output side.
-        crop: the crop draw `(area, log aspect, x, y)` (`box_from_draw`).
-        flip: flip left-right.
-        op: TrivialAugment op index, -1 for none.
-        magnitude: signed magnitude in `[-1, 1]`.
-        erase: apply random erasing.
-        erase_box: the erasing draw, in the `size x size` output.
-    """
+    """One planned training image, uint8 `(size, size, 3)`: random-resized
+    crop of `blob` by the `crop` draw (`box_from_draw`), flip, TrivialAugment
+    op `op` (-1: none) at signed `magnitude`, random erasing of the
+    `erase_box` draw where `erase`."""
     from PIL import Image
 
     image = open_image(blob)

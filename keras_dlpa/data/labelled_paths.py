@@ -38,17 +38,10 @@ class LabelledPaths(_LabelledSet):
             indices into it.
         labels: int `(N,)` labels in `[0, len(class_names))`.
         class_names: one name per class, in label order.
-        records: optional random-access source (`records[i]` is a dict
-            with the encoded image under `"image"`), e.g. a
-            `tfds.data_source` with the image decoding skipped.
+        records: optional random-access source, `records[i]["image"]` the
+            encoded image (e.g. an undecoded `tfds.data_source`).
         skipped_files: paths of the source's files left out as unreadable
-            or unsupported (`skip_bad_images=True`); kept by `subset`.
-
-    Example:
-
-    >>> data = LabelledPaths(["a.jpg", "b.jpg"], [0, 1], ["cat", "dog"])
-    >>> len(data), data.class_counts().tolist()
-    (2, [1, 1])
+            (`skip_bad_images=True`).
     """
 
     items: np.ndarray
@@ -90,14 +83,9 @@ class LabelledPaths(_LabelledSet):
         """The `StreamAugmentation` of `settings` (an `ExperimentConfig`)."""
         from keras_dlpa.data.stream_plan import StreamAugmentation
 
-        return StreamAugmentation(
-            image_size=settings.image_size,
-            flip=settings.flip,
-            auto_augment=settings.auto_augment,
-            random_erasing=settings.random_erasing,
-            mixup_alpha=settings.mixup_alpha,
-            cutmix_alpha=settings.cutmix_alpha,
-        )
+        names = ("image_size", "flip", "auto_augment", "random_erasing")
+        names += ("mixup_alpha", "cutmix_alpha")
+        return StreamAugmentation(**{n: getattr(settings, n) for n in names})
 
     def input_statistics(self, image_size: int):
         """ImageNet mean and std (a streamed set is not read twice) and the
@@ -183,17 +171,8 @@ def drop_bad_images(
 def select_classes(
     data: LabelledPaths, classes: int | Sequence[str] | str | os.PathLike
 ) -> LabelledPaths:
-    """Keeps a subset of the classes and renumbers them (ImageNet-200).
-
-    Args:
-        data: the full set.
-        classes: an int `k` (the first `k` classes in label order), a list
-            of class names, or a text file with one class name per line
-            (kept in the file's order).
-
-    Returns:
-        A `LabelledPaths` with labels `0 .. len(kept) - 1`.
-    """
+    """`data` with only the `classes` (the first `k`, a list of names, or a
+    text file of one name per line), relabelled `0 ..` in that order."""
     if isinstance(classes, (int, np.integer)):
         if not 1 <= int(classes) <= data.num_classes:
             raise ValueError(
@@ -217,12 +196,10 @@ def select_classes(
     remap = np.full((data.num_classes,), -1, np.int64)
     remap[old] = np.arange(old.size)
     keep = np.flatnonzero(remap[data.labels] >= 0)
-    return LabelledPaths(
-        data.items[keep],
-        remap[data.labels[keep]],
-        names,
-        data.records,
-        data.skipped_files,
+    labels = remap[data.labels[keep]]
+    items = data.items[keep]
+    return dataclasses.replace(
+        data, items=items, labels=labels, class_names=names
     )
 
 

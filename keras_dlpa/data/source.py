@@ -1,11 +1,5 @@
-"""`DataSource`: what the runner asks of a labelled image set.
-
-Two classes implement it: the in-memory `ImageData` (CIFAR-sized sets,
-decoded once) and the streamed `LabelledPaths` (paths and labels only,
-decoded per batch). The splits and the long-tailed profile use only the
-labels; the runner uses the rest, so it never needs to know which of the
-two it holds.
-"""
+"""`DataSource`: what the runner asks of a labelled image set, the
+in-memory `ImageData` or the streamed `LabelledPaths`."""
 
 from __future__ import annotations
 
@@ -42,10 +36,8 @@ class DataSource(Protocol):
         """The entries at `indices` (same class names)."""
 
     def augmentation(self, settings):
-        """The training augmentation of this kind of data from `settings`
-        (an `ExperimentConfig` or any object with its augmentation
-        fields): `plan.Augmentation` in memory, `StreamAugmentation`
-        streamed."""
+        """This kind of data's augmentation of `settings` (an
+        `ExperimentConfig`)."""
 
     def input_statistics(self, image_size: int):
         """`(mean, std, image_shape)` the model normalises its input with."""
@@ -57,12 +49,8 @@ class DataSource(Protocol):
         shard=None,
         workers: int | None = None,
     ):
-        """`(dataset, steps_per_epoch)`: the planned training batches of
-        `training_input` (a `plan.TrainingInput`: batch size, seed, epochs
-        `initial_epoch .. epochs - 1` and the augmentation of this kind of
-        data), this process's rows of each with a `shard`; `workers`:
-        decode processes of streamed data."""
+        """`(dataset, steps_per_epoch)` of `training_input` (this
+        process's rows with a `shard`; `workers`: streamed decoding)."""
 
     def eval_images(self, start: int, stop: int, image_size: int):
-        """float32 `(stop - start, H, W, 3)`: entries `start..stop - 1`
-        as evaluated (0-255)."""
+        """float32 0-255 `(stop - start, H, W, 3)` as evaluated."""

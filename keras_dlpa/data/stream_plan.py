@@ -121,10 +121,6 @@ class StreamPlan:
     partners: np.ndarray
     boxes: np.ndarray
 
-    @property
-    def steps(self) -> int:
-        return int(self.indices.shape[0])
-
 
 def _box_draws(rng, shape, scale, ratio) -> np.ndarray:
     area = rng.uniform(scale[0], scale[1], size=shape)
@@ -210,16 +206,6 @@ def stream_epoch_plan(
             boxes[step] = (top, left, bottom, right)
             area = (bottom - top) * (right - left)
             lam[step] = np.float32(1.0 - area / (size * size))
-    return StreamPlan(
-        indices=indices.astype(np.int64),
-        crops=crops,
-        flips=flips,
-        ops=ops,
-        magnitudes=magnitudes,
-        erase=erase,
-        erase_boxes=erase_boxes,
-        mix=mix,
-        lam=lam,
-        partners=partners.astype(np.int64),
-        boxes=boxes,
-    )
+    draws = (indices.astype(np.int64), crops, flips, ops, magnitudes, erase)
+    mixing = (mix, lam, partners.astype(np.int64), boxes)
+    return StreamPlan(*draws, erase_boxes, *mixing)

@@ -1,20 +1,6 @@
-"""Streaming executors: decode + augment per batch, from `LabelledPaths`.
-
-Only paths and labels are in memory; each batch is decoded and augmented
-when it is needed (`StreamBatchMaker`, numpy + PIL), following the epoch's
-`StreamPlan`, so memory does not grow with the data set and resume is
-exact. Element `i` of a training dataset is batch `i % S` of epoch
-`i // S`: resuming at epoch `k` starts at `k * S`.
-
-- grain (every backend, the default): batches are built in `workers`
-  spawned processes (`mp_prefetch`); JPEG decoding scales with processes,
-  not threads. `workers=0` builds them in the calling process.
-- tf.data (`executor="tf"`): the same numpy function in a parallel
-  `map` (threads).
-
-Both yield the same batches bit for bit. Evaluation batches
-(`keras_dlpa.data.EvalBatches`) resize + centre-crop in order.
-"""
+"""Streaming executors: decode + augment each planned batch of a
+`LabelledPaths` when needed (grain processes or tf.data threads, the same
+batches bit for bit; see docs/data.md)."""
 
 from __future__ import annotations
 
@@ -22,6 +8,7 @@ import os
 
 import numpy as np
 
+from keras_dlpa.data.image_data import check_kind
 from keras_dlpa.data.image_ops import train_image
 from keras_dlpa.data.input_shard import WHOLE_BATCH
 from keras_dlpa.data.input_shard import InputShard
@@ -45,17 +32,13 @@ def default_workers() -> int:
 
 
 class StreamBatchMaker:
-    """`maker(epoch, step) -> (images, labels)` of a planned batch.
+    """`maker(index) -> (images, labels)`: batch `index % S` of epoch
+    `index // S`.
 
-    Images are float32 `(b, S, S, 3)` on the raw 0-255 scale; labels int32
-    `(b,)`, or float32 `(b, c)` soft labels with mixup/cutmix. `b` is the
-    batch size `B`, or with a `shard` (multi-host input,
-    `keras_dlpa.data.InputShard`) `B / shard.count`: only the rows
-    `shard.rows(B)` of each planned global batch are decoded, equal bit
-    for bit to those rows of the whole batch. A mixed batch also decodes
-    the partner rows of its rows (wherever they are in the global batch),
-    at most `2 b` images. Picklable (only paths, labels and settings), so
-    grain worker processes can build batches.
+    Images are float32 0-255 `(b, S, S, 3)`; labels int32 `(b,)`, or
+    float32 `(b, c)` with mixup/cutmix. With a `shard` only its rows
+    (`b = B / shard.count`, plus the partner rows they mix with) are
+    decoded. Picklable, for grain worker processes.
     """
 
     def __init__(
@@ -73,7 +56,6 @@ class StreamBatchMaker:
         self.shard = shard or WHOLE_BATCH
         self.local_batch_size = self.shard.local_batch_size(batch_size)
         self.steps = steps_per_epoch(len(data), batch_size)
-        self.num_classes = data.num_classes
         self._plans = {}
 
     def __getstate__(self):
@@ -102,18 +84,14 @@ class StreamBatchMaker:
         """uint8 `(n, S, S, 3)`: the augmented images at `positions`."""
         size = self.augmentation.image_size
         images = np.empty((len(positions), size, size, 3), np.uint8)
+        draws = (plan.crops, plan.flips, plan.ops, plan.magnitudes)
+        draws += (plan.erase, plan.erase_boxes)  # `train_image`'s order
         for j, position in enumerate(positions):
             index = plan.indices[step, position]
+            image_draws = (draw[step, position] for draw in draws)
             try:
                 images[j] = train_image(
-                    self.data.read(index),
-                    size,
-                    plan.crops[step, position],
-                    bool(plan.flips[step, position]),
-                    int(plan.ops[step, position]),
-                    float(plan.magnitudes[step, position]),
-                    bool(plan.erase[step, position]),
-                    plan.erase_boxes[step, position],
+                    self.data.read(index), size, *image_draws
                 )
             except (BadImageError, OSError) as error:  # names the file
                 raise self.data.decode_error(index, error) from None
@@ -133,7 +111,7 @@ class StreamBatchMaker:
         decoded = self._decode(plan, step, needed).astype(np.float32)
         images = decoded[np.searchsorted(needed, own)]
         other = decoded[np.searchsorted(needed, partners)]
-        eye = np.eye(self.num_classes, dtype=np.float32)
+        eye = np.eye(self.data.num_classes, dtype=np.float32)
         onehot = eye[self.data.labels[indices[own]]]
         other_onehot = eye[self.data.labels[indices[partners]]]
         lam = plan.lam[step]
@@ -149,11 +127,7 @@ class StreamBatchMaker:
 
 def _batch_maker(data, training_input: TrainingInput, shard):
     """The `StreamBatchMaker` of `training_input`'s plans."""
-    if not isinstance(data, LabelledPaths):
-        raise TypeError(
-            "`data` must be a `keras_dlpa.data.LabelledPaths`. Received: "
-            f"{type(data).__name__}."
-        )
+    check_kind(data, LabelledPaths)
     return StreamBatchMaker(
         data,
         training_input.batch_size,
@@ -181,11 +155,10 @@ def _mark_flags_parsed():
 def _numpy_backend_workers(iterable):
     """Spawns the decode workers with `KERAS_BACKEND=numpy`.
 
-    The workers only run numpy and PIL, but unpickling the batch maker
-    imports `keras_dlpa` and so Keras with the parent's backend: with
-    TensorFlow that is ~680 MB and ~30 s per worker here, with the numpy
-    backend ~270 MB and ~8 s. grain starts the processes on the first
-    `next()`, so the variable is set around that call only.
+    Unpickling the batch maker imports Keras with the parent's backend
+    (TensorFlow: ~680 MB and ~30 s per worker; numpy: ~270 MB and ~8 s);
+    grain starts the processes on the first `next()`, so the variable is
+    set around that call only.
     """
     import grain
 
@@ -231,15 +204,10 @@ def grain_stream_dataset(
 
     Args:
         data: the training `LabelledPaths`.
-        training_input: the `plan.TrainingInput` (batch size, seed,
-            epochs and a `StreamAugmentation`; default
-            `StreamAugmentation()`).
-        workers: decode processes (`mp_prefetch`); `None`: one per core
-            (at most 8); 0: decode in this process. The calling script
-            needs an `if __name__ == "__main__":` guard (spawned
-            workers).
-        shard: multi-host input: decode only this process's rows of each
-            global batch (see `StreamBatchMaker`); default all rows.
+        training_input: the `plan.TrainingInput`.
+        workers: decode processes (`None`: one per core, at most 8; 0: this
+            process). Spawned: the script needs a `__main__` guard.
+        shard: decode only this process's rows of each global batch.
 
     Returns:
         `(dataset, steps_per_epoch)`: a `grain.IterDataset`.
@@ -248,9 +216,8 @@ def grain_stream_dataset(
 
     maker = _batch_maker(data, training_input, shard)
     steps = maker.steps
-    dataset = grain.MapDataset.range(*_index_range(training_input, steps)).map(
-        maker
-    )
+    first_stop = _index_range(training_input, steps)
+    dataset = grain.MapDataset.range(*first_stop).map(maker)
     workers = default_workers() if workers is None else int(workers)
     options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)
     iterable = dataset.to_iter_dataset(options)
@@ -303,12 +270,7 @@ def stream_train_dataset(
     workers: int | None = None,
     shard: InputShard | None = None,
 ):
-    """`grain_stream_dataset` (default) or `tf_stream_dataset` of
-    `training_input` (a `plan.TrainingInput`).
-
-    With a `shard` (multi-host input) each element holds only this
-    process's rows of the planned global batch (`StreamBatchMaker`).
-    """
+    """`grain_stream_dataset` (default) or `tf_stream_dataset`."""
     if executor == "tf":
         return tf_stream_dataset(data, training_input, shard)
     return grain_stream_dataset(data, training_input, workers, shard)

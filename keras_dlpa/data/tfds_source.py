@@ -20,24 +20,17 @@ def load_tfds(
 ) -> ImageData:
     """Loads a TFDS image-classification split fully into memory.
 
-    Tested with `cifar10`, `cifar100`, `svhn_cropped` and `stl10`
-    (`TESTED_TFDS_DATASETS`); any builder with an `image` feature of
-    shape `(H, W, 3)` and a `label` class feature works. Class names come
-    from the builder's `label` feature, in label order. The `unlabelled`
-    split of `stl10` has label -1 and is rejected.
-
-    Offline use: put the original archive (e.g. `cifar-100-binary.tar.gz`
-    or `cifar-10-binary.tar.gz`) into `manual_dir`; the builder prepares
-    from it instead of downloading. Once prepared in `data_dir`, pass
-    `download=False` to read it without any network access.
+    Any builder with an `(H, W, 3)` `image` and a `label` class feature
+    works (tested: `TESTED_TFDS_DATASETS`); class names are the `label`
+    feature's. Offline: put the original archive (e.g.
+    `cifar-100-binary.tar.gz`) in `manual_dir`, later pass `download=False`.
 
     Args:
         name: TFDS dataset name, e.g. `"cifar100"`.
-        split: TFDS split, e.g. `"train"`, `"test"` or `"train[:90%]"`.
-        data_dir: where TFDS stores prepared data (TFDS default if None).
+        split: TFDS split, e.g. `"train"` or `"train[:90%]"`.
+        data_dir: where TFDS stores prepared data.
         manual_dir: directory with manually downloaded archives.
-        download: download and prepare if needed. If False, the dataset
-            must already be prepared in `data_dir`.
+        download: download and prepare if needed.
 
     Returns:
         An `ImageData` with uint8 images `(N, H, W, 3)`.
