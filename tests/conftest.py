@@ -79,24 +79,31 @@ def gradient(fn, x):
     pytest.skip(f"no gradient helper for backend {backend}")
 
 
-# The slowest test files first: with one file per xdist worker
-# (`--dist loadfile`), the two workers then finish at about the same time
-# instead of one waiting for a long file scheduled last.
+# The slowest test files first (measured with `--durations`): with one file
+# per xdist worker (`--dist loadfile --no-loadscope-reorder`: xdist would
+# otherwise order files by their number of tests, and a long file with few
+# tests would start last while the other worker idles), the two workers
+# finish at about the same time.
 _SLOW_FILES_FIRST = (
     "test_jax_backend.py",
-    "test_quickstart.py",
-    "test_gpu_campaign.py",
-    "test_wheel_install.py",
-    "test_prototype_classifier.py",
     "test_streaming.py",
-    "test_reproduce.py",
-    "test_backends.py",
     "test_resume.py",
     "test_recipes.py",
+    "test_gpu_campaign.py",
+    "test_reproduce.py",
     "test_multihost.py",
-    "test_distribute.py",
-    "test_applications.py",
     "test_executors.py",
+    "test_applications.py",
+    "test_wheel_install.py",
+    "test_quickstart.py",
+    "test_backends.py",
+    "test_run_safety.py",
+    "test_reassign_callback.py",
+    "test_distribute.py",
+    "test_table8_methods.py",
+    "test_data_sources.py",
+    "test_prototype_classifier.py",
+    "test_predict.py",
 )
 
 
