@@ -7,7 +7,6 @@ ranges of the label space.
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Iterable
 
 import keras
@@ -334,9 +333,6 @@ def _input_batches(x, batch_size: int):
         yield x[start : start + batch_size]
 
 
-_FORWARD = weakref.WeakKeyDictionary()
-
-
 def _global_predict(model, batches) -> np.ndarray:
     """Logits under `DataParallel` over several JAX processes.
 
@@ -356,14 +352,16 @@ def _global_predict(model, batches) -> np.ndarray:
     count, index = jax.process_count(), jax.process_index()
     devices = mesh.devices.size
 
-    forward = _FORWARD.get(model)
+    # Compiled once per model (and input shape), not per evaluation; kept
+    # on the model, outside Keras' tracking.
+    forward = getattr(model, "_keras_dlpa_forward", None)
     if forward is None:
 
         def forward(trainable, non_trainable, x):
             return model.stateless_call(trainable, non_trainable, x)[0]
 
-        # Compiled once per model (and input shape), not per evaluation.
-        forward = _FORWARD[model] = jax.jit(forward, out_shardings=replicated)
+        forward = jax.jit(forward, out_shardings=replicated)
+        object.__setattr__(model, "_keras_dlpa_forward", forward)
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
     logits = []

@@ -165,7 +165,7 @@ def test_in_memory_shards_rebuild_the_global_batch():
     halves = [
         BatchMaker(data, augmentation, shard=InputShard(k, 2)) for k in (0, 1)
     ]
-    for step in range(plan.steps):
+    for step in range(len(plan.indices)):
         x, y = whole(plan, step)
         parts = [maker(plan, step) for maker in halves]
         np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), x)
@@ -299,7 +299,7 @@ def _check_reads(data, plan, ref, workers):
         shard = InputShard(k, 2)
         expected = {
             path
-            for step in range(plan.steps)
+            for step in range(len(plan.indices))
             for path in data.items[
                 plan.indices[step][_needed(plan, step, shard)]
             ]
