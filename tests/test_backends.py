@@ -143,8 +143,8 @@ def test_tf_and_jax_from_the_same_weights_agree(images, start):
         assert a["loss"] == pytest.approx(b["loss"], rel=2e-3)
         assert a["assignment_changed"] == b["assignment_changed"]
     configs = [json.loads((d / "config.json").read_text()) for d in (out, full)]
-    assert [c["executor"] for c in configs] == ["tf", "grain"]
-    assert [c["jit_compile"] for c in configs] == [False, True]
+    assert [c["run"]["executor"] for c in configs] == ["tf", "grain"]
+    assert [c["run"]["jit_compile"] for c in configs] == [False, True]
     for key in ("train_counts", "channel_mean", "steps_per_epoch"):
         assert configs[0][key] == configs[1][key]
 
