@@ -186,10 +186,8 @@ def matching_cost(
 def _validate(representatives, prototypes, current, method):
     check_choice("method", method, _METHODS)
     arrays = []
-    for name, value in (
-        ("representatives", representatives),
-        ("prototypes", prototypes),
-    ):
+    names = ("representatives", "prototypes")
+    for name, value in zip(names, (representatives, prototypes)):
         x = np.asarray(value)
         if x.ndim != 2 or x.dtype.kind not in "fiu":
             raise ValueError(
@@ -306,8 +304,7 @@ def _dual_potentials(rows, cols, weight, match):
     is_match = cols == match[rows]
     matched_w[rows[is_match]] = weight[is_match]
     keep = ~is_match
-    src = match[rows[keep]]
-    dst = cols[keep]
+    src, dst = match[rows[keep]], cols[keep]
     length = weight[keep] - matched_w[rows[keep]]
     p = np.zeros(c, dtype=np.float64)
     if dst.size == 0:
@@ -324,8 +321,7 @@ def _dual_potentials(rows, cols, weight, match):
         p[targets[improve]] = best[improve]
     else:
         logger.warning("Dual potentials did not converge; certificate weak.")
-    u = matched_w - p[match]
-    return u, p
+    return matched_w - p[match], p
 
 
 def _price(q32, w32, q, w, u, v, cand_csr, check, k, margin):
@@ -363,19 +359,13 @@ def _price(q32, w32, q, w, u, v, cand_csr, check, k, margin):
         new_cols.append(cl[bad])
         new_sims.append(sim[bad])
     logger.debug("priced %d of %d rows", check.size, c)
-    return (
-        np.concatenate(new_rows),
-        np.concatenate(new_cols),
-        np.concatenate(new_sims),
-        row_max,
-    )
+    return (*map(np.concatenate, (new_rows, new_cols, new_sims)), row_max)
 
 
 def _solve_sparse(q, w, cur, eps, k, max_rounds, warm=None):
     c, d = q.shape
     anchor = cur if cur is not None else np.arange(c, dtype=np.int64)
-    q32 = q.astype(np.float32)
-    w32 = w.astype(np.float32)
+    q32, w32 = q.astype(np.float32), w.astype(np.float32)
     # Rigorous float32 dot-product error bound (gamma_d), doubled.
     scale = float(np.abs(q).sum(1).max() * np.abs(w).max())
     margin = np.float32(2.0 * (d + 2) * 2.0**-24 * max(scale, 1.0) + 1e-6)
@@ -386,8 +376,7 @@ def _solve_sparse(q, w, cur, eps, k, max_rounds, warm=None):
         shift = np.sqrt(((q - state["q_ref"]) ** 2).sum(1)) * w_norm
         tau = state["tau_ref"] + shift * (1.0 + 1e-6) + float(margin)
         rows, cols = state["rows"], state["cols"]
-        q_ref = state["q_ref"].copy()
-        tau_ref = state["tau_ref"].copy()
+        q_ref, tau_ref = state["q_ref"].copy(), state["tau_ref"].copy()
     else:
         rows, cols, tau = _top_k_candidates(q32, w32, k)
         q_ref, tau_ref = q.copy(), tau
@@ -399,8 +388,7 @@ def _solve_sparse(q, w, cur, eps, k, max_rounds, warm=None):
     bonus = np.zeros_like(sims)
     if cur is not None and eps > 0:
         bonus[cols == cur[rows]] = eps
-    match = anchor
-    priced = 0
+    match, priced = anchor, 0
     for round_ in range(max_rounds):
         cost = -sims - bonus
         graph = sparse.csr_array(
@@ -424,8 +412,7 @@ def _solve_sparse(q, w, cur, eps, k, max_rounds, warm=None):
         )
         # Priced rows get an exact bound for the current representatives
         # (still valid after the new candidates join): refresh the cache.
-        tau[check] = row_max
-        tau_ref[check] = row_max
+        tau[check] = tau_ref[check] = row_max
         q_ref[check] = q[check]
         logger.debug(
             "sparse round %d: %d edges, %d violations",
@@ -435,19 +422,11 @@ def _solve_sparse(q, w, cur, eps, k, max_rounds, warm=None):
         )
         if new_rows.size == 0:
             if warm is not None:
-                warm._state = {
-                    "w32": w32,
-                    "k": k,
-                    "q_ref": q_ref,
-                    "tau_ref": tau_ref,
-                    "rows": rows,
-                    "cols": cols,
-                }
+                warm._state = dict(w32=w32, k=k, q_ref=q_ref, tau_ref=tau_ref)
+                warm._state.update(rows=rows, cols=cols)
                 warm.last_priced_rows = priced
-                if state is not None:
-                    warm.warm_solves += 1
-                else:
-                    warm.cold_solves += 1
+                warm.warm_solves += int(state is not None)
+                warm.cold_solves += int(state is None)
             return match
         # Priced pairs are never candidates yet, and never current pairs.
         rows = np.concatenate([rows, new_rows])
