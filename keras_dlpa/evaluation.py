@@ -68,11 +68,8 @@ def classification_metrics(
         floats or `None`) and "num_examples".
     """
     logits = np.asarray(logits)
-    if not (
-        logits.ndim == 2
-        and logits.shape[1] >= 1
-        and np.issubdtype(logits.dtype, np.number)
-    ):
+    numeric = np.issubdtype(logits.dtype, np.number)
+    if not (numeric and logits.ndim == 2 and logits.shape[1] >= 1):
         raise ValueError(
             "Expected numeric `logits` of shape (num_examples, num_classes). "
             f"Received: shape={logits.shape}, dtype={logits.dtype}"
@@ -94,12 +91,9 @@ def classification_metrics(
         groups = shot_groups(counts)
 
     rank = _true_class_rank(labels, logits)
-    top1 = rank == 0
-    topk = rank < k
+    top1, topk = rank == 0, rank < k
     seen = np.bincount(labels, minlength=num_classes)
-    hits = np.bincount(
-        labels, weights=top1.astype("float64"), minlength=num_classes
-    )
+    hits = np.bincount(labels, top1.astype("float64"), num_classes)
     present = seen > 0
     per_class = np.where(present, hits / np.maximum(seen, 1), np.nan)
 
@@ -128,8 +122,7 @@ def _true_class_rank(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
     rank = np.empty(num_examples, dtype="int64")
     for start in range(0, num_examples, _CHUNK):
         stop = min(start + _CHUNK, num_examples)
-        block = logits[start:stop]
-        y = labels[start:stop]
+        block, y = logits[start:stop], labels[start:stop]
         true = block[np.arange(stop - start), y][:, None]
         before = (block > true) | ((block == true) & (index < y[:, None]))
         r = np.sum(before, axis=1)
@@ -139,12 +132,7 @@ def _true_class_rank(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
 
 def _sparse_labels(labels, num_examples: int, num_classes: int) -> np.ndarray:
     labels = np.asarray(labels)
-    if (
-        labels.ndim == 2
-        and labels.shape[1] == num_classes
-        and num_classes > 1
-        and labels.shape[0] == num_examples
-    ):
+    if labels.shape == (num_examples, num_classes) and num_classes > 1:
         labels = np.argmax(labels, axis=1)
     elif labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
@@ -159,12 +147,11 @@ def _sparse_labels(labels, num_examples: int, num_classes: int) -> np.ndarray:
             f"Expected integer `labels`. Received dtype: {labels.dtype}"
         )
     if np.issubdtype(labels.dtype, np.floating):
-        if not np.all(np.isfinite(labels)) or np.any(
-            labels != np.round(labels)
-        ):
+        fractional = labels != np.round(labels)
+        if not np.all(np.isfinite(labels)) or np.any(fractional):
             raise ValueError(
                 "Expected integer-valued `labels`. Received non-integer "
-                f"values, e.g. {labels[labels != np.round(labels)][:3]}"
+                f"values, e.g. {labels[fractional][:3]}"
             )
     labels = labels.astype("int64")
     bad = (labels < 0) | (labels >= num_classes)
@@ -251,8 +238,7 @@ class EvaluationCallback(keras.callbacks.Callback):
             None if train_counts is None else _check_counts(train_counts)
         )
         self.prefix = str(prefix)
-        self.last_metrics = None
-        self.last_epoch = None
+        self.last_metrics = self.last_epoch = None
         keys = ["top1", "top5", "balanced"]
         if self.train_counts is not None:
             groups = shot_groups(self.train_counts)
@@ -287,8 +273,7 @@ class EvaluationCallback(keras.callbacks.Callback):
     def predict(self) -> tuple[np.ndarray, np.ndarray]:
         """Returns `(labels, logits)` of the model on the data, as numpy."""
         if self.y is not None:
-            logits = predict_logits(self.model, self.x, self.batch_size)
-            return self.y, logits
+            return self.y, predict_logits(self.model, self.x, self.batch_size)
         all_labels, all_logits = [], []
         for batch in self.x:
             if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
@@ -334,13 +319,8 @@ def _input_batches(x, batch_size: int):
 
 
 def _global_predict(model, batches) -> np.ndarray:
-    """Logits under `DataParallel` over several JAX processes.
-
-    Keras `predict` cannot fetch outputs sharded over non-addressable
-    devices (Keras 3.15, JAX 0.10.2): each process feeds its rows of the
-    zero-padded batch and gets the logits back replicated. Every process
-    must call this with the same batches (collective ops).
-    """
+    """Logits under multi-process `DataParallel`, replicated to every process
+    (collective: all call it with the same batches; docs/distributed.md)."""
     import jax
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec
