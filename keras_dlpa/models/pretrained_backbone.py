@@ -81,9 +81,8 @@ def _check_weights(weights):
         weights = os.fspath(weights)
         if weights in ("imagenet", "none", "preset"):
             return weights
-    if not isinstance(weights, str) or not weights.endswith(
-        _WEIGHT_FILE_SUFFIXES
-    ):
+    named = isinstance(weights, str) and weights.endswith(_WEIGHT_FILE_SUFFIXES)
+    if not named:
         raise ValueError(
             '`weights` must be "imagenet", "none" or a path ending in '
             f"{', '.join(_WEIGHT_FILE_SUFFIXES)}. Received: "
@@ -101,13 +100,10 @@ def _add_weight_decay(config, weight_decay: float):
     if isinstance(config, dict):
         layer_config = config.get("config")
         if "class_name" in config and isinstance(layer_config, dict):
-            for key in layer_config:
-                if key.endswith("_regularizer") and key != (
-                    "activity_regularizer"
-                ):
-                    layer_config[key] = keras.regularizers.serialize(
-                        coupled_l2(weight_decay)
-                    )
+            keys = [k for k in layer_config if k.endswith("_regularizer")]
+            for key in set(keys) - {"activity_regularizer"}:
+                l2 = coupled_l2(weight_decay)
+                layer_config[key] = keras.regularizers.serialize(l2)
         for value in config.values():
             _add_weight_decay(value, weight_decay)
     elif isinstance(config, list):
@@ -316,6 +312,5 @@ def pretrained_backbone(
     trunk.trainable = bool(trainable)
     if dim is not None:
         x = project_features(x, dim, weight_decay)
-    return keras.Model(
-        inputs, x, name=name or f"{_canonical(default_name)}_backbone"
-    )
+    name = name or f"{_canonical(default_name)}_backbone"
+    return keras.Model(inputs, x, name=name)
