@@ -78,6 +78,10 @@ def _check_options(options):
     return options
 
 
+def _since(start):
+    return time.perf_counter() - start
+
+
 def _unit_rows(x):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
@@ -254,13 +258,8 @@ def _sgd_passes(raw, rng, options, verbose):
             raw[rows] -= lr * grad
             total += loss
         if verbose and ((epoch + 1) % log_every == 0 or epoch == 0):
-            logger.info(
-                "sgd pass %d/%d  loss %.6f  %.1fs",
-                epoch + 1,
-                passes,
-                total / steps,
-                time.perf_counter() - start,
-            )
+            args = (epoch + 1, passes, total / steps, _since(start))
+            logger.info("sgd pass %d/%d  loss %.6f  %.1fs", *args)
 
 
 def _strips(c, block_size):
@@ -271,8 +270,7 @@ def _strips(c, block_size):
 def _full_loss_and_grad(raw, t, block_size=1024):
     """`uniformity_loss` over all pairs, in row blocks, scaled by `1 / (2t)`
     (so it tends to `max cos - 1` as `t` grows)."""
-    c = raw.shape[0]
-    norms = np.linalg.norm(raw, axis=1, keepdims=True)
+    c, norms = raw.shape[0], np.linalg.norm(raw, axis=1, keepdims=True)
     u = raw / norms
     du = np.empty_like(u)
     shifts, sums = [], []
@@ -314,13 +312,8 @@ def _refine(raw, temperatures, iterations, verbose):
         )
         raw = _unit_rows(result.x.reshape(shape))
         if verbose:
-            logger.info(
-                "refine t=%g  %d iterations  loss %.6f  %.1fs",
-                t,
-                result.nit,
-                result.fun,
-                time.perf_counter() - start,
-            )
+            args = (t, result.nit, result.fun, _since(start))
+            logger.info("refine t=%g  %d iterations  loss %.6f  %.1fs", *args)
     return raw
 
 
@@ -392,10 +385,8 @@ def _adam(
     t0, t1 = temperatures
     c = u.shape[0]
     b1, b2 = 0.9, 0.999
-    m = np.zeros_like(u)
-    v = np.zeros_like(u)
-    g = np.empty_like(u)
-    tmp = np.empty_like(u)
+    m, v = np.zeros_like(u), np.zeros_like(u)
+    g, tmp = np.empty_like(u), np.empty_like(u)
     work = np.empty(min(block_size, c) * c, np.float32)
     best, best_cos = u.copy(), np.inf
     start = time.perf_counter()
@@ -425,14 +416,8 @@ def _adam(
         u -= tmp
         u /= np.sqrt(np.einsum("ij,ij->i", u, u))[:, None]
         if verbose and (i % max(1, steps // 10) == 0 or i == steps - 1):
-            logger.info(
-                "adam step %d/%d  t=%.1f  max cos %.5f  %.1fs",
-                i + 1,
-                steps,
-                t,
-                top_cos,
-                time.perf_counter() - start,
-            )
+            args = (i + 1, steps, t, top_cos, _since(start))
+            logger.info("adam step %d/%d  t=%.1f  max cos %.5f  %.1fs", *args)
     if _max_cosine(u, block_size, work) < best_cos:
         best = u
     return best
@@ -479,13 +464,8 @@ def estimate_prototypes(
     rng = np.random.default_rng(seed)
     if _resolve_optimizer(c, d, options.optimizer) == "adam":
         u = _unit_rows(rng.standard_normal((c, d))).astype(np.float32)
-        w = _adam(
-            u,
-            options.adam_steps,
-            ADAM_TEMPERATURES,
-            ADAM_LEARNING_RATE,
-            verbose,
-        )
+        steps, temps = options.adam_steps, ADAM_TEMPERATURES
+        w = _adam(u, steps, temps, ADAM_LEARNING_RATE, verbose)
         return _unit_rows(w.astype(np.float64)).astype(np.float32)
     # float32 for SGD: 2-4x faster, and SGD noise dwarfs rounding.
     raw = _unit_rows(rng.uniform(-1.0, 1.0, size=(c, d))).astype(np.float32)
@@ -526,8 +506,5 @@ def prototype_quality(prototypes, block_size: int = 2048) -> dict:
         cos[rows, rows + start] = np.nan
         lo = min(lo, np.nanmin(cos))
         hi = max(hi, np.nanmax(cos))
-    return {
-        "min": float(lo),
-        "max": float(hi),
-        "mean": float(total / (c * (c - 1))),
-    }
+    mean = total / (c * (c - 1))
+    return {"min": float(lo), "max": float(hi), "mean": float(mean)}
