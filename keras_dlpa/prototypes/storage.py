@@ -28,9 +28,9 @@ _FORMAT = "keras_dlpa.prototypes/1"
 
 
 def _version():
-    try:
-        from importlib import metadata
+    from importlib import metadata
 
+    try:
         return metadata.version("keras-dlpa")
     except Exception:  # noqa: BLE001 - not installed: still save
         return "unknown"
@@ -151,13 +151,8 @@ def cached_prototypes(
     prototypes = estimate_prototypes(
         num_classes, dim, method, seed, options, verbose=verbose
     )
-    save_prototypes(
-        path,
-        prototypes,
-        key=key,
-        seconds=round(time.perf_counter() - start, 3),
-        **key,
-    )
+    seconds = round(time.perf_counter() - start, 3)
+    save_prototypes(path, prototypes, key=key, seconds=seconds, **key)
     return prototypes
 
 
@@ -184,9 +179,8 @@ def _cache_entry(num_classes, dim, method, seed, options, cache_dir):
         key["algorithm_version"] = ALGORITHM_VERSION
     # The JSON of the key (tuples as lists) is the cache key on disk.
     key = json.loads(json.dumps(key))
-    digest = hashlib.sha256(
-        json.dumps(key, sort_keys=True).encode()
-    ).hexdigest()[:12]
+    text = json.dumps(key, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     root = cache_root() / "prototypes" if cache_dir is None else cache_dir
     path = Path(root) / f"c{c}_d{d}_{method}_seed{seed}_{digest}.npz"
     return path, key
