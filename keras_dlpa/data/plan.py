@@ -119,8 +119,7 @@ class TrainingInput:
             )
 
     def augmentation_or(self, kind: type):
-        """`augmentation`, or `kind()` when None; a `TypeError` unless a
-        `kind`."""
+        """`augmentation`, or `kind()` when None; a `TypeError` if no `kind`."""
         if self.augmentation is None:
             return kind()
         if not isinstance(self.augmentation, kind):
@@ -257,12 +256,8 @@ class BatchMaker:
         aug = self.augmentation
         images = self.images[plan.indices[step][rows]]
         if aug.crop_padding > 0 or aug.flip:
-            images = crop_flip(
-                images,
-                plan.offsets[step][rows],
-                plan.flips[step][rows],
-                aug.crop_padding,
-            )
+            offsets, flips = plan.offsets[step][rows], plan.flips[step][rows]
+            images = crop_flip(images, offsets, flips, aug.crop_padding)
         return images.astype(np.float32)
 
     def __call__(self, plan: EpochPlan, step: int):
