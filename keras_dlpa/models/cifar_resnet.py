@@ -55,10 +55,8 @@ class OptionAShortcut(keras.layers.Layer):
 
     def call(self, inputs):
         s = self.strides
-        x = inputs[:, ::s, ::s, :]
-        return ops.pad(
-            x, [[0, 0], [0, 0], [0, 0], [self.pad_before, self.pad_after]]
-        )
+        pads = [[0, 0], [0, 0], [0, 0], [self.pad_before, self.pad_after]]
+        return ops.pad(inputs[:, ::s, ::s, :], pads)
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
@@ -131,17 +129,11 @@ def basic_block(
                 f"{in_filters} -> {filters} channels in block {name}."
             )
         extra = filters - in_filters
-        residual = OptionAShortcut(
-            strides=strides,
-            pad_before=extra // 2,
-            pad_after=extra - extra // 2,
-            name=f"{name}_shortcut",
-        )(x)
+        pads = (extra // 2, extra - extra // 2)
+        residual = OptionAShortcut(strides, *pads, name=f"{name}_shortcut")(x)
     elif strides != 1 or in_filters != filters:
-        shortcut_name = f"{name}_shortcut"
-        residual = _conv_bn(
-            x, filters, strides, shortcut_name, weight_decay, sync
-        )
+        args = (filters, strides, f"{name}_shortcut", weight_decay, sync)
+        residual = _conv_bn(x, *args)
     y = keras.layers.Add(name=f"{name}_add")([y, residual])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
