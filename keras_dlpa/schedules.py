@@ -29,10 +29,8 @@ def _linear_warmup(lr, step, base_learning_rate, warmup_steps: float):
 class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
     """A schedule that stores every constructor argument as an attribute."""
 
-    def _check_warmup(self, base_learning_rate, steps_per_epoch, warmup):
-        self.base_learning_rate = check_number(
-            "base_learning_rate", base_learning_rate
-        )
+    def _check_warmup(self, base, steps_per_epoch, warmup):
+        self.base_learning_rate = check_number("base_learning_rate", base)
         self.steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch)
         self.warmup_epochs = check_int("warmup_epochs", warmup, minimum=0)
 
@@ -144,7 +142,7 @@ class WarmupCosine(_Schedule):
 
 
 @register
-class FrozenThenScaled(keras.optimizers.schedules.LearningRateSchedule):
+class FrozenThenScaled(_Schedule):
     """`scale * schedule(step)`, and 0 for the first `frozen_steps` steps.
 
     The trunk's rate in fine-tuning: a frozen-trunk warm-up, then
@@ -169,8 +167,6 @@ class FrozenThenScaled(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < float(self.frozen_steps), 0.0, rate)
 
     def get_config(self):
-        return {
-            "schedule": keras.optimizers.schedules.serialize(self.schedule),
-            "scale": self.scale,
-            "frozen_steps": self.frozen_steps,
-        }
+        config = super().get_config()
+        config["schedule"] = keras.optimizers.schedules.serialize(self.schedule)
+        return config
