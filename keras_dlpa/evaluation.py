@@ -253,11 +253,9 @@ class EvaluationCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         epochs = (self.params or {}).get("epochs")
-        due = (epoch + 1) % self.every == 0 or (
-            epochs is not None and epoch + 1 >= epochs
-        )
+        last = epochs is not None and epoch + 1 >= epochs
         metrics = {}
-        if due:
+        if (epoch + 1) % self.every == 0 or last:
             self.last_metrics = metrics = self.evaluate()
             self.last_epoch = int(epoch)
         if logs is not None:
