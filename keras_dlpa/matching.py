@@ -234,9 +234,8 @@ def _validate(representatives, prototypes, current, method):
 def _solve_dense(q, w, cur, eps):
     cost = q @ w.T
     np.negative(cost, out=cost)
-    c = q.shape[0]
     if cur is not None and eps > 0:
-        cost[np.arange(c), cur] -= eps
+        cost[np.arange(q.shape[0]), cur] -= eps
     _, col = linear_sum_assignment(cost)
     return col.astype(np.int64)
 
