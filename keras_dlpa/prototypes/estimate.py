@@ -68,14 +68,12 @@ def _check_sizes(num_classes, dim, seed):
 
 
 def _check_options(options):
-    if options is None:
-        return EstimationOptions()
-    if not isinstance(options, EstimationOptions):
-        raise ValueError(
-            "`options` must be an `EstimationOptions` or None. "
-            f"Received: options={options!r}"
-        )
-    return options
+    if options is None or isinstance(options, EstimationOptions):
+        return options or EstimationOptions()
+    raise ValueError(
+        "`options` must be an `EstimationOptions` or None. "
+        f"Received: options={options!r}"
+    )
 
 
 def _since(start):
@@ -496,8 +494,7 @@ def prototype_quality(prototypes, block_size: int = 2048) -> dict:
             "`prototypes` must be a 2-D array (num_classes >= 2, dim). "
             f"Received: shape={p.shape}"
         )
-    p = _unit_rows(p)
-    c = p.shape[0]
+    p, c = _unit_rows(p), p.shape[0]
     lo, hi, total = np.inf, -np.inf, 0.0
     for start in range(0, c, block_size):
         cos = p[start : start + block_size] @ p.T
