@@ -200,19 +200,14 @@ def cifar_resnet(
     inputs, x = image_inputs(input_shape, input_statistics)
     x = _conv_bn(x, width, 1, "stem", weight_decay, sync)
     x = keras.layers.ReLU(name="stem_relu")(x)
+    args = ("A" if variant == "long_tailed" else "conv", weight_decay)
     for stage, (filters, strides) in enumerate(
         ((width, 1), (2 * width, 2), (4 * width, 2)), start=1
     ):
         for block in range(1, (depth - 2) // 6 + 1):
-            x = basic_block(
-                x,
-                filters,
-                strides if block == 1 else 1,
-                "A" if variant == "long_tailed" else "conv",
-                weight_decay,
-                name=f"stage{stage}_block{block}",
-                synchronized_batch_norm=sync,
-            )
+            stride = strides if block == 1 else 1
+            name = f"stage{stage}_block{block}"
+            x = basic_block(x, filters, stride, *args, name, sync)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if variant == "balanced":
         x = keras.layers.Dense(
