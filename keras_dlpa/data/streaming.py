@@ -67,13 +67,8 @@ class StreamBatchMaker:
         if epoch not in self._plans:
             if len(self._plans) >= 2:
                 self._plans.pop(min(self._plans))
-            self._plans[epoch] = stream_epoch_plan(
-                self.data.labels,
-                self.batch_size,
-                self.seed,
-                epoch,
-                self.augmentation,
-            )
+            args = (self.batch_size, self.seed, epoch, self.augmentation)
+            self._plans[epoch] = stream_epoch_plan(self.data.labels, *args)
         return self._plans[epoch]
 
     def __call__(self, index: int):
@@ -90,9 +85,8 @@ class StreamBatchMaker:
             index = plan.indices[step, position]
             image_draws = (draw[step, position] for draw in draws)
             try:
-                images[j] = train_image(
-                    self.data.read(index), size, *image_draws
-                )
+                encoded = self.data.read(index)
+                images[j] = train_image(encoded, size, *image_draws)
             except (BadImageError, OSError) as error:  # names the file
                 raise self.data.decode_error(index, error) from None
         return images
@@ -128,13 +122,8 @@ class StreamBatchMaker:
 def _batch_maker(data, training_input: TrainingInput, shard):
     """The `StreamBatchMaker` of `training_input`'s plans."""
     check_kind(data, LabelledPaths)
-    return StreamBatchMaker(
-        data,
-        training_input.batch_size,
-        training_input.seed,
-        training_input.augmentation_or(StreamAugmentation),
-        shard,
-    )
+    t, aug = training_input, training_input.augmentation_or(StreamAugmentation)
+    return StreamBatchMaker(data, t.batch_size, t.seed, aug, shard)
 
 
 def _index_range(training_input: TrainingInput, steps: int):
@@ -153,13 +142,7 @@ def _mark_flags_parsed():
 
 
 def _numpy_backend_workers(iterable):
-    """Spawns the decode workers with `KERAS_BACKEND=numpy`.
-
-    Unpickling the batch maker imports Keras with the parent's backend
-    (TensorFlow: ~680 MB and ~30 s per worker; numpy: ~270 MB and ~8 s);
-    grain starts the processes on the first `next()`, so the variable is
-    set around that call only.
-    """
+    """Spawns the decode workers with `KERAS_BACKEND=numpy` (docs/data.md)."""
     import grain
 
     class _Iterator(grain.DatasetIterator):
@@ -223,11 +206,8 @@ def grain_stream_dataset(
     iterable = dataset.to_iter_dataset(options)
     if workers > 0:
         _mark_flags_parsed()
-        iterable = _numpy_backend_workers(
-            iterable.mp_prefetch(
-                grain.MultiprocessingOptions(num_workers=workers)
-            )
-        )
+        options = grain.MultiprocessingOptions(num_workers=workers)
+        iterable = _numpy_backend_workers(iterable.mp_prefetch(options))
     return iterable, steps
 
 
@@ -244,13 +224,11 @@ def tf_stream_dataset(
     size = maker.augmentation.image_size
     soft = maker.augmentation.soft_labels
     local = maker.local_batch_size
-    label_type = tf.float32 if soft else tf.int32
+    types = (tf.float32, tf.float32 if soft else tf.int32)
     label_shape = [local, data.num_classes] if soft else [local]
 
     def load(index):
-        images, labels = tf.numpy_function(
-            maker, [index], (tf.float32, label_type)
-        )
+        images, labels = tf.numpy_function(maker, [index], types)
         images.set_shape([local, size, size, 3])
         labels.set_shape(label_shape)
         return images, labels
