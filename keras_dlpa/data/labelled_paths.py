@@ -141,17 +141,13 @@ def drop_bad_images(
     threads = threads or min(16, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for start in range(0, total, 5000):
-            list(pool.map(check, range(start, min(start + 5000, total))))
-            print(
-                f"Checking images of {where}: {min(start + 5000, total)}/"
-                f"{total}, {len(bad)} unreadable",
-                file=sys.stderr,
-                flush=True,
-            )
+            done = min(start + 5000, total)
+            list(pool.map(check, range(start, done)))
+            line = f"Checking images of {where}: {done}/{total}, {len(bad)}"
+            print(line + " unreadable", file=sys.stderr, flush=True)
     dropped = sorted(bad)
-    skipped = tuple(
-        sorted(data.skipped_files + tuple(data.name(i) for i in dropped))
-    )
+    names = tuple(data.name(i) for i in dropped)
+    skipped = tuple(sorted(data.skipped_files + names))
     if skipped:
         seen = total + len(data.skipped_files)
         logger.warning(skipped_message(skipped, seen, where))
@@ -196,8 +192,7 @@ def select_classes(
     remap = np.full((data.num_classes,), -1, np.int64)
     remap[old] = np.arange(old.size)
     keep = np.flatnonzero(remap[data.labels] >= 0)
-    labels = remap[data.labels[keep]]
-    items = data.items[keep]
+    labels, items = remap[data.labels[keep]], data.items[keep]
     return dataclasses.replace(
         data, items=items, labels=labels, class_names=names
     )
@@ -221,12 +216,9 @@ def load_tfds_records(
         builder.download_and_prepare(
             download_config=config, file_format="array_record"
         )
+    decoders = {"image": tfds.decode.SkipDecoding()}
     source = tfds.data_source(
-        name,
-        split=split,
-        data_dir=data_dir,
-        decoders={"image": tfds.decode.SkipDecoding()},
-        download=False,
+        name, split=split, data_dir=data_dir, decoders=decoders, download=False
     )
     labels = np.asarray([source[i]["label"] for i in range(len(source))])
     names = list(builder.info.features["label"].names)
