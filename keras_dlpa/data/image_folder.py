@@ -271,8 +271,7 @@ def _iter_ustar(data: bytes):
             continue
         if kind == b"g":
             continue
-        name = long_name
-        long_name = None
+        name, long_name = long_name, None
         if name is None:
             name = header[0:100].split(b"\0", 1)[0].decode("utf-8")
             if header[257:262] == b"ustar":
@@ -473,9 +472,8 @@ def load_image_folder(
             "`path` must be a directory or a .tar.gz/.tgz archive. "
             f"Received: {path}."
         )
-    caches = [_cache_path(path, cache_dir, "-d2.npz")]
-    if skip_bad_images:
-        caches.append(_cache_path(path, cache_dir, "-d2-skip.npz"))
+    suffixes = ("-d2.npz", "-d2-skip.npz")[: 2 if skip_bad_images else 1]
+    caches = [_cache_path(path, cache_dir, suffix) for suffix in suffixes]
     for cache in caches if use_cache else ():
         if cache.is_file():
             logger.info("Loading decoded images from %s", cache)
