@@ -173,7 +173,7 @@ def export_classifier(
     loaded = load_classifier(source, class_names=class_names)
     model = loaded.model
     metadata = export_metadata(model, loaded.class_names, top_k=top_k)
-    serving_model = build_serving_model(model, top_k=top_k)
+    serving = build_serving_model(model, top_k=top_k)
     shape = image_shape(model)
     if images is None:
         images = random_images(shape, o.parity_batch_size, o.seed)
@@ -186,40 +186,32 @@ def export_classifier(
                 "folder, a .tar.gz archive or an array). Received: "
                 "calibration_images=None"
             )
-        calibration = load_calibration_images(
+        calib = load_calibration_images(
             calibration_images, size + INT8_CHECK_SIZE, shape, o.seed
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if layout == "default":
-        saved_model_dir = out_dir / SAVED_MODEL_DIR
+        sm_dir = out_dir / SAVED_MODEL_DIR
         onnx_path = out_dir / ONNX_FILE
         int8_path = out_dir / INT8_ONNX_FILE
     else:
-        saved_model_dir = out_dir / name / str(version)
-        onnx_path = saved_model_dir / ONNX_FILE
+        sm_dir = out_dir / name / str(version)
+        onnx_path = sm_dir / ONNX_FILE
         int8_path = out_dir / f"{name}_int8" / str(version) / ONNX_FILE
     paths = {}
     if "savedmodel" in formats:
-        paths["savedmodel"] = export_saved_model(
-            serving_model, saved_model_dir, metadata
-        )
+        paths["savedmodel"] = export_saved_model(serving, sm_dir, metadata)
     if "onnx" in formats:
-        paths["onnx"] = export_onnx(
-            serving_model, onnx_path, metadata, opset=o.opset
-        )
-    names = json.loads(metadata["class_names"])
+        paths["onnx"] = export_onnx(serving, onnx_path, metadata, opset=o.opset)
+    names, mbs = json.loads(metadata["class_names"]), o.max_batch_size
     if layout == "triton":
-        paths["triton_config"] = write_triton_model(
-            onnx_path, names, o.max_batch_size
-        )
+        paths["triton_config"] = write_triton_model(onnx_path, names, mbs)
     if o.int8:
-        paths["onnx_int8"] = quantize_onnx(
-            onnx_path, int8_path, calibration[:size]
-        )
+        paths["onnx_int8"] = quantize_onnx(onnx_path, int8_path, calib[:size])
         if layout == "triton":
             paths["triton_config_int8"] = write_triton_model(
-                int8_path, names, o.max_batch_size
+                int8_path, names, mbs
             )
     parity = None
     if o.check:
@@ -228,7 +220,7 @@ def export_classifier(
             images,
             saved_model_path=paths.get("savedmodel"),
             onnx_path=paths.get("onnx"),
-            serving_model=serving_model,
+            serving_model=serving,
             tolerance=o.tolerance,
             top_k=top_k,
             raise_on_failure=False,
@@ -237,7 +229,7 @@ def export_classifier(
             int8_report = check_int8_parity(
                 onnx_path,
                 int8_path,
-                calibration[size:],
+                calib[size:],
                 min_agreement=o.int8_min_agreement,
                 tolerance=o.int8_tolerance,
                 raise_on_failure=False,
