@@ -31,10 +31,8 @@ def _compare(got, ref_logits, tolerance, top_k):
     ref_labels = np.argmax(ref_logits, axis=1)
     logits = np.asarray(got["logits"], "float32")
     if logits.shape != ref_logits.shape:
-        return {
-            "passed": False,
-            "error": f"logits shape {logits.shape} != {ref_logits.shape}",
-        }
+        error = f"logits shape {logits.shape} != {ref_logits.shape}"
+        return {"passed": False, "error": error}
     labels = np.asarray(got["label"]).reshape(-1).astype("int64")
     rows = np.arange(len(labels))
     # A label differing from argmax only counts when the two reference
@@ -42,9 +40,8 @@ def _compare(got, ref_logits, tolerance, top_k):
     gap = ref_logits[rows, ref_labels] - ref_logits[rows, labels]
     mismatches = int(np.sum((labels != ref_labels) & (gap > tolerance)))
     diff = float(np.max(np.abs(logits - ref_logits)))
-    score_diff = float(
-        np.max(np.abs(np.asarray(got["score"]) - ref_logits.max(axis=1)))
-    )
+    score = np.asarray(got["score"])
+    score_diff = float(np.max(np.abs(score - ref_logits.max(axis=1))))
     result = {
         "max_abs_logit_diff": diff,
         "max_abs_score_diff": score_diff,
@@ -53,14 +50,12 @@ def _compare(got, ref_logits, tolerance, top_k):
     }
     if top_k:
         ref_top = -np.sort(-ref_logits, axis=1)[:, :top_k]
-        top_diff = float(
-            np.max(np.abs(np.asarray(got["top_k_scores"]) - ref_top))
-        )
+        top_scores = np.asarray(got["top_k_scores"])
+        top_diff = float(np.max(np.abs(top_scores - ref_top)))
         result["max_abs_top_k_score_diff"] = top_diff
         score_diff = max(score_diff, top_diff)
-    result["passed"] = bool(
-        mismatches == 0 and diff <= tolerance and score_diff <= tolerance
-    )
+    close = diff <= tolerance and score_diff <= tolerance
+    result["passed"] = bool(mismatches == 0 and close)
     return result
 
 
@@ -110,9 +105,8 @@ def check_parity(
     """
     check_number("tolerance", tolerance)
     images = np.asarray(images, "float32")
-    ref_logits = np.asarray(
-        keras.ops.convert_to_numpy(model(images, training=False)), "float32"
-    )
+    logits = keras.ops.convert_to_numpy(model(images, training=False))
+    ref_logits = np.asarray(logits, "float32")
     outputs = {}
     if serving_model is not None:
         got = serving_model(images, training=False)
@@ -186,9 +180,8 @@ def check_int8_parity(
         "tolerance": float(tolerance),
         "batch_size": int(images.shape[0]),
     }
-    report["passed"] = bool(
-        agreement >= min_agreement and diff.mean() <= tolerance
-    )
+    passed = agreement >= min_agreement and diff.mean() <= tolerance
+    report["passed"] = bool(passed)
     if raise_on_failure and not report["passed"]:
         raise ParityError(
             f"The int8 model disagrees with the float32 model: labels agree "
