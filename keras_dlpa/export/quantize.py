@@ -111,18 +111,13 @@ def quantize_onnx(
     quantized = onnx.load(str(out_path))
     name_batch_dim(quantized)
     props = {p.key: p.value for p in proto.metadata_props}
-    props["quantization"] = json.dumps(
-        {
-            "scheme": "static int8 (onnxruntime quantize_static)",
-            "format": quant_format,
-            "activations": "uint8",
-            "weights": "int8",
-            "per_channel": bool(per_channel),
-            "reduce_range": bool(reduce_range),
-            "calibration_images": int(len(images)),
-            "float_head": True,
-        }
+    scheme = {"scheme": "static int8 (onnxruntime quantize_static)"}
+    scheme.update(format=quant_format, activations="uint8", weights="int8")
+    scheme.update(
+        per_channel=bool(per_channel), reduce_range=bool(reduce_range)
     )
+    scheme.update(calibration_images=int(len(images)), float_head=True)
+    props["quantization"] = json.dumps(scheme)
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, props)
     quantized.producer_name = proto.producer_name
