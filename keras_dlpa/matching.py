@@ -65,9 +65,7 @@ class SparseWarmStart:
         self._state = None
         # For benchmarks and logs: solves that reused the cache or not, and
         # rows priced exactly in the last solve.
-        self.warm_solves = 0
-        self.cold_solves = 0
-        self.last_priced_rows = 0
+        self.warm_solves = self.cold_solves = self.last_priced_rows = 0
 
     def _lookup(self, w32, k):
         st = self._state
@@ -337,9 +335,8 @@ def _price(q32, w32, q, w, u, v, cand_csr, check, k, margin):
         blk = check[s:e]
         t = q32[blk] @ w32.T
         sub = cand_csr[blk]
-        t[
-            np.repeat(np.arange(e - s), np.diff(sub.indptr)), sub.indices
-        ] = -np.inf
+        hit = np.repeat(np.arange(e - s), np.diff(sub.indptr))
+        t[hit, sub.indices] = -np.inf
         row_max[s:e] = t.max(axis=1)
         t += v32
         flagged = np.flatnonzero(t.max(axis=1) > thr[blk] - margin)
@@ -348,8 +345,7 @@ def _price(q32, w32, q, w, u, v, cand_csr, check, k, margin):
         tf = t[flagged]
         m = min(k, c)
         idx = np.argpartition(tf, c - m, axis=1)[:, c - m :]
-        r = np.repeat(blk[flagged], m)
-        cl = idx.reshape(-1)
+        r, cl = np.repeat(blk[flagged], m), idx.reshape(-1)
         ok = np.isfinite(tf[np.repeat(np.arange(flagged.size), m), cl])
         r, cl = r[ok], cl[ok]
         sim = _exact_sim(q, w, r, cl)
