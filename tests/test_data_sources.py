@@ -193,8 +193,6 @@ def test_every_source_kind_has_one_loader():
 
 
 def test_in_memory_and_streamed_data_share_one_interface(tmp_path):
-    from types import SimpleNamespace
-
     from keras_dlpa.data.eval_batches import EvalBatches
     from keras_dlpa.data.image_data import from_arrays
     from keras_dlpa.data.labelled_paths import LabelledPaths
@@ -211,7 +209,7 @@ def test_in_memory_and_streamed_data_share_one_interface(tmp_path):
         Image.fromarray(image).save(paths[-1])
     streamed = LabelledPaths(paths, in_memory.labels, ["0", "1"])
     config = ExperimentConfig.from_dict(dict(mixup_alpha=0.0, image_size=12))
-    settings = SimpleNamespace(**config.flat())  # fields by name
+    settings = config.flat()  # fields by name
     from keras_dlpa.data.image_ops import eval_image
 
     expected = {

@@ -342,8 +342,6 @@ def test_run_experiment_streams_on_two_tensorflow_workers(images, tmp_path):
     """The runner (`--strategy multiworker`): same run as one process,
     with the class-scaled IPM loss (global batch counts) and synchronised
     BatchNorm."""
-    from types import SimpleNamespace
-
     from keras_dlpa.training import ExperimentConfig
     from keras_dlpa.training.sources import load_data
     from keras_dlpa.training.sources import make_splits
@@ -377,7 +375,7 @@ def test_run_experiment_streams_on_two_tensorflow_workers(images, tmp_path):
     assert (cluster / "model.keras").is_file()
     assert (cluster / "worker-1" / "model.keras").is_file()
     config = ExperimentConfig.from_dict(dict(fields, out=str(cluster)))
-    settings = SimpleNamespace(**config.flat())  # fields by name
+    settings = config.flat()  # fields by name
     train, _ = make_splits(load_data(config)[0], config)
     plan = stream_epoch_plan(
         train.labels, BATCH, config.run.seed, 0, train.augmentation(settings)

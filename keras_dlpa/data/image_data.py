@@ -100,11 +100,12 @@ class ImageData(_LabelledSet):
     # The `keras_dlpa.data.source.DataSource` interface.
 
     def augmentation(self, settings):
-        """The `plan.Augmentation` of `settings` (an `ExperimentConfig`)."""
+        """The `plan.Augmentation` of `settings` (config fields by name,
+        `ExperimentConfig.flat()`)."""
         from keras_dlpa.data.plan import Augmentation
 
         return Augmentation(
-            settings.crop_padding, settings.flip, settings.mixup_alpha
+            settings["crop_padding"], settings["flip"], settings["mixup_alpha"]
         )
 
     def input_statistics(self, image_size: int | None = None):

@@ -80,12 +80,13 @@ class LabelledPaths(_LabelledSet):
     # The `keras_dlpa.data.source.DataSource` interface.
 
     def augmentation(self, settings):
-        """The `StreamAugmentation` of `settings` (an `ExperimentConfig`)."""
+        """The `StreamAugmentation` of `settings` (config fields by name,
+        `ExperimentConfig.flat()`)."""
         from keras_dlpa.data.stream_plan import StreamAugmentation
 
         names = ("image_size", "flip", "auto_augment", "random_erasing")
         names += ("mixup_alpha", "cutmix_alpha")
-        return StreamAugmentation(**{n: getattr(settings, n) for n in names})
+        return StreamAugmentation(**{n: settings[n] for n in names})
 
     def input_statistics(self, image_size: int):
         """ImageNet mean and std (a streamed set is not read twice) and the

@@ -36,8 +36,8 @@ class DataSource(Protocol):
         """The entries at `indices` (same class names)."""
 
     def augmentation(self, settings):
-        """This kind of data's augmentation of `settings` (an
-        `ExperimentConfig`)."""
+        """This kind of data's augmentation of `settings` (config fields by
+        name, `ExperimentConfig.flat()`)."""
 
     def input_statistics(self, image_size: int):
         """`(mean, std, image_shape)` the model normalises its input with."""

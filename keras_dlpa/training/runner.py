@@ -44,7 +44,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -315,7 +314,7 @@ def _prepare(config, method, distribution, executor, started) -> _Run:
         train=train,
         val=val,
         test=test,
-        augmentation=train.augmentation(SimpleNamespace(**config.flat())),
+        augmentation=train.augmentation(config.flat()),
         image_shape=image_shape,
         steps=steps_per_epoch(len(train), config.optimisation.batch_size),
     )
