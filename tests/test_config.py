@@ -44,6 +44,14 @@ def test_config_from_dict_nested_flat_and_replace():
         OptimisationConfig(epochs=0)
     with pytest.raises(ValueError, match="freeze_epochs=4, epochs=3"):
         nested.replace(freeze_epochs=4)
+    for name, bad in (
+        ("mixup_alpha", -1.0),
+        ("cutmix_alpha", -0.5),
+        ("random_erasing", 2.0),
+        ("auto_augment", "rand"),
+    ):
+        with pytest.raises(ValueError, match=f"`{name}` must be"):
+            nested.replace(**{name: bad})
     assert ExperimentConfig.from_dict({"source": "image_list"}).data.streaming
 
 

@@ -19,6 +19,7 @@ from keras_dlpa.checks import check_int
 from keras_dlpa.checks import check_number
 from keras_dlpa.data.executor import EXECUTORS
 from keras_dlpa.data.stream_plan import AUTO_AUGMENTS
+from keras_dlpa.data.stream_plan import check_augment_settings
 from keras_dlpa.methods import METHODS
 from keras_dlpa.methods import get_method
 from keras_dlpa.models import BACKBONE_PRESETS
@@ -226,9 +227,6 @@ class DataConfig:
                 f"val_fraction={self.val_fraction}"
             )
         check_int("train_per_class", self.train_per_class, allow_none=True)
-        check_choice("auto_augment", self.auto_augment, AUTO_AUGMENTS)
-        check_number("random_erasing", self.random_erasing, 0, 1, closed=True)
-        check_number("cutmix_alpha", self.cutmix_alpha, closed=True)
         if self.source == "image_list":
             self.streaming = True
         if self.source == "numpy" and self.streaming:
@@ -388,7 +386,6 @@ class OptimisationConfig:
         check_number("learning_rate", self.learning_rate)
         check_number("gamma", self.gamma)
         check_number("weight_decay", self.weight_decay, closed=True)
-        check_number("mixup_alpha", self.mixup_alpha, closed=True)
         for name in ("momentum", "reassign_momentum"):
             check_number(name, getattr(self, name), 0.0, 1.0, closed=True)
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -548,6 +545,14 @@ class ExperimentConfig:
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
     def __post_init__(self):
+        # The augmentation spans two sections (mixup is optimisation's).
+        data = self.data
+        check_augment_settings(
+            data.auto_augment,
+            data.random_erasing,
+            self.optimisation.mixup_alpha,
+            data.cutmix_alpha,
+        )
         freeze, epochs = self.model.freeze_epochs, self.optimisation.epochs
         if freeze > epochs:
             raise ValueError(
