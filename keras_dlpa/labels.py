@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
 
@@ -23,6 +22,12 @@ def bad_labels_error(num_classes: int) -> ValueError:
     )
 
 
+def out_of_range(labels, num_classes: int):
+    """A scalar bool tensor: whether some integer label is outside
+    `[0, num_classes)`."""
+    return (ops.min(labels) < 0) | (ops.max(labels) >= num_classes)
+
+
 def check_label_range(labels, num_classes: int):
     """Checks that integer `labels` lie in `[0, num_classes)`.
 
@@ -36,13 +41,13 @@ def check_label_range(labels, num_classes: int):
         `(labels, invalid)`: `invalid` is `None` when checked eagerly, else
         a scalar bool tensor, true when some label is out of range.
     """
-    low, high = ops.min(labels), ops.max(labels)
     message = _range_message(num_classes)
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         if not tf.executing_eagerly():
+            low, high = ops.min(labels), ops.max(labels)
             checks = [
                 tf.debugging.assert_greater_equal(low, 0, message=message),
                 tf.debugging.assert_less(high, num_classes, message=message),
@@ -54,8 +59,9 @@ def check_label_range(labels, num_classes: int):
         import jax
 
         if isinstance(labels, jax.core.Tracer):
-            return labels, (low < 0) | (high >= num_classes)
-    low, high = (int(np.asarray(ops.convert_to_numpy(x))) for x in (low, high))
+            return labels, out_of_range(labels, num_classes)
+    low = int(ops.convert_to_numpy(ops.min(labels)))
+    high = int(ops.convert_to_numpy(ops.max(labels)))
     if low < 0 or high >= num_classes:
         raise ValueError(
             f"{message}. Received labels with min={low}, max={high}. Check "

@@ -9,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from keras_dlpa.api_export import register
+from keras_dlpa.labels import out_of_range
 from keras_dlpa.labels import parse_labels
 
 
@@ -242,8 +243,12 @@ class PrototypeLayer(keras.layers.Layer):
         if labels is None:
             self.accumulate_statistics(features, weights=weights)
             return True
-        # NaN on an in-range class keeps this a traced op, no assertion.
-        invalid = (ops.min(labels) < 0) | (ops.max(labels) >= self.num_classes)
+        # A traced flag, no assertion or host sync: a bad batch is poisoned
+        # on an in-range class, so the NaN reaches the sums even when every
+        # label is invalid. NaN counts mark bad labels; NaN sums with
+        # finite counts mark NaN features, i.e. divergence
+        # (`ReassignCallback` and `DivergenceCallback` tell them apart).
+        invalid = out_of_range(labels, self.num_classes)
         features = ops.where(invalid, float("nan"), features)
         labels = ops.clip(labels, 0, self.num_classes - 1)
         self.accumulate_statistics(features, labels=labels)
