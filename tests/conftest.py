@@ -76,6 +76,12 @@ def gradient(fn, x):
         import jax.numpy as jnp
 
         return np.asarray(jax.grad(lambda v: jnp.sum(fn(v)))(jnp.asarray(x)))
+    if backend == "torch":
+        import torch
+
+        x = torch.tensor(np.asarray(x), requires_grad=True)
+        (grad,) = torch.autograd.grad(torch.sum(fn(x)), x)
+        return grad.detach().cpu().numpy()
     pytest.skip(f"no gradient helper for backend {backend}")
 
 

@@ -224,8 +224,7 @@ def test_callback_on_batches_every_and_empty_groups(source):
     if source == "list":
         batches = [(xv[i : i + 32], yv[i : i + 32]) for i in range(0, 70, 32)]
     else:
-        import tensorflow as tf
-
+        tf = pytest.importorskip("tensorflow")
         batches = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(32)
     model = _tiny_model(c, x.shape[1])
     callback = EvaluationCallback(

@@ -114,7 +114,9 @@ def test_out_of_range_labels_raise_eagerly():
 
 
 # Every way Keras runs the train step; on JAX `jit_compile=False` runs the
-# step unjitted (eagerly), `jit_compile=True` under `jax.jit`.
+# step unjitted (eagerly), `jit_compile=True` under `jax.jit`; on torch
+# `jit_compile=True` is torch.compile (tests/test_torch_backend.py leaves
+# it out: over a minute per model here).
 COMPILE_MODES = {
     "eager": {"run_eagerly": True},
     "graph": {"jit_compile": False},
@@ -166,7 +168,8 @@ def test_out_of_range_labels_fail_the_step_or_make_its_loss_nan(mode):
     model = _label_check_model(mode)
     x = np.ones((4, 3), "float32")
     y = np.array([0, 1, 2, 9])
-    if mode == "xla":
+    # torch.compile breaks its graph at the check's host read and raises.
+    if mode == "xla" and keras.backend.backend() != "torch":
         logs = model.train_on_batch(x, y, return_dict=True)
         assert np.isnan(logs["loss"])
         layer = model.layers[-1]

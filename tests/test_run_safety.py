@@ -171,6 +171,7 @@ def test_a_passed_deadline_trains_nothing(folder, tmp_path, capsys):
     assert report["lost_to_smallest_class"] == 0
 
 
+@pytest.mark.core
 def test_deadline_callback_stops_after_the_last_epoch_that_fits():
     class SlowEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

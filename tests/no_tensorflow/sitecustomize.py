@@ -14,6 +14,7 @@ machine; tests/test_gpu_campaign.py).
 """
 
 import importlib.abc
+import importlib.util
 import os
 import sys
 
@@ -39,6 +40,19 @@ class _BlockTensorFlow(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, _BlockTensorFlow())
+
+
+def _find_spec(name, package=None, _find_spec=importlib.util.find_spec):
+    """`importlib.util.find_spec` answers None for a blocked package, as
+    for one that is not installed (torch._dynamo probes TensorFlow so at
+    import; the finder above would raise there)."""
+    top = name.split(".")[0]
+    if top in BLOCKED or top in EXTRA:
+        return None
+    return _find_spec(name, package)
+
+
+importlib.util.find_spec = _find_spec
 
 
 AUDIT_ENV = "KERAS_DLPA_MODULE_AUDIT"
