@@ -1,5 +1,7 @@
-"""One training path on every backend: the recipes on TensorFlow and on JAX
-(in a process where `import tensorflow` fails)."""
+"""One training path on every backend: the recipes on TensorFlow, on JAX (in
+a process where `import tensorflow` fails) and on PyTorch (where neither
+TensorFlow nor JAX can be imported); `.keras` files across backends and the
+ONNX export of a torch-trained run."""
 
 import json
 import os
@@ -33,8 +35,10 @@ def _env(tmp_path, backend):
     env["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
     env["KERAS_BACKEND"] = backend
     paths = [str(REPO_ROOT)]
-    if backend == "jax":
+    if backend in ("jax", "torch"):
         paths.insert(0, str(NO_TF))  # TensorFlow cannot be imported
+    if backend == "torch":
+        env["KERAS_DLPA_BLOCK_IMPORTS"] = "jax,jaxlib"  # nor JAX
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
@@ -105,6 +109,60 @@ def start(images, tmp_path_factory):
     return tmp_path, init, full, result.stdout
 
 
+@pytest.fixture(scope="module")
+def tf_run(images, start):
+    """A TensorFlow run from `start`'s weights."""
+    tmp_path, init, _, _ = start
+    out = tmp_path / "tensorflow"
+    _run(_args(images, out, *init, "--no-report"), _env(tmp_path, "tensorflow"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def torch_run(images, start):
+    """A full torch run from `start`'s weights, in a process where neither
+    TensorFlow nor JAX can be imported."""
+    pytest.importorskip("torch")
+    tmp_path, init, _, _ = start
+    full = tmp_path / "torch_full"
+    result = _run(_args(images, full, *init), _env(tmp_path, "torch"))
+    return full, result
+
+
+_PREDICT = """
+import sys
+import keras
+import numpy as np
+import keras_dlpa  # registers the classes of model.keras
+images, out, *models = sys.argv[1:]
+x = np.load(images)
+logits = {}
+for i, path in enumerate(models):
+    model = keras.saving.load_model(path, compile=False)
+    logits[str(i)] = keras.ops.convert_to_numpy(model(x, training=False))
+np.savez(out, backend=keras.backend.backend(), **logits)
+"""
+
+
+def _predict_on(backend, tmp_path, x, *models):
+    """Logits of each `.keras` file loaded in a `backend` process."""
+    images = tmp_path / "predict_images.npy"
+    np.save(images, x)
+    out = tmp_path / f"predict_{backend}.npz"
+    result = subprocess.run(
+        [sys.executable, "-c", _PREDICT, str(images), str(out)]
+        + [str(m) for m in models],
+        env=_env(tmp_path, backend),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = np.load(out)
+    assert str(saved["backend"]) == backend
+    return [saved[str(i)] for i in range(len(models))]
+
+
 @pytest.mark.large
 def test_recipe_on_jax_without_tensorflow_resumes_exactly(images, start):
     tmp_path, init, full, stdout = start
@@ -132,10 +190,9 @@ def test_recipe_on_jax_without_tensorflow_resumes_exactly(images, start):
 
 
 @pytest.mark.large
-def test_tf_and_jax_from_the_same_weights_agree(images, start):
-    tmp_path, init, full, _ = start
-    out = tmp_path / "tensorflow"
-    _run(_args(images, out, *init, "--no-report"), _env(tmp_path, "tensorflow"))
+def test_tf_and_jax_from_the_same_weights_agree(start, tf_run):
+    _, _, full, _ = start
+    out = tf_run
     tf_rows = json.loads((out / "metrics.json").read_text())
     jax_rows = json.loads((full / "metrics.json").read_text())
     assert len(tf_rows) == len(jax_rows) == 2
@@ -170,3 +227,110 @@ def test_strategy_flag_maps_to_data_parallel_on_jax(images, tmp_path):
     )  # fmt: skip
     assert result.returncode == 1
     assert "divisible by the number of replicas (2)" in result.stderr
+
+
+@pytest.mark.large
+def test_recipe_on_torch_without_tf_and_jax_resumes_exactly(
+    images, start, torch_run
+):
+    tmp_path, init, _, _ = start
+    full, result = torch_run
+    env = _env(tmp_path, "torch")
+    assert "Epoch 1/2" in result.stdout
+    # grain's import-time probe of the JAX profiler is silenced.
+    assert "jax profiler" not in result.stderr, result.stderr[-2000:]
+    for name in RUN_FILES:
+        assert (full / name).is_file(), name
+    assert list((full / "plots").glob("*.png"))
+    config = json.loads((full / "config.json").read_text())
+    assert config["backend"] == "torch" and config["run"]["executor"] == "grain"
+    assert config["run"]["jit_compile"] is False  # torch.compile: opt-in
+    assert "tensorflow_version" not in config
+    # Killed after the first epoch's checkpoint, then resumed (with a
+    # deadline far away: the DeadlineCallback runs and lets it finish).
+    cut = tmp_path / "torch_cut"
+    args = _args(images, cut, *init)
+    _kill_when(args, env, lambda: _manifest(cut, 1).is_file())
+    _run(args + ["--resume", "--time-limit", "3600"], env)
+    a, b = np.load(full / "final_state.npz"), np.load(cut / "final_state.npz")
+    for key in ("assignment", "representatives", "observed"):
+        np.testing.assert_array_equal(a[key], b[key], key)
+    rows = [json.loads((d / "metrics.json").read_text()) for d in (full, cut)]
+    assert [r["epoch"] for r in rows[1]] == [0, 1]
+    assert [r["loss"] for r in rows[0]] == [r["loss"] for r in rows[1]]
+    evaluation = json.loads((cut / "evaluation.json").read_text())
+    assert evaluation["completed"] is True
+
+
+@pytest.mark.large
+def test_keras_files_cross_backends_and_torch_run_exports(
+    images, start, tf_run, torch_run, capsys
+):
+    """TF -> torch and torch -> JAX for a recipe run's `model.keras`
+    (torch -> torch is the round trip), then the torch-trained run exported
+    to ONNX from this TensorFlow process and run with onnxruntime."""
+    import keras
+    import onnxruntime as ort
+
+    from keras_dlpa_cli import main as cli_main
+
+    tmp_path = start[0]
+    full, _ = torch_run
+    x = np.random.default_rng(7).uniform(0, 255, (6, 16, 16, 3))
+    x = x.astype("float32")
+
+    def here(path):  # this process: TensorFlow
+        model = keras.saving.load_model(path, compile=False)
+        return keras.ops.convert_to_numpy(model(x, training=False))
+
+    tf_logits, torch_on_tf = (
+        here(tf_run / "model.keras"),
+        here(full / "model.keras"),
+    )
+    on_torch = _predict_on(
+        "torch", tmp_path, x, tf_run / "model.keras", full / "model.keras"
+    )
+    (torch_on_jax,) = _predict_on("jax", tmp_path, x, full / "model.keras")
+    np.testing.assert_allclose(on_torch[0], tf_logits, atol=1e-4)
+    np.testing.assert_allclose(torch_on_jax, on_torch[1], atol=1e-4)
+    np.testing.assert_allclose(torch_on_tf, on_torch[1], atol=1e-4)
+    # Export needs TensorFlow (tf2onnx): `keras-dlpa export RUN_DIR` in a
+    # TensorFlow process reads the backend-neutral model.keras.
+    out = tmp_path / "torch_export"
+    rc = cli_main(["export", str(full), "--out", str(out), "--format", "onnx"])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "parity: PASSED" in printed
+    session = ort.InferenceSession(
+        str(out / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (name,) = [i.name for i in session.get_inputs()]
+    logits = dict(zip(
+        [o.name for o in session.get_outputs()], session.run(None, {name: x})
+    ))["logits"]  # fmt: skip
+    np.testing.assert_allclose(logits, on_torch[1], atol=1e-4)
+
+
+@pytest.mark.large
+def test_torch_refuses_strategy_and_export_with_one_line(
+    images, start, torch_run
+):
+    """`--strategy mirrored` names the backends that can; `keras-dlpa
+    export` names the TensorFlow backend it needs."""
+    tmp_path, init, _, _ = start
+    env = _env(tmp_path, "torch")
+    args = _args(images, tmp_path / "torch_mirrored", "--strategy", "mirrored")
+    export = ["-m", "keras_dlpa_cli", "export", str(torch_run[0])]
+    for command, expected in (
+        ([str(WORKER), *args], "supported on the TensorFlow and JAX backends"),
+        (export + ["--out", str(tmp_path / "no_export")], "KERAS_BACKEND=te"),
+    ):
+        result = subprocess.run(
+            [sys.executable, *command],
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert result.returncode in (1, 2), result.stderr[-2000:]
+        lines = result.stderr.strip().splitlines()
+        assert expected in lines[-1], lines
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "no_export").exists()

@@ -81,6 +81,18 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     import sys
 
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":  # before keras_dlpa.export imports TF
+        print(
+            "error: keras-dlpa export needs the TensorFlow backend "
+            f"(SavedModel, tf2onnx). Received: KERAS_BACKEND={backend!r}; "
+            "run it with KERAS_BACKEND=tensorflow: a model.keras trained "
+            "on JAX or torch loads there unchanged.",
+            file=sys.stderr,
+        )
+        return 2
     from keras_dlpa import export as lib
 
     if args.int8 and not args.calibration_images:

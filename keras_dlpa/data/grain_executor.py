@@ -4,6 +4,8 @@ element `i` is batch `i % S` of epoch `i // S`."""
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.image_data import check_kind
@@ -13,6 +15,26 @@ from keras_dlpa.data.plan import BatchMaker
 from keras_dlpa.data.plan import TrainingInput
 from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
+
+
+class _NoJaxProfilerWarning(logging.Filter):
+    def filter(self, record):
+        return not record.getMessage().startswith("Failed to load jax profiler")
+
+
+def import_grain():
+    """`import grain`, without the warning "Failed to load jax profiler"
+    that grain logs at import where JAX is not installed (torch, TF)."""
+    if "grain" in sys.modules:
+        return sys.modules["grain"]
+    quiet = _NoJaxProfilerWarning()
+    logger = logging.getLogger("absl")
+    logger.addFilter(quiet)
+    try:
+        import grain
+    finally:
+        logger.removeFilter(quiet)
+    return grain
 
 
 def grain_train_dataset(
@@ -37,8 +59,7 @@ def grain_train_dataset(
         `(dataset, steps_per_epoch)`: a `grain.IterDataset` of `BatchMaker`
         batches (`b = B / shard.count` rows).
     """
-    import grain
-
+    grain = import_grain()
     check_kind(data, ImageData)
     augmentation = training_input.augmentation_or(Augmentation)
     maker = BatchMaker(data, augmentation, one_hot, shard)

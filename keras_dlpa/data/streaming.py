@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from keras_dlpa.data.grain_executor import import_grain
 from keras_dlpa.data.image_data import check_kind
 from keras_dlpa.data.image_ops import train_image
 from keras_dlpa.data.input_shard import WHOLE_BATCH
@@ -143,7 +144,7 @@ def _mark_flags_parsed():
 
 def _numpy_backend_workers(iterable):
     """Spawns the decode workers with `KERAS_BACKEND=numpy` (docs/data.md)."""
-    import grain
+    grain = import_grain()
 
     class _Iterator(grain.DatasetIterator):
         def __init__(self, parent):
@@ -195,7 +196,7 @@ def grain_stream_dataset(
     Returns:
         `(dataset, steps_per_epoch)`: a `grain.IterDataset`.
     """
-    import grain
+    grain = import_grain()
 
     maker = _batch_maker(data, training_input, shard)
     steps = maker.steps

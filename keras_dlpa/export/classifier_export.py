@@ -167,8 +167,8 @@ def export_classifier(
         raise RuntimeError(
             "keras_dlpa.export needs the TensorFlow backend. Received: "
             f"backend={keras.backend.backend()!r}; set "
-            "KERAS_BACKEND=tensorflow (a .keras file trained on JAX loads "
-            "there unchanged)."
+            "KERAS_BACKEND=tensorflow (a .keras file trained on JAX or "
+            "torch loads there unchanged: `keras-dlpa export RUN_DIR`)."
         )
     loaded = load_classifier(source, class_names=class_names)
     model = loaded.model
