@@ -27,7 +27,11 @@ interleaved over the variants (round robin, shuffled order per round) so
 that load from other jobs hits every variant alike; the table gives the
 median step time and the ratio to the softmax variant of the same case and
 label kind. One backend per process (KERAS_BACKEND, default tensorflow);
-`--backend-subprocess both` runs TF and JAX one after the other.
+`--backend-subprocess both` runs TF and JAX one after the other (a file
+each); `--backend-subprocess all` runs TF, JAX and PyTorch one after the
+other and writes one file with every backend's rows (`backend` column;
+default
+`benchmarks/results/bench_train_step_backends.json`).
 
 `--profile` (JAX only) lowers the jitted train step of each variant and
 counts jaxpr equations, StableHLO ops, host callbacks and the fusions of
@@ -36,6 +40,7 @@ the compiled (XLA) program, a proxy for kernel launches on a GPU.
     python benchmarks/bench_train_step.py
     KERAS_BACKEND=jax python benchmarks/bench_train_step.py --profile
     python benchmarks/bench_train_step.py --backend-subprocess both
+    python benchmarks/bench_train_step.py --backend-subprocess all
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -304,8 +310,56 @@ def _count_eqns(jaxpr):
     return total
 
 
-def _run_both(argv):
-    """Runs this script once per backend; `--out X.json` -> `X_<backend>`."""
+def _run_all(argv):
+    """Runs this script once per backend (TF, JAX, PyTorch) and writes one
+    JSON with all their rows, each with its `backend`."""
+    import json
+
+    from _common import machine_info
+    from _common import print_table
+    from _common import write_results
+
+    rest = _without_backend_and_out(argv)
+    backends = ("tensorflow", "jax", "torch")
+    rows, runs = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in backends:
+            path = Path(tmp) / f"{backend}.json"
+            cmd = [sys.executable, str(Path(__file__).resolve()), *rest]
+            cmd += ["--out", str(path)]
+            env = dict(os.environ, KERAS_BACKEND=backend)
+            print(f"== KERAS_BACKEND={backend}: {' '.join(cmd)}", flush=True)
+            subprocess.run(cmd, env=env, check=True)
+            data = json.loads(path.read_text())
+            rows += [{"backend": backend, **row} for row in data["rows"]]
+            runs[backend] = {
+                "machine": data["machine"],
+                "profile": data["profile"],
+            }
+    print_table(rows, ["backend", "case", "variant", "step_ms", "ratio_paired"])
+    first = runs[backends[0]]
+    machine = dict(machine_info(), keras_backend="+".join(backends))
+    write_results(
+        "bench_train_step_backends",
+        {
+            "backend": "+".join(backends),
+            "batch_size": BATCH,
+            "steps_per_fit": int(_option(rest, "--steps") or 8),
+            "repeats": int(_option(rest, "--repeats") or 5),
+            "command": "python "
+            + " ".join([f"benchmarks/{Path(__file__).name}"] + argv),
+            "rows": rows,
+            "profile": first["profile"],
+            # Overrides write_results' own: the backend names all three.
+            "machine": machine,
+            "machines": {b: r["machine"] for b, r in runs.items()},
+        },
+        _option(argv, "--out"),
+    )
+    return 0
+
+
+def _without_backend_and_out(argv):
     rest, skip = [], False
     for arg in argv:
         if skip:
@@ -314,6 +368,12 @@ def _run_both(argv):
             skip = "=" not in arg
         else:
             rest.append(arg)
+    return rest
+
+
+def _run_both(argv):
+    """Runs this script once per backend; `--out X.json` -> `X_<backend>`."""
+    rest = _without_backend_and_out(argv)
     out = _option(argv, "--out")
     code = 0
     for backend in ("tensorflow", "jax"):
@@ -354,9 +414,13 @@ def main(argv=None):
     )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-timing", action="store_true")
-    parser.add_argument("--backend-subprocess", choices=("both",), default=None)
+    parser.add_argument(
+        "--backend-subprocess", choices=("both", "all"), default=None
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if args.backend_subprocess == "all":
+        return _run_all(sys.argv[1:] if argv is None else argv)
     if args.backend_subprocess:
         return _run_both(sys.argv[1:] if argv is None else argv)
 

@@ -127,6 +127,19 @@ def train_step(data: dict, per_round: bool = True) -> list[str]:
     return table(header + (["step ms per round"] if per_round else []), body)
 
 
+def train_step_backends(data: dict) -> list[str]:
+    """One run on every backend (`--backend-subprocess all`)."""
+    header = ["backend", "case", "variant", "median step ms", "images/s"]
+    header += ["median per-round ratio", "step ms per round"]
+    body = [
+        [r["backend"], r["case"], r["variant"], ms(r["step_ms"])]
+        + [num(r["images_per_s"]), f"{r['ratio_paired']:.2f}"]
+        + [", ".join(ms(t) for t in r["times_ms"])]
+        for r in data["rows"]
+    ]
+    return table(header, body)
+
+
 def train_step_profile(data: dict) -> list[str]:
     keys = ("jaxpr_eqns", "stablehlo_ops", "host_callbacks")
     keys += ("compiled_fusions", "compiled_instructions")
@@ -313,14 +326,18 @@ def reassign_warm(data: dict) -> list[str]:
 
 def pipeline(data: dict) -> list[str]:
     executors = any("executor" in r for r in data["results"])
+    # `--backend-subprocess`: grain through each backend's Keras adapter.
+    backends = any("backend" in r for r in data["results"])
     body = [
         [r["pipeline"]]
         + ([r.get("executor", "tf")] if executors else [])
+        + ([r.get("backend", "-")] if backends else [])
         + [r["images_per_epoch"], num(r["images_per_s_median"])]
         + [num(r["images_per_s_min"])]
         for r in data["results"]
     ]
     header = ["pipeline"] + (["executor"] if executors else [])
+    header += ["Keras backend"] if backends else []
     header += ["images per epoch", "median images/s"]
     return table(header + ["min images/s"], body)
 
@@ -621,6 +638,7 @@ TABLES = {
         [H + "resnet32_fit.json"],
     ),
     "train_step_bar": (B, train_step_bar, TS),
+    "bench_train_step_backends": (B, one(train_step_backends)),
     "prototypes_quiet": (B, one(prototypes)),
     "prototypes_10k_curve_quiet": (B, one(prototypes_curve)),
     "prototypes": (B, one(prototypes)),

@@ -259,3 +259,34 @@ def test_inference_table_shows_flops_and_int8(tmp_path):
     assert [c.strip() for c in accuracy] == [
         "71.25", "70.90", "-0.35", "1,040.0", "1,690.0", "1.62x"
     ]  # fmt: skip
+
+
+def test_backend_train_step_region_follows_its_file(tmp_path):
+    # `bench_train_step.py --backend-subprocess all`: one file, a row per
+    # backend, variant and case; not a `train_step_*` file (the bar table).
+    results, readme, benchmarks = copy_docs(tmp_path)
+    paths = dict(results=results, readme=readme, benchmarks=benchmarks)
+    name = "bench_train_step_backends"
+    (results / f"{name}.json").unlink(missing_ok=True)
+    assert make_tables(**paths).returncode == 0
+    assert "not measured yet" in region(benchmarks, name)
+    data = {
+        "machine": {"keras_backend": "tensorflow+jax+torch", "cores": 2},
+        "command": "python benchmarks/bench_train_step.py "
+        "--backend-subprocess all",
+        "rows": [
+            {"backend": backend, "case": "head1000", "variant": "dl2pa"}
+            | {"step_ms": ms, "images_per_s": 128 / ms * 1000}
+            | {"ratio_paired": 1.04, "times_ms": [ms, ms + 1]}
+            for backend, ms in (("jax", 8.5), ("torch", 21.25))
+        ],
+    }
+    (results / f"{name}.json").write_text(json.dumps(data))
+    assert make_tables(**paths).returncode == 0
+    got = rows(benchmarks, name)
+    assert [(r["backend"], r["median step ms"]) for r in got] == [
+        ("jax", "8.50"),
+        ("torch", "21.25"),
+    ]
+    assert "backend tensorflow+jax+torch" in region(benchmarks, name)
+    assert "--backend-subprocess all" in region(benchmarks, name)
