@@ -319,11 +319,13 @@ def test_bad_flags_are_one_line_usage_errors(capsys):
 
 
 @pytest.mark.large
-def test_main_job_script_quick_on_the_cifar100_archive(tmp_path):
+def test_main_job_script_quick_on_the_cifar100_archive(
+    tmp_path, monkeypatch, cifar100_cache
+):
     """`python recipes/cifar100_lt.py --image-dir <archive> --quick`."""
     from conftest import CIFAR100_PNG as CIFAR100_ARCHIVE
 
-    assert CIFAR100_ARCHIVE.is_file(), f"shared data: {CIFAR100_ARCHIVE}"
+    monkeypatch.setenv("KERAS_DLPA_CACHE", str(cifar100_cache))
     out = tmp_path / "run"
     result = _script(
         "cifar100_lt", "--image-dir", CIFAR100_ARCHIVE, "--quick",

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CIFAR100_PNG
 from conftest import REPO_ROOT
 from conftest import SHARED_DATA
 
@@ -21,9 +20,9 @@ from keras_dlpa_paper.reproduce import resolve_data
 from keras_dlpa_paper.sweep import SweepOptions
 
 
-def _reproduce(tmp_path, *extra, epochs=2):
+def _reproduce(tmp_path, *extra, epochs=2, cache):
     env = dict(os.environ)
-    env["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
+    env["KERAS_DLPA_CACHE"] = str(cache)  # the decoded archive
     env[DATA_ENV] = SHARED_DATA  # the archive through the environment
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO_ROOT), env.get("PYTHONPATH", "")]
@@ -111,32 +110,24 @@ def test_selection_flags_name_the_grid_cells(capsys, flags, expected):
 
 
 @pytest.mark.large
-def test_quick_table4_stops_resumes_skips_and_reports(tmp_path):
-    assert CIFAR100_PNG.is_file(), f"shared data: {CIFAR100_PNG}"
-    # Decode the archive once into the cache the runs share.
-    env_cache = tmp_path / "cache"
-    os.environ["KERAS_DLPA_CACHE"] = str(env_cache)
-    from keras_dlpa.data import load_image_folder
-
-    assert len(load_image_folder(CIFAR100_PNG)) == 50_000
-
+def test_quick_table4_stops_resumes_skips_and_reports(tmp_path, cifar100_cache):
     # One epoch: complete for `--epochs 1`. One cell (`--methods dl2pa
     # --dims 50`): the other cells' runs go the same way (the GPU campaign
     # rehearsal runs the whole 0.01 column, tests/test_gpu_campaign.py).
     # (A passed deadline starts no run: test_run_safety.py.)
     cell = ("--methods", "dl2pa", "--dims", "50")
-    one, _ = _reproduce(tmp_path, *cell, epochs=1)
+    one, _ = _reproduce(tmp_path, *cell, epochs=1, cache=cifar100_cache)
     rows = one["rows"]
     assert [(r["method"], r["dim"]) for r in rows] == [("dl2pa", 50)]
     assert all(r["epochs_done"] == [1] for r in rows)
     # Asked for 2 epochs: the run is resumed and completes.
-    second, log = _reproduce(tmp_path, *cell)
+    second, log = _reproduce(tmp_path, *cell, cache=cifar100_cache)
     assert log.count("started (partial)") == 1
     for row in second["rows"]:
         assert row["seeds_done"] == 1 and row["epochs_done"] == [2]
         assert 0.0 <= row["last_top1"] <= 1.0
         assert row["paper_top1"] is not None
-    third, log = _reproduce(tmp_path, *cell)
+    third, log = _reproduce(tmp_path, *cell, cache=cifar100_cache)
     assert log.count("complete, skipped") == 1
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "| 0.01 | dl2pa | 50 | 1/1 |" in report and "45.20" in report

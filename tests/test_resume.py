@@ -213,7 +213,7 @@ def test_killed_during_checkpoint_write_falls_back_and_resumes(reference):
             checkpoints.glob(".tmp-*.weights.h5")
         )
 
-    slow = _env(tmp_path, **{SLOW_WRITE_ENV: "6"})
+    slow = _env(tmp_path, **{SLOW_WRITE_ENV: "2"})
     # The first checkpoint is written slowly too: wait for it to commit.
     _kill_when(args, slow, writing_second_checkpoint, timeout=900)
     assert latest_checkpoint(checkpoints)["epoch"] == 1
