@@ -40,10 +40,12 @@ def _normal(name: str) -> str:
 
 
 # Imported only where installed (`try: import ... except ImportError`):
-# keras' RemoteMonitor (requests and its dependencies) and grain's tree
-# utilities (attrs). They need not travel.
+# keras' RemoteMonitor (requests and its dependencies), grain's tree
+# utilities (attrs) and JAX's compilation cache (filelock, installed here
+# with torch). They need not travel.
 OPTIONAL = {
-    "requests", "urllib3", "idna", "certifi", "charset-normalizer", "attrs"
+    "requests", "urllib3", "idna", "certifi", "charset-normalizer", "attrs",
+    "filelock",
 }  # fmt: skip
 
 
