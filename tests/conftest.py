@@ -6,12 +6,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Small matrices: multithreaded BLAS is slower and less reproducible.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-# XLA (JAX, TF's jit_compile) compiles the tests' small programs once each:
-# compile time dominates, and the unoptimised CPU backend compiles them
-# faster (the JAX core run and the JAX executor test: 25-28% less CPU).
-# Subprocesses inherit it; one that sets its own XLA_FLAGS keeps this flag.
-XLA_TEST_FLAGS = "--xla_backend_optimization_level=0"
-os.environ.setdefault("XLA_FLAGS", XLA_TEST_FLAGS)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -119,6 +113,7 @@ def gradient(fn, x):
 # finish at about the same time.
 _SLOW_FILES_FIRST = (
     "test_jax_backend.py",
+    "test_backends.py",
     "test_streaming.py",
     "test_resume.py",
     "test_recipes.py",
@@ -129,7 +124,7 @@ _SLOW_FILES_FIRST = (
     "test_applications.py",
     "test_wheel_install.py",
     "test_quickstart.py",
-    "test_backends.py",
+    "test_torch_backend.py",
     "test_run_safety.py",
     "test_reassign_callback.py",
     "test_distribute.py",

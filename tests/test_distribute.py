@@ -16,7 +16,6 @@ import time
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
-from conftest import XLA_TEST_FLAGS
 from conftest import free_ports
 
 from keras_dlpa.training import _tf_strategy
@@ -78,7 +77,7 @@ def runs(tmp_path_factory):
         "jax_data_parallel.py",
         tmp / "j2.npz",
         KERAS_BACKEND="jax",
-        XLA_FLAGS=f"{XLA_TEST_FLAGS} --xla_force_host_platform_device_count=2",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
     )
     files = {
         "mirrored2": "m2.npz",
