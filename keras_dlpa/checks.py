@@ -55,3 +55,15 @@ def check_choice(name: str, value, choices):
             f"Received: {name}={value!r}"
         )
     return value
+
+
+def require_tensorflow(what: str) -> None:
+    """A `RuntimeError` unless Keras runs on TensorFlow, which `what` needs."""
+    import keras
+
+    if (backend := keras.backend.backend()) != "tensorflow":
+        raise RuntimeError(
+            f"{what} needs the TensorFlow backend. Received: KERAS_BACKEND="
+            f"{backend!r}; run it with KERAS_BACKEND=tensorflow (a .keras "
+            "file trained on JAX or torch loads there unchanged)."
+        )

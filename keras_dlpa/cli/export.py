@@ -81,18 +81,9 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     import sys
 
-    import keras
+    from keras_dlpa.checks import require_tensorflow
 
-    backend = keras.backend.backend()
-    if backend != "tensorflow":  # before keras_dlpa.export imports TF
-        print(
-            "error: keras-dlpa export needs the TensorFlow backend "
-            f"(SavedModel, tf2onnx). Received: KERAS_BACKEND={backend!r}; "
-            "run it with KERAS_BACKEND=tensorflow: a model.keras trained "
-            "on JAX or torch loads there unchanged.",
-            file=sys.stderr,
-        )
-        return 2
+    require_tensorflow("keras-dlpa export")  # before the export imports TF
     from keras_dlpa import export as lib
 
     if args.int8 and not args.calibration_images:

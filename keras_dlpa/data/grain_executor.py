@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 
 from keras_dlpa.data.image_data import ImageData
 from keras_dlpa.data.image_data import check_kind
@@ -17,19 +16,11 @@ from keras_dlpa.data.plan import epoch_plan
 from keras_dlpa.data.plan import steps_per_epoch
 
 
-class _NoJaxProfilerWarning(logging.Filter):
-    def filter(self, record):
-        return not record.getMessage().startswith("Failed to load jax profiler")
-
-
 def import_grain():
     """`import grain`, without the warning "Failed to load jax profiler"
     that grain logs at import where JAX is not installed (torch, TF)."""
-    if "grain" in sys.modules:
-        return sys.modules["grain"]
-    quiet = _NoJaxProfilerWarning()
     logger = logging.getLogger("absl")
-    logger.addFilter(quiet)
+    logger.addFilter(quiet := lambda r: "jax profiler" not in r.getMessage())
     try:
         import grain
     finally:

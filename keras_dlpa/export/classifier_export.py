@@ -6,9 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-import keras
-
 from keras_dlpa.checks import check_int
+from keras_dlpa.checks import require_tensorflow
 from keras_dlpa.export.onnx_model import DEFAULT_OPSET
 from keras_dlpa.export.onnx_model import export_onnx
 from keras_dlpa.export.parity import INT8_MIN_AGREEMENT
@@ -163,13 +162,7 @@ def export_classifier(
             f"(layout 'default' or 'triton'). Received: layout={layout!r}, "
             f"formats={','.join(formats)}"
         )
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
-            "keras_dlpa.export needs the TensorFlow backend. Received: "
-            f"backend={keras.backend.backend()!r}; set "
-            "KERAS_BACKEND=tensorflow (a .keras file trained on JAX or "
-            "torch loads there unchanged: `keras-dlpa export RUN_DIR`)."
-        )
+    require_tensorflow("keras_dlpa.export (SavedModel, tf2onnx)")
     loaded = load_classifier(source, class_names=class_names)
     model = loaded.model
     metadata = export_metadata(model, loaded.class_names, top_k=top_k)
