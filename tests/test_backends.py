@@ -66,6 +66,20 @@ def _run(args, env):
     return result
 
 
+def _killed_resumes_exactly(images, init, env, full, cut, *resume_extra):
+    """A run into `cut`, SIGKILLed after its first epoch's checkpoint and
+    resumed (`--resume`, `resume_extra`), ends as the full run `full`."""
+    args = _args(images, cut, *init)
+    _kill_when(args, env, lambda: _manifest(cut, 1).is_file())
+    _run([*args, "--resume", *resume_extra], env)
+    a, b = np.load(full / "final_state.npz"), np.load(cut / "final_state.npz")
+    for key in ("assignment", "representatives", "observed"):
+        np.testing.assert_array_equal(a[key], b[key], key)
+    rows = [json.loads((d / "metrics.json").read_text()) for d in (full, cut)]
+    assert [r["epoch"] for r in rows[1]] == [0, 1]
+    assert [r["loss"] for r in rows[0]] == [r["loss"] for r in rows[1]]
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     return _images(tmp_path_factory.mktemp("backends") / "images")
@@ -177,16 +191,7 @@ def test_recipe_on_jax_without_tensorflow_resumes_exactly(images, start):
     assert config["run"]["jit_compile"] is True
     assert "tensorflow_version" not in config
     # Killed after the first epoch's checkpoint, then resumed.
-    cut = tmp_path / "cut"
-    args = _args(images, cut, *init)
-    _kill_when(args, env, lambda: _manifest(cut, 1).is_file())
-    _run(args + ["--resume"], env)
-    a, b = np.load(full / "final_state.npz"), np.load(cut / "final_state.npz")
-    for key in ("assignment", "representatives", "observed"):
-        np.testing.assert_array_equal(a[key], b[key], key)
-    rows = [json.loads((d / "metrics.json").read_text()) for d in (full, cut)]
-    assert [r["epoch"] for r in rows[1]] == [0, 1]
-    assert [r["loss"] for r in rows[0]] == [r["loss"] for r in rows[1]]
+    _killed_resumes_exactly(images, init, env, full, tmp_path / "cut")
 
 
 @pytest.mark.large
@@ -249,15 +254,8 @@ def test_recipe_on_torch_without_tf_and_jax_resumes_exactly(
     # Killed after the first epoch's checkpoint, then resumed (with a
     # deadline far away: the DeadlineCallback runs and lets it finish).
     cut = tmp_path / "torch_cut"
-    args = _args(images, cut, *init)
-    _kill_when(args, env, lambda: _manifest(cut, 1).is_file())
-    _run(args + ["--resume", "--time-limit", "3600"], env)
-    a, b = np.load(full / "final_state.npz"), np.load(cut / "final_state.npz")
-    for key in ("assignment", "representatives", "observed"):
-        np.testing.assert_array_equal(a[key], b[key], key)
-    rows = [json.loads((d / "metrics.json").read_text()) for d in (full, cut)]
-    assert [r["epoch"] for r in rows[1]] == [0, 1]
-    assert [r["loss"] for r in rows[0]] == [r["loss"] for r in rows[1]]
+    deadline = ("--time-limit", "3600")
+    _killed_resumes_exactly(images, init, env, full, cut, *deadline)
     evaluation = json.loads((cut / "evaluation.json").read_text())
     assert evaluation["completed"] is True
 

@@ -186,13 +186,20 @@ def test_fig4a_cpu_region_follows_its_file(tmp_path):
     )
 
 
-def test_prototype_curve_region_follows_its_file(tmp_path):
+def _without_results_file(tmp_path, name):
+    """Docs copied to `tmp_path` without `results/NAME.json`: its region
+    reads "not measured yet". Returns `(results, paths, benchmarks)`."""
     results, readme, benchmarks = copy_docs(tmp_path)
     paths = dict(results=results, readme=readme, benchmarks=benchmarks)
-    name = "prototypes_10k_curve_quiet"
     (results / f"{name}.json").unlink(missing_ok=True)
     assert make_tables(**paths).returncode == 0
     assert "not measured yet" in region(benchmarks, name)
+    return results, paths, benchmarks
+
+
+def test_prototype_curve_region_follows_its_file(tmp_path):
+    name = "prototypes_10k_curve_quiet"
+    results, paths, benchmarks = _without_results_file(tmp_path, name)
 
     def row(steps, seconds, top):
         return {
@@ -264,12 +271,8 @@ def test_inference_table_shows_flops_and_int8(tmp_path):
 def test_backend_train_step_region_follows_its_file(tmp_path):
     # `bench_train_step.py --backend-subprocess all`: one file, a row per
     # backend, variant and case; not a `train_step_*` file (the bar table).
-    results, readme, benchmarks = copy_docs(tmp_path)
-    paths = dict(results=results, readme=readme, benchmarks=benchmarks)
     name = "bench_train_step_backends"
-    (results / f"{name}.json").unlink(missing_ok=True)
-    assert make_tables(**paths).returncode == 0
-    assert "not measured yet" in region(benchmarks, name)
+    results, paths, benchmarks = _without_results_file(tmp_path, name)
     data = {
         "machine": {"keras_backend": "tensorflow+jax+torch", "cores": 2},
         "command": "python benchmarks/bench_train_step.py "
