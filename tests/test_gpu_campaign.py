@@ -2,11 +2,12 @@
 
 `prepare.sh` and `run.sh` run as on the box, in processes where
 TensorFlow and matplotlib cannot be imported (the box has neither), with
-JAX on CPU, `--quick` and one epoch (`REHEARSAL=1`), on generated images:
-`$OUT` must hold what a device call brings back (the report, each run's
-metrics and `model.keras`, at most 8 files of 16 MB), and every module
-the processes loaded must come from the box or from `wheels.txt`. So an
-edit that would break the campaign fails here, not on a GPU.
+JAX on CPU, `--quick`, one epoch (`REHEARSAL=1`) and two cells, on
+generated images: `$OUT` must hold what a device call brings back (the
+report, each run's metrics and `model.keras`, at most 8 files of 16 MB),
+and every module the processes loaded must come from the box or from
+`wheels.txt`. So an edit that would break the campaign fails here, not
+on a GPU.
 """
 
 import importlib.metadata
@@ -78,6 +79,11 @@ def test_campaign_rehearsal_brings_back_every_result(tmp_path):
         ARCHIVE=str(images),
         PYTHON=sys.executable,
         REHEARSAL="1",
+        # Two of the column's four cells: the plumbing is the same for
+        # each (the methods and d < c are tested elsewhere), and every run
+        # is a JAX process of about 40 s CPU.
+        METHODS="softmax,dl2pa",
+        DIMS="128",
     )
     prepare = subprocess.run(
         ["bash", str(GPU / "prepare.sh")],
@@ -101,9 +107,7 @@ def test_campaign_rehearsal_brings_back_every_result(tmp_path):
         report = json.load(tar.extractfile("report.json"))
         names = tar.getnames()
     cells = {(r["method"], r["dim"]): r for r in report["rows"]}
-    assert set(cells) == {
-        ("softmax", 128), ("etf", 128), ("dl2pa", 128), ("dl2pa", 50)
-    }  # fmt: skip
+    assert set(cells) == {("softmax", 128), ("dl2pa", 128)}
     for row in cells.values():
         assert row["setting"] == "0.01" and row["seeds_done"] == 1
         assert 0.0 <= row["last_top1"] <= 1.0
@@ -112,7 +116,7 @@ def test_campaign_rehearsal_brings_back_every_result(tmp_path):
             assert f"runs/{run_name}/{part}" in names
     with tarfile.open(out / "models-0.tar") as tar:
         models = sorted(n for n in tar.getnames() if n.endswith(".keras"))
-    assert len(models) == 4
+    assert len(models) == 2
     # The runs read the prepared splits, without matplotlib (one warning).
     assert "No plots: matplotlib is not installed" in _logs(out)
     # Every module loaded is on the box or travels as a wheel.
