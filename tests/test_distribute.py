@@ -51,6 +51,8 @@ def runs(tmp_path_factory):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     jobs = {
+        # Each also runs the one-device case (the default strategy) after
+        # the two-replica one: a TF process costs about 20 s CPU.
         "mirrored2": _start(
             "mirrored.py",
             tmp / "m2.npz",
@@ -58,10 +60,17 @@ def runs(tmp_path_factory):
             "2",
             "--backup-dir",
             str(tmp / "backup"),
+            "--single-out",
+            str(tmp / "m1.npz"),
         ),
-        "single": _start("mirrored.py", tmp / "m1.npz", "--devices", "1"),
-        "syncbn2": _start("sync_bn.py", tmp / "s2.npz", "--devices", "2"),
-        "syncbn1": _start("sync_bn.py", tmp / "s1.npz", "--devices", "1"),
+        "syncbn2": _start(
+            "sync_bn.py",
+            tmp / "s2.npz",
+            "--devices",
+            "2",
+            "--single-out",
+            str(tmp / "s1.npz"),
+        ),
     }
     for index in range(2):
         config = {
@@ -79,16 +88,17 @@ def runs(tmp_path_factory):
         KERAS_BACKEND="jax",
         XLA_FLAGS="--xla_force_host_platform_device_count=2",
     )
-    files = {
-        "mirrored2": "m2.npz",
-        "single": "m1.npz",
-        "worker0": "w0.npz",
-        "worker1": "w1.npz",
-        "jax": "j2.npz",
-        "syncbn2": "s2.npz",
-        "syncbn1": "s1.npz",
+    files = {  # result: (the job that writes it, its file)
+        "mirrored2": ("mirrored2", "m2.npz"),
+        "single": ("mirrored2", "m1.npz"),
+        "worker0": ("worker0", "w0.npz"),
+        "worker1": ("worker1", "w1.npz"),
+        "jax": ("jax", "j2.npz"),
+        "syncbn2": ("syncbn2", "s2.npz"),
+        "syncbn1": ("syncbn2", "s1.npz"),
     }
     deadline = time.monotonic() + TIMEOUT_S
+    ended = {}
     results = {}
     try:
         for name, proc in jobs.items():
@@ -96,14 +106,15 @@ def runs(tmp_path_factory):
                 output, _ = proc.communicate(
                     timeout=max(deadline - time.monotonic(), 1)
                 )
+                ended[name] = f"exit {proc.returncode}:\n{output[-4000:]}"
             except subprocess.TimeoutExpired:
-                results[name] = f"timed out after {TIMEOUT_S} s"
-                continue
-            path = tmp / files[name]
-            if proc.returncode == 0 and path.exists():
+                ended[name] = f"timed out after {TIMEOUT_S} s"
+        for name, (job, file) in files.items():
+            path = tmp / file
+            if jobs[job].returncode == 0 and path.exists():
                 results[name] = dict(np.load(path))
             else:
-                results[name] = f"exit {proc.returncode}:\n{output[-4000:]}"
+                results[name] = ended[job]
     finally:
         for proc in jobs.values():
             if proc.poll() is None:

@@ -1,6 +1,7 @@
 """Trains the tiny DL2PA model under a TF strategy on N logical CPUs.
 
 Usage: python mirrored.py OUT.npz --devices N [--backup-dir DIR]
+                          [--single-out ONE.npz]
 
 Two fits: "stats" (frozen backbone, SGD lr 0, momentum 0, one epoch) and
 "train" (a small MLP, SGD, 3 epochs, 2 reassignments per epoch). Writes the
@@ -78,6 +79,11 @@ def main():
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--backup-dir", default=None)
+    parser.add_argument(
+        "--single-out",
+        default=None,
+        help="also run on the default (one-device) strategy, into this file",
+    )
     args = parser.parse_args()
 
     # Before any TF op: split the CPU into logical devices.
@@ -87,6 +93,18 @@ def main():
     )
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [here, os.path.dirname(os.path.dirname(here))]
+    run(
+        "mirrored" if args.devices > 1 else "default",
+        args.out,
+        args.batch,
+        args.backup_dir,
+    )
+    if args.single_out:  # one process less than a second worker
+        run("default", args.single_out, args.batch, None)
+
+
+def run(distribution, out, batch, backup_dir):
+    """Every fit under `distribution`'s strategy; the results to `out`."""
     import _tiny
     import keras
     import numpy as np
@@ -96,25 +114,23 @@ def main():
     from keras_dlpa.training.distribution import resolve_distribution
 
     keras.utils.set_random_seed(0)
-    strategy = resolve_distribution(
-        "mirrored" if args.devices > 1 else "default"
-    ).tf_strategy
+    strategy = resolve_distribution(distribution).tf_strategy
     replicas = strategy.num_replicas_in_sync
     try:
-        check_global_batch(args.batch + 1, replicas)
+        check_global_batch(batch + 1, replicas)
         odd_batch_error = ""
     except ValueError as error:
         odd_batch_error = str(error)
     result = {
         "replicas": replicas,
         "strategy": type(strategy).__name__,
-        "per_replica": check_global_batch(args.batch, replicas),
+        "per_replica": check_global_batch(batch, replicas),
         "odd_batch_error": odd_batch_error,
     }
 
     # Frozen backbone: the statistics must be the numpy class means.
     w, perm, x, y = _tiny.planted_data(n_per_class=12, noise=0.3, seed=0)
-    model, callback, _ = fit(strategy, x, y, w, 0.0, 0, 1, 1, 0.0, args.batch)
+    model, callback, _ = fit(strategy, x, y, w, 0.0, 0, 1, 1, 0.0, batch)
     layer = model.get_layer("protos")
     result.update(
         stats_x=x,
@@ -163,14 +179,14 @@ def main():
         ),
     )
 
-    if args.backup_dir:
+    if backup_dir:
         # Same training, killed after epoch 1 and resumed from the backup.
         try:
-            fit(strategy, x, y, w, 0.5, 8, 3, 2, 0.5, 16, args.backup_dir, 1)
+            fit(strategy, x, y, w, 0.5, 8, 3, 2, 0.5, 16, backup_dir, 1)
         except Interrupt:
             pass
         model, callback, loss = fit(
-            strategy, x, y, w, 0.5, 8, 3, 2, 0.5, 16, args.backup_dir
+            strategy, x, y, w, 0.5, 8, 3, 2, 0.5, 16, backup_dir
         )
         result.update(
             resumed_assignments=np.stack(callback.history),
@@ -184,7 +200,7 @@ def main():
                 model.get_layer("protos").representatives
             ),
         )
-    np.savez(args.out, **result)
+    np.savez(out, **result)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Trains a small BatchNorm ResNet classifier on N logical CPUs.
 
-Usage: python sync_bn.py OUT.npz --devices N
+Usage: python sync_bn.py OUT.npz --devices N [--single-out ONE.npz]
 
 Two fits of the same seeded model and data under the strategy: with
 per-replica BatchNorm (`synchronized_batch_norm=False`) and with
@@ -58,6 +58,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--devices", type=int, default=2)
+    parser.add_argument(
+        "--single-out",
+        default=None,
+        help="also run on the default (one-device) strategy, into this file",
+    )
     args = parser.parse_args()
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
@@ -65,15 +70,20 @@ def main():
     )
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [os.path.dirname(os.path.dirname(here))]
+    run("mirrored" if args.devices > 1 else "default", args.out)
+    if args.single_out:  # one process less than a second worker
+        run("default", args.single_out)
+
+
+def run(distribution, out):
+    """Both fits under `distribution`'s strategy; the results to `out`."""
     import keras
     import numpy as np
 
     import keras_dlpa
     from keras_dlpa.training.distribution import resolve_distribution
 
-    strategy = resolve_distribution(
-        "mirrored" if args.devices > 1 else "default"
-    ).tf_strategy
+    strategy = resolve_distribution(distribution).tf_strategy
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, size=(32, 8, 8, 3)).astype("float32")
     y = rng.integers(0, NUM_CLASSES, size=32).astype("int32")
@@ -109,7 +119,7 @@ def main():
                 for v in (b.moving_mean, b.moving_variance)
             ]
         )
-    np.savez(args.out, **result)
+    np.savez(out, **result)
 
 
 if __name__ == "__main__":
