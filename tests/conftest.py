@@ -6,6 +6,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Small matrices: multithreaded BLAS is slower and less reproducible.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+JAX_CACHE = "JAX_COMPILATION_CACHE_DIR"
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -133,6 +134,31 @@ _SLOW_FILES_FIRST = (
     "test_prototype_classifier.py",
     "test_predict.py",
 )
+
+
+def pytest_configure(config):
+    """One JAX compilation cache for the session's JAX processes: the
+    recipe runs, kill/resume runs and workers compile the same train steps
+    and initialisers (one initialiser compiles in up to 2 s on CPU). Set
+    by the controller; xdist workers and subprocesses inherit it."""
+    if hasattr(config, "workerinput") or JAX_CACHE in os.environ:
+        return
+    import tempfile
+
+    config._jax_cache = tempfile.mkdtemp(prefix="keras-dlpa-jax-cache-")
+    os.environ[JAX_CACHE] = config._jax_cache
+    # Cache every compilation, not only those over a second.
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_jax_cache", None)
+    if folder:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(JAX_CACHE, None)
+        os.environ.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", None)
 
 
 def pytest_collection_modifyitems(config, items):
