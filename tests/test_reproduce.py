@@ -21,7 +21,10 @@ from keras_dlpa_paper.sweep import SweepOptions
 
 
 def _reproduce(tmp_path, *extra, epochs=2, cache):
-    env = dict(os.environ)
+    # On JAX, as on the GPU box: the resumed run reuses the first run's
+    # compiled steps (the session's JAX compilation cache, conftest.py).
+    # The harness on TensorFlow: the table8 and wheel-install tests.
+    env = dict(os.environ, KERAS_BACKEND="jax")
     env["KERAS_DLPA_CACHE"] = str(cache)  # the decoded archive
     env[DATA_ENV] = SHARED_DATA  # the archive through the environment
     env["PYTHONPATH"] = os.pathsep.join(
@@ -113,7 +116,7 @@ def test_selection_flags_name_the_grid_cells(capsys, flags, expected):
 def test_quick_table4_stops_resumes_skips_and_reports(tmp_path, cifar100_cache):
     # One epoch: complete for `--epochs 1`. One cell (`--methods dl2pa
     # --dims 50`): the other cells' runs go the same way (the GPU campaign
-    # rehearsal runs the whole 0.01 column, tests/test_gpu_campaign.py).
+    # rehearsal runs two more cells, tests/test_gpu_campaign.py).
     # (A passed deadline starts no run: test_run_safety.py.)
     cell = ("--methods", "dl2pa", "--dims", "50")
     one, _ = _reproduce(tmp_path, *cell, epochs=1, cache=cifar100_cache)
