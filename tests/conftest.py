@@ -13,6 +13,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# First on a subprocess' PYTHONPATH: `import tensorflow` fails there
+# (no_tensorflow/sitecustomize.py; KERAS_DLPA_BLOCK_IMPORTS refuses more).
+NO_TF = Path(__file__).with_name("no_tensorflow")
 SHARED_DATA = os.path.join(REPO_ROOT, "..", "shared", "data")
 # The CIFAR-10 JPEG training split (`train/<class>/*.jpg`, 50,000 images).
 CIFAR10_JPEG = Path(SHARED_DATA) / "cifar10-jpeg-train.tar.gz"
@@ -39,6 +42,24 @@ def cifar100_cache(tmp_path_factory, worker_id):
         fcntl.flock(lock, fcntl.LOCK_EX)
         assert len(load_image_folder(CIFAR100_PNG, cache_dir=folder)) == 50_000
     return folder
+
+
+def backend_env(backend="tensorflow", cache=None, **extra):
+    """The environment of a subprocess on Keras backend `backend`: a JAX or
+    PyTorch one cannot import TensorFlow, as where it is not installed, and
+    a PyTorch one not JAX either. `cache`: its `KERAS_DLPA_CACHE`."""
+    env = dict(os.environ, **extra)
+    env["KERAS_BACKEND"] = backend
+    paths = [REPO_ROOT]
+    if backend in ("jax", "torch"):
+        paths.insert(0, str(NO_TF))
+    if backend == "torch":
+        env["KERAS_DLPA_BLOCK_IMPORTS"] = "jax,jaxlib"
+    if cache is not None:
+        env["KERAS_DLPA_CACHE"] = str(cache)
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
 
 
 def free_ports(count: int) -> list[int]:

@@ -7,18 +7,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import backend_env
 from test_resume import WORKER
 from test_resume import _images
 from test_resume import _kill_when
 from test_resume import _manifest
 
-NO_TF = Path(__file__).with_name("no_tensorflow")
 RUN_FILES = (
     "config.json",
     "metrics.csv",
@@ -29,20 +27,6 @@ RUN_FILES = (
     "final_state.npz",
     "checkpoints/epoch-000002.json",
 )
-
-
-def _env(tmp_path, backend):
-    env = dict(os.environ)
-    env["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
-    env["KERAS_BACKEND"] = backend
-    paths = [str(REPO_ROOT)]
-    if backend in ("jax", "torch"):
-        paths.insert(0, str(NO_TF))  # TensorFlow cannot be imported
-    if backend == "torch":
-        env["KERAS_DLPA_BLOCK_IMPORTS"] = "jax,jaxlib"  # nor JAX
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
 
 
 def _args(images, out, *extra):
@@ -115,7 +99,7 @@ def start(images, tmp_path_factory):
     weights = tmp_path / "init.weights.h5"
     model.save_weights(weights)
     init = ("--init-weights", str(weights))
-    env = _env(tmp_path, "jax")
+    env = backend_env("jax", tmp_path / "cache")
     check = subprocess.run(
         [sys.executable, "-c", "import tensorflow"], env=env, text=True,
         capture_output=True,
@@ -131,7 +115,10 @@ def tf_run(images, start):
     """A TensorFlow run from `start`'s weights."""
     tmp_path, init, _, _ = start
     out = tmp_path / "tensorflow"
-    _run(_args(images, out, *init, "--no-report"), _env(tmp_path, "tensorflow"))
+    _run(
+        _args(images, out, *init, "--no-report"),
+        backend_env("tensorflow", tmp_path / "cache"),
+    )
     return out
 
 
@@ -142,7 +129,9 @@ def torch_run(images, start):
     pytest.importorskip("torch")
     tmp_path, init, _, _ = start
     full = tmp_path / "torch_full"
-    result = _run(_args(images, full, *init), _env(tmp_path, "torch"))
+    result = _run(
+        _args(images, full, *init), backend_env("torch", tmp_path / "cache")
+    )
     return full, result
 
 
@@ -170,7 +159,7 @@ def _predict_on(backend, tmp_path, x, *models):
     result = subprocess.run(
         [sys.executable, "-c", _PREDICT, str(images), str(out)]
         + [str(m) for m in models],
-        env=_env(tmp_path, backend),
+        env=backend_env(backend, tmp_path / "cache"),
         capture_output=True,
         text=True,
         timeout=600,
@@ -184,7 +173,7 @@ def _predict_on(backend, tmp_path, x, *models):
 @pytest.mark.large
 def test_recipe_on_jax_without_tensorflow_resumes_exactly(images, start):
     tmp_path, init, full, stdout = start
-    env = _env(tmp_path, "jax")
+    env = backend_env("jax", tmp_path / "cache")
     assert "Epoch 1/2" in stdout  # per-epoch progress lines
     for name in RUN_FILES:
         assert (full / name).is_file(), name
@@ -220,7 +209,7 @@ def test_tf_and_jax_from_the_same_weights_agree(start, tf_run):
 
 @pytest.mark.large
 def test_strategy_flag_maps_to_data_parallel_on_jax(images, tmp_path):
-    env = _env(tmp_path, "jax")
+    env = backend_env("jax", tmp_path / "cache")
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     out = tmp_path / "dp"
     args = _args(images, out, "--strategy", "mirrored", "--no-report")
@@ -247,7 +236,7 @@ def test_recipe_on_torch_without_tf_and_jax_resumes_exactly(
 ):
     tmp_path, init, _, _ = start
     full, result = torch_run
-    env = _env(tmp_path, "torch")
+    env = backend_env("torch", tmp_path / "cache")
     assert "Epoch 1/2" in result.stdout
     # grain's import-time probe of the JAX profiler is silenced.
     assert "jax profiler" not in result.stderr, result.stderr[-2000:]
@@ -323,7 +312,7 @@ def test_torch_refuses_strategy_and_export_with_one_line(
     """`--strategy mirrored` names the backends that can; `keras-dlpa
     export` names the TensorFlow backend it needs."""
     tmp_path, init, _, _ = start
-    env = _env(tmp_path, "torch")
+    env = backend_env("torch", tmp_path / "cache")
     args = _args(images, tmp_path / "torch_mirrored", "--strategy", "mirrored")
     export = ["-m", "keras_dlpa_cli", "export", str(torch_run[0])]
     for command, expected in (

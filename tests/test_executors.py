@@ -183,7 +183,7 @@ def test_device_executor_refuses_what_it_cannot_run():
 def test_device_executor_trains_as_grain_does_on_jax(tmp_path):
     """A recipe run on JAX (no TensorFlow) with the device executor ends
     with the grain run's weights, assignment, statistics and metrics."""
-    from test_backends import NO_TF
+    from conftest import NO_TF
     from test_resume import _args
     from test_resume import _assert_same_run
     from test_resume import _env

@@ -19,9 +19,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import NO_TF
 from conftest import REPO_ROOT
 from conftest import image_folder
-from test_backends import NO_TF
 
 GPU = Path(REPO_ROOT) / "benchmarks" / "gpu"
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+from conftest import backend_env
 from conftest import free_ports
 from test_streaming import FULL
-from test_streaming import _env
 from test_streaming import _jpegs
 
 from keras_dlpa.data import Augmentation
@@ -85,7 +85,7 @@ def test_one_host_training_input_is_the_whole_batch():
 
 
 def test_jax_multiworker_without_a_cluster_is_a_clear_error(tmp_path):
-    env = _env(tmp_path, "jax")
+    env = backend_env("jax", tmp_path / "cache")
     for name in list(env):
         if name.startswith(("KERAS_DISTRIBUTION_", "JAX_COORDINATOR")):
             del env[name]
@@ -236,7 +236,7 @@ def _launch(tmp_path, backend, script, args):
     with the output of any process that did not write its result.
     """
     ports = free_ports(2)
-    base = _env(tmp_path, backend)
+    base = backend_env(backend, tmp_path / "cache")
     jobs = {}
     for name in ("ref", "w0", "w1"):
         env = dict(base)

@@ -20,9 +20,9 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import NO_TF
 from conftest import REPO_ROOT
 
-NO_TF = Path(__file__).with_name("no_tensorflow")
 PACKAGES = ("keras_dlpa", "keras_dlpa_cli", "keras_dlpa_serving")
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import NO_TF
+from conftest import backend_env
 from PIL import Image
 
 import keras_dlpa
@@ -26,7 +28,6 @@ from keras_dlpa.models import PerChannelNormalization
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PREDICT_SCRIPT = REPO_ROOT / "export" / "onnx_predict.py"
-NO_TF = Path(__file__).with_name("no_tensorflow")
 NAMES = ["ant", "bee", "cat", "dog"]
 BLOCKER = """
 import importlib.abc, runpy, sys
@@ -270,8 +271,7 @@ def test_predict_keras_model_on_jax_without_tensorflow(setup, tmp_path):
         backbone, 4, method="static", prototypes=prototypes
     )
     model.save(tmp_path / "static.keras")
-    env = dict(os.environ, KERAS_BACKEND="jax")
-    env["PYTHONPATH"] = os.pathsep.join([str(NO_TF), str(REPO_ROOT)])
+    env = backend_env("jax")
     image = setup["paths"][0]
     proc = subprocess.run(
         [sys.executable, "-m", "keras_dlpa_cli", "predict"]

@@ -1,7 +1,6 @@
 """Streamed (ImageNet-style) input: sources, plans, executors, recipes."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+from conftest import backend_env
 from PIL import Image
 
 from keras_dlpa.data.eval_batches import EvalBatches
@@ -30,7 +30,6 @@ from keras_dlpa.data.streaming import grain_stream_dataset
 from keras_dlpa.training.config import flat_config
 
 RECIPES = Path(REPO_ROOT) / "recipes"
-NO_TF = Path(__file__).with_name("no_tensorflow")
 FULL = StreamAugmentation(
     32,
     auto_augment="trivial",
@@ -180,18 +179,6 @@ def test_executors_and_resume_slices_give_identical_batches(images):
     assert len(evaluation) == 3 and evaluation[2][0].shape == (8, 32, 32, 3)
 
 
-def _env(tmp_path, backend="tensorflow"):
-    env = dict(os.environ)
-    env["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
-    env["KERAS_BACKEND"] = backend
-    paths = [str(REPO_ROOT)]
-    if backend == "jax":
-        paths.insert(0, str(NO_TF))  # TensorFlow cannot be imported
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
-
-
 def _recipe(name, args, env, timeout=300):
     result = subprocess.run(
         [sys.executable, str(RECIPES / f"{name}.py"), *args],
@@ -232,7 +219,7 @@ def test_imagenet_lt_quick_list_file_with_worker_processes(images, tmp_path):
         "--val-fraction", "0.25", "--verbose", "1", "--out", str(out),
         "--test-list", str(tmp_path / "train.txt"),
     ]  # fmt: skip
-    result = _recipe("imagenet_lt", args, _env(tmp_path))
+    result = _recipe("imagenet_lt", args, backend_env(cache=tmp_path / "cache"))
     assert "1/3" in result.stdout  # progress from the first batch
     config, evaluation = _done(out, 4)
     assert len(evaluation["test"]["last"]["per_class_accuracy"]) == 4
@@ -251,7 +238,7 @@ def test_imagenet200_option_on_jax_without_tensorflow(images, tmp_path):
         "--batch-size", "8", "--workers", "0", "--verbose", "0",
         "--out", str(out), "--test-dir", str(images),
     ]  # fmt: skip
-    _recipe("imagenet", args, _env(tmp_path, "jax"))
+    _recipe("imagenet", args, backend_env("jax", tmp_path / "cache"))
     config, evaluation = _done(out, 3)
     assert config["class_names"] == ["n0000", "n0001", "n0002"]
     assert config["backend"] == "jax" and "tensorflow_version" not in config
@@ -265,7 +252,7 @@ def test_finetune_quick_pretrained_backbone(images, tmp_path):
         "--image-size", "32", "--batch-size", "8", "--workers", "0",
         "--verbose", "0", "--out", str(out),
     ]  # fmt: skip
-    _recipe("finetune", args, _env(tmp_path))
+    _recipe("finetune", args, backend_env(cache=tmp_path / "cache"))
     config, _ = _done(out, 4)
     assert config["backbone"] == "mobilenetv3small"
     assert config["freeze_epochs"] == 1 and config["trunk_lr_scale"] == 0.1
@@ -280,7 +267,7 @@ def _final(out):
 
 
 def test_killed_streaming_run_resumes_exactly(images, tmp_path):
-    env = _env(tmp_path)
+    env = backend_env(cache=tmp_path / "cache")
 
     def args(out):
         return [

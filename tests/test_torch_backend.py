@@ -6,15 +6,13 @@ interpreter. The recipe runs on torch (resume, `.keras` round trips across
 backends, export) are in tests/test_backends.py.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
-
-NO_TF = Path(__file__).with_name("no_tensorflow")
+from conftest import backend_env
 
 # The core objects' files (`-m core`): the layer, the loss, the statistics,
 # the callback, the classifier, mixed precision, the argument checks, the
@@ -41,16 +39,6 @@ CORE_FILES = (
 # this CPU, too slow for the suite. Those cases were run by hand (the label
 # checks raise under it too); recipes leave it off on torch ("auto").
 DESELECT = "not xla"
-
-
-def torch_env(**extra):
-    """The environment of a torch-backend process without TF and JAX."""
-    env = dict(os.environ, **extra)
-    env["KERAS_BACKEND"] = "torch"
-    env["KERAS_DLPA_BLOCK_IMPORTS"] = "jax,jaxlib"
-    env["PYTHONPATH"] = os.pathsep.join([str(NO_TF), str(REPO_ROOT)])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
 
 
 # Run first in the pytest process: TensorFlow and JAX are refused (as if
@@ -82,7 +70,7 @@ def test_core_objects_pass_on_torch_without_tensorflow_and_jax():
         [sys.executable, "-c", _CHECK_THEN_PYTEST, *options]
         + ["-m", "core", "-k", DESELECT, *files],
         cwd=REPO_ROOT,
-        env=torch_env(),
+        env=backend_env("torch"),
         capture_output=True,
         text=True,
         timeout=900,
