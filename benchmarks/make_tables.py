@@ -639,6 +639,7 @@ TABLES = {
     ),
     "train_step_bar": (B, train_step_bar, TS),
     "bench_train_step_backends": (B, one(train_step_backends)),
+    "bench_train_step_backends_resnet32": (B, one(train_step_backends)),
     "prototypes_quiet": (B, one(prototypes)),
     "prototypes_10k_curve_quiet": (B, one(prototypes_curve)),
     "prototypes": (B, one(prototypes)),
