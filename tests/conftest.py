@@ -6,13 +6,13 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Small matrices: multithreaded BLAS is slower and less reproducible.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-JAX_CACHE = "JAX_COMPILATION_CACHE_DIR"
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JAX_CACHE = "JAX_COMPILATION_CACHE_DIR"
 # First on a subprocess' PYTHONPATH: `import tensorflow` fails there
 # (no_tensorflow/sitecustomize.py; KERAS_DLPA_BLOCK_IMPORTS refuses more).
 NO_TF = Path(__file__).with_name("no_tensorflow")
@@ -161,15 +161,17 @@ def pytest_configure(config):
     """One JAX compilation cache for the session's JAX processes: the
     recipe runs, kill/resume runs and workers compile the same train steps
     and initialisers (one initialiser compiles in up to 2 s on CPU). Set
-    by the controller; xdist workers and subprocesses inherit it."""
-    if hasattr(config, "workerinput") or JAX_CACHE in os.environ:
+    by the controller; xdist workers and subprocesses inherit it. A
+    `JAX_COMPILATION_CACHE_DIR` set beforehand is used and kept."""
+    if hasattr(config, "workerinput"):
         return
-    import tempfile
-
-    config._jax_cache = tempfile.mkdtemp(prefix="keras-dlpa-jax-cache-")
-    os.environ[JAX_CACHE] = config._jax_cache
     # Cache every compilation, not only those over a second.
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    if JAX_CACHE not in os.environ:
+        import tempfile
+
+        config._jax_cache = tempfile.mkdtemp(prefix="keras-dlpa-jax-cache-")
+        os.environ[JAX_CACHE] = config._jax_cache
 
 
 def pytest_unconfigure(config):
@@ -179,7 +181,6 @@ def pytest_unconfigure(config):
 
         shutil.rmtree(folder, ignore_errors=True)
         os.environ.pop(JAX_CACHE, None)
-        os.environ.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", None)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -138,7 +138,6 @@ def torch_run(images, start):
 _PREDICT = """
 import sys
 import keras
-import keras
 import numpy as np
 import keras_dlpa  # registers the classes of model.keras
 images, out, *models = sys.argv[1:]

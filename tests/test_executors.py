@@ -1,7 +1,6 @@
 """The epoch plan and its executors (tf.data, grain and device)."""
 
 import json
-import os
 
 import keras
 import numpy as np
@@ -183,16 +182,14 @@ def test_device_executor_refuses_what_it_cannot_run():
 def test_device_executor_trains_as_grain_does_on_jax(tmp_path):
     """A recipe run on JAX (no TensorFlow) with the device executor ends
     with the grain run's weights, assignment, statistics and metrics."""
-    from conftest import NO_TF
+    from conftest import backend_env
     from test_resume import _args
     from test_resume import _assert_same_run
-    from test_resume import _env
     from test_resume import _images
     from test_resume import _run
 
     images = _images(tmp_path / "images")
-    env = _env(tmp_path, KERAS_BACKEND="jax")
-    env["PYTHONPATH"] = os.pathsep.join([str(NO_TF), env["PYTHONPATH"]])
+    env = backend_env("jax", tmp_path / "cache")
     for executor in ("grain", "device"):
         out = tmp_path / executor
         args = _args(images, out, "--executor", executor, "--verbose", "2")

@@ -2,14 +2,13 @@
 stopped by a deadline, resumed, skipped once complete, and its report."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
 from conftest import SHARED_DATA
+from conftest import backend_env
 
 from keras_dlpa.training.config import flat_config
 from keras_dlpa_paper.grids import GRIDS
@@ -24,13 +23,8 @@ def _reproduce(tmp_path, *extra, epochs=2, cache):
     # On JAX, as on the GPU box: the resumed run reuses the first run's
     # compiled steps (the session's JAX compilation cache, conftest.py).
     # The harness on TensorFlow: the table8 and wheel-install tests.
-    env = dict(os.environ, KERAS_BACKEND="jax")
-    env["KERAS_DLPA_CACHE"] = str(cache)  # the decoded archive
-    env[DATA_ENV] = SHARED_DATA  # the archive through the environment
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT), env.get("PYTHONPATH", "")]
-    )
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # `cache` holds the decoded archive, named through the environment.
+    env = backend_env("jax", cache, **{DATA_ENV: SHARED_DATA})
     command = [
         sys.executable, "-m", "keras_dlpa", "reproduce", "--grid", "table4",
         "--quick", "--parallel", "2", "--epochs", str(epochs),

@@ -9,7 +9,6 @@ or repeated.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import backend_env
 from PIL import Image
 
 from keras_dlpa.training.checkpoint import SLOW_WRITE_ENV
@@ -54,14 +53,8 @@ def _args(images, out, *extra):
 
 
 def _env(tmp_path, **extra):
-    env = dict(os.environ)
-    env["KERAS_DLPA_CACHE"] = str(tmp_path / "cache")
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT), env.get("PYTHONPATH", "")]
-    )
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env.update(extra)
-    return env
+    """A TensorFlow subprocess' environment, its cache under `tmp_path`."""
+    return backend_env(cache=tmp_path / "cache", **extra)
 
 
 def _run(args, env, timeout=600):
