@@ -33,7 +33,8 @@ _PACKAGES = (
 )
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (`/proc/cpuinfo`), as recorded by `machine_info`."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -64,7 +65,7 @@ def machine_info() -> dict:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "hostname": platform.node(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),

@@ -617,6 +617,7 @@ TS = "train_step_*.json"
 TABLES = {
     "quickstart": (R, one(quickstart, methods=("dl2pa",))),
     "quickstart_methods": (R, one(quickstart), ["quickstart.json"]),
+    "quickstart_amd_epyc": (R, one(quickstart)),
     "fig4a_cpu": (R, one(fig4a_cpu)),
     "budget_cpu_selection": (R, one(budget_selection), ["budget_cpu.json"]),
     "budget_cpu": (R, one(budget_curve)),

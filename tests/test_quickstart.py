@@ -13,12 +13,30 @@ from conftest import CIFAR10_JPEG
 from conftest import REPO_ROOT
 
 RESULTS = Path(REPO_ROOT) / "benchmarks" / "results"
+sys.path.insert(0, str(Path(REPO_ROOT) / "benchmarks"))
+from _common import cpu_model  # noqa: E402
 
-
-# Seeded and deterministic on one machine; a CPU with other vector units
-# rounds differently (the issue's machine printed 23.67, ours 24.17 from
-# the same commit), so allow 6 of the 600 validation images (1 point).
+# Seeded and deterministic on one machine, but another CPU model rounds
+# differently and the 10 epochs amplify it: from the same commit an
+# Intel Xeon gave last/best top-1 24.17/25.67 (quickstart.json) and an
+# AMD EPYC 26.17/26.17 (quickstart_amd_epyc.json). Against the file
+# measured on this CPU model: 6 of the 600 validation images (1 point; the
+# issue's Xeon printed 23.67 against 24.17). Against another CPU's file:
+# 30 images (5 points).
 TOLERANCE = 6 / 600
+OTHER_CPU_TOLERANCE = 30 / 600
+
+
+def published_row(method: str) -> tuple[dict, str, float]:
+    """The `quickstart*.json` row of `method` measured on this CPU model
+    (else the README's `quickstart.json`), its file and the tolerance."""
+    files = sorted(RESULTS.glob("quickstart*.json"))
+    data = {f.name: json.loads(f.read_text()) for f in files}
+    same = [n for n, d in data.items() if d["machine"]["cpu"] == cpu_model()]
+    name = (same + ["quickstart.json"])[0]
+    tolerance = TOLERANCE if same else OTHER_CPU_TOLERANCE
+    (row,) = [r for r in data[name]["rows"] if r["method"] == method]
+    return row, name, tolerance
 
 
 @pytest.mark.large
@@ -48,16 +66,15 @@ def test_quickstart_reproduces_its_published_numbers(tmp_path):
     assert config["model"]["dim"] == 4 and config["model"]["method"] == "dl2pa"
     metrics = json.loads((out / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics] == list(range(10))
-    published = json.loads((RESULTS / "quickstart.json").read_text())
-    (row,) = [r for r in published["rows"] if r["method"] == "dl2pa"]
+    row, name, tolerance = published_row("dl2pa")
     evaluation = json.loads((out / "evaluation.json").read_text())
     for part in ("last", "best"):
         got, shown = evaluation[part]["top1"], row[f"{part}_top1"]
-        assert abs(got - shown) <= TOLERANCE, (
-            f"{part} top-1 {got:.4f} but quickstart.json (the README) says "
-            f"{shown:.4f}: rerun `python benchmarks/bench_quickstart.py "
-            "--out benchmarks/results/quickstart.json` and "
-            "`python benchmarks/make_tables.py`."
+        assert abs(got - shown) <= tolerance, (
+            f"{part} top-1 {got:.4f} but {name} (the README) says "
+            f"{shown:.4f} (CPU {cpu_model()!r}): rerun `python "
+            f"benchmarks/bench_quickstart.py --out benchmarks/results/{name}`"
+            " and `python benchmarks/make_tables.py`."
         )
     assert "assignment_changed" in metrics[0]
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
