@@ -23,25 +23,45 @@ CIFAR10_JPEG = Path(SHARED_DATA) / "cifar10-jpeg-train.tar.gz"
 CIFAR100_PNG = Path(SHARED_DATA) / "cifar100-png-train.tar.gz"
 
 
-@pytest.fixture(scope="session")
-def cifar100_cache(tmp_path_factory, worker_id):
-    """A `KERAS_DLPA_CACHE` folder holding the decoded CIFAR-100 archive,
-    shared by the tests of every xdist worker of the session: its 50,000
-    PNGs are decoded once (about 17 s), under a file lock."""
+def _decoded_archive(tmp_path_factory, worker_id, archive, name):
+    """A `KERAS_DLPA_CACHE` folder holding `archive` decoded (the library's
+    own cache layout), shared by the tests of every xdist worker of the
+    session: decoded once, under a file lock."""
     import fcntl
 
     from keras_dlpa.data import load_image_folder
 
-    assert CIFAR100_PNG.is_file(), f"shared data missing: {CIFAR100_PNG}"
+    assert archive.is_file(), f"shared data missing: {archive}"
     root = tmp_path_factory.getbasetemp()
     if worker_id != "master":  # the workers' temp folders share a parent
         root = root.parent
-    folder = root / "cifar100-cache"
+    folder = root / name
     folder.mkdir(exist_ok=True)
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        assert len(load_image_folder(CIFAR100_PNG, cache_dir=folder)) == 50_000
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("KERAS_DLPA_CACHE", str(folder))
+            data = load_image_folder(archive)
+    assert len(data) == 50_000
     return folder
+
+
+@pytest.fixture(scope="session")
+def cifar100_cache(tmp_path_factory, worker_id):
+    """A `KERAS_DLPA_CACHE` folder holding the decoded CIFAR-100 archive
+    (its 50,000 PNGs decode in about 17 s)."""
+    return _decoded_archive(
+        tmp_path_factory, worker_id, CIFAR100_PNG, "cifar100-cache"
+    )
+
+
+@pytest.fixture(scope="session")
+def cifar10_cache(tmp_path_factory, worker_id):
+    """A `KERAS_DLPA_CACHE` folder holding the decoded CIFAR-10 archive
+    (its 50,000 JPEGs decode in about 20 s)."""
+    return _decoded_archive(
+        tmp_path_factory, worker_id, CIFAR10_JPEG, "cifar10-cache"
+    )
 
 
 def backend_env(backend="tensorflow", cache=None, **extra):

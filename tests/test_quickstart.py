@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CIFAR10_JPEG
 from conftest import REPO_ROOT
 
 RESULTS = Path(REPO_ROOT) / "benchmarks" / "results"
@@ -40,9 +39,7 @@ def published_row(method: str) -> tuple[dict, str, float]:
 
 
 @pytest.mark.large
-def test_quickstart_reproduces_its_published_numbers(tmp_path):
-    archive = str(CIFAR10_JPEG)
-    assert os.path.isfile(archive), f"shared data missing: {archive}"
+def test_quickstart_reproduces_its_published_numbers(tmp_path, cifar10_cache):
     out = tmp_path / "quick"
     # The README's command (defaults: dl2pa, 10 epochs, 600 per class).
     result = subprocess.run(
@@ -55,7 +52,12 @@ def test_quickstart_reproduces_its_published_numbers(tmp_path):
             "--no-export",
         ],
         cwd=REPO_ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        # The archive decoded once for the session (conftest.py).
+        env=dict(
+            os.environ,
+            TF_CPP_MIN_LOG_LEVEL="2",
+            KERAS_DLPA_CACHE=str(cifar10_cache),
+        ),
         capture_output=True,
         text=True,
         timeout=600,
