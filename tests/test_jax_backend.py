@@ -35,4 +35,3 @@ def test_core_suite_passes_on_jax():
     summary = result.stdout.strip().splitlines()[-1:] or ["<no output>"]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in summary[0], summary
-
