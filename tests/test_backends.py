@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import backend_env
+from conftest import xla_flags
 from test_resume import WORKER
 from test_resume import _images
 from test_resume import _kill_when
@@ -209,7 +210,7 @@ def test_tf_and_jax_from_the_same_weights_agree(start, tf_run):
 @pytest.mark.large
 def test_strategy_flag_maps_to_data_parallel_on_jax(images, tmp_path):
     env = backend_env("jax", tmp_path / "cache")
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["XLA_FLAGS"] = xla_flags("--xla_force_host_platform_device_count=2")
     out = tmp_path / "dp"
     args = _args(images, out, "--strategy", "mirrored", "--no-report")
     args[args.index("--epochs") + 1] = "1"

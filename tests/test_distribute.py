@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 from conftest import free_ports
+from conftest import xla_flags
 
 from keras_dlpa.training import _tf_strategy
 from keras_dlpa.training.distribution import check_global_batch
@@ -86,7 +87,7 @@ def runs(tmp_path_factory):
         "jax_data_parallel.py",
         tmp / "j2.npz",
         KERAS_BACKEND="jax",
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        XLA_FLAGS=xla_flags("--xla_force_host_platform_device_count=2"),
     )
     files = {  # result: (the job that writes it, its file)
         "mirrored2": ("mirrored2", "m2.npz"),

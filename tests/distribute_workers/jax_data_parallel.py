@@ -14,9 +14,10 @@ parser.add_argument("out")
 parser.add_argument("--devices", type=int, default=2)
 ARGS = parser.parse_args()
 os.environ["KERAS_BACKEND"] = "jax"
-os.environ["XLA_FLAGS"] = (
-    f"--xla_force_host_platform_device_count={ARGS.devices}"
-)
+os.environ["XLA_FLAGS"] = " ".join([  # the session's flags kept
+    os.environ.get("XLA_FLAGS", ""),
+    f"--xla_force_host_platform_device_count={ARGS.devices}",
+]).strip()  # fmt: skip
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(os.path.dirname(HERE))]
