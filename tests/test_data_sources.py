@@ -133,12 +133,11 @@ def test_image_folder_errors(tmp_path):
 
 
 @pytest.mark.large
-def test_real_cifar10_jpeg_archive(cifar10_cache):
+def test_real_cifar10_jpeg_archive(cifar10_cache, monkeypatch):
     # Decoded by the fixture (shared with the quickstart test); read back
     # here from its cache.
-    data = load_image_folder(
-        CIFAR10_JPEG, cache_dir=cifar10_cache / "image_folder"
-    )
+    monkeypatch.setenv("KERAS_DLPA_CACHE", str(cifar10_cache))
+    data = load_image_folder(CIFAR10_JPEG)
     assert data.images.shape == (50000, 32, 32, 3)
     assert data.class_names == CIFAR10_NAMES
     np.testing.assert_array_equal(data.class_counts(), [5000] * 10)
